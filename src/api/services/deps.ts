@@ -1,0 +1,28 @@
+import type { HandlerContext } from '@connectrpc/connect';
+import type { Kysely } from 'kysely';
+import type { Principal, TokenService } from '../../auth/tokens.js';
+import type { Config } from '../../config/config.js';
+import { unauthenticated } from '../../domain/errors.js';
+import type { Logger } from '../../log.js';
+import type { Database } from '../../store/schema.js';
+import { principalKey } from '../context.js';
+
+/** What handlers need; built once per process. */
+export interface ServiceDeps {
+  config: Config;
+  db: Kysely<Database>;
+  tokens: TokenService;
+  log: Logger;
+}
+
+/** The verified caller of a handler that requires one. */
+export function callerOf(ctx: HandlerContext): Principal {
+  const p = ctx.values.get(principalKey);
+  if (!p) throw unauthenticated('this call needs a Bearer access token');
+  return p;
+}
+
+/** True when the caller may act on any organization. */
+export function isInstanceAdmin(p: Principal | undefined): boolean {
+  return p?.roles.has('instance_admin') ?? false;
+}

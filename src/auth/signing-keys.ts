@@ -1,0 +1,36 @@
+import { createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, type KeyObject } from 'node:crypto';
+import type { Kysely } from 'kysely';
+import type { Database } from '../store/schema.js';
+
+/** A signing key, parsed once into KeyObjects. */
+export interface SigningKey {
+  kid: string;
+  privateKey: KeyObject;
+  publicKey: KeyObject;
+  publicJwk: Record<string, unknown>;
+  createdAt: Date;
+}
+
+/** Creates a new ES256 key and stores it; it becomes the key new tokens are signed with. */
+export async function addSigningKey(db: Kysely<Database>): Promise<string> {
+  const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const kid = randomBytes(12).toString('base64url');
+  const publicJwk = { ...publicKey.export({ format: 'jwk' }), kid, alg: 'ES256', use: 'sig' };
+  await db
+    .insertInto('signing_keys')
+    .values({ kid, private_jwk: JSON.stringify(privateKey.export({ format: 'jwk' })), public_jwk: JSON.stringify(publicJwk), created_at: new Date() })
+    .execute();
+  return kid;
+}
+
+/** Every stored key, newest first. */
+export async function loadSigningKeys(db: Kysely<Database>): Promise<SigningKey[]> {
+  const rows = await db.selectFrom('signing_keys').selectAll().orderBy('created_at', 'desc').orderBy('kid').execute();
+  return rows.map((r) => ({
+    kid: r.kid,
+    privateKey: createPrivateKey({ key: r.private_jwk as any, format: 'jwk' }),
+    publicKey: createPublicKey({ key: r.public_jwk as any, format: 'jwk' }),
+    publicJwk: r.public_jwk,
+    createdAt: r.created_at,
+  }));
+}

@@ -1,0 +1,131 @@
+import { randomUUID, type KeyObject } from 'node:crypto';
+import { SignJWT, errors as joseErrors, jwtVerify, type JWTPayload } from 'jose';
+import type { Kysely } from 'kysely';
+import { unauthenticated } from '../domain/errors.js';
+import type { Database } from '../store/schema.js';
+import { loadSigningKeys, type SigningKey } from './signing-keys.js';
+
+export type Role = 'instance_admin' | 'org_admin';
+export const ROLES: readonly Role[] = ['instance_admin', 'org_admin'];
+
+/** Who is calling, from a verified access token. */
+export interface Principal {
+  subject: string;
+  orgId: string;
+  roles: ReadonlySet<Role>;
+  sessionId: string | undefined;
+  tokenId: string;
+  expiresAt: Date;
+}
+
+export interface TokenClaims {
+  subject: string;
+  orgId: string;
+  roles?: Role[];
+  sessionId?: string;
+  ttlSeconds: number;
+}
+
+export interface TokenService {
+  /** Signs an access token with the newest key. */
+  issue(claims: TokenClaims): Promise<{ token: string; expiresAt: Date; tokenId: string }>;
+  /** Verifies signature, key id, issuer, audience and expiry. */
+  verify(token: string): Promise<Principal>;
+  /** The public keys, for /.well-known/jwks.json. */
+  jwks(): Promise<{ keys: Record<string, unknown>[] }>;
+  /** Re-reads the keys from the database (after a rotation elsewhere). */
+  reload(): Promise<void>;
+  close(): void;
+}
+
+export interface TokenServiceOptions {
+  issuer: string;
+  audience: string;
+  /** How often keys are re-read so a rotation by another instance takes effect. */
+  refreshSeconds?: number;
+}
+
+/**
+ * Signs and verifies ES256 access tokens with keys kept in the database. Keys are parsed once into
+ * KeyObjects; an unknown `kid` triggers one reload (a rotation elsewhere), at most once a second.
+ */
+export async function createTokenService(db: Kysely<Database>, options: TokenServiceOptions): Promise<TokenService> {
+  let keys: SigningKey[] = [];
+  let byKid = new Map<string, KeyObject>();
+  let lastReload = 0;
+  const reload = async () => {
+    keys = await loadSigningKeys(db);
+    byKid = new Map(keys.map((k) => [k.kid, k.publicKey]));
+    lastReload = Date.now();
+  };
+  await reload();
+  const timer = setInterval(() => reload().catch(() => {}), (options.refreshSeconds ?? 60) * 1000);
+  timer.unref();
+
+  const keyFor = async (kid: string | undefined): Promise<KeyObject> => {
+    if (!kid) throw unauthenticated('token has no key id');
+    let key = byKid.get(kid);
+    if (!key && Date.now() - lastReload > 1000) {
+      await reload();
+      key = byKid.get(kid);
+    }
+    if (!key) throw unauthenticated('token signed by an unknown key');
+    return key;
+  };
+
+  return {
+    async issue(claims) {
+      const active = keys[0];
+      if (!active) throw new Error('no signing key');
+      const tokenId = randomUUID();
+      const now = Math.floor(Date.now() / 1000);
+      const exp = now + claims.ttlSeconds;
+      const payload: JWTPayload = { org: claims.orgId };
+      if (claims.roles?.length) payload.roles = claims.roles;
+      if (claims.sessionId) payload.sid = claims.sessionId;
+      const token = await new SignJWT(payload)
+        .setProtectedHeader({ alg: 'ES256', kid: active.kid, typ: 'JWT' })
+        .setIssuer(options.issuer)
+        .setAudience(options.audience)
+        .setSubject(claims.subject)
+        .setIssuedAt(now)
+        .setExpirationTime(exp)
+        .setJti(tokenId)
+        .sign(active.privateKey);
+      return { token, expiresAt: new Date(exp * 1000), tokenId };
+    },
+
+    async verify(token) {
+      let payload: JWTPayload;
+      try {
+        ({ payload } = await jwtVerify(token, (header) => keyFor(header.kid), {
+          issuer: options.issuer,
+          audience: options.audience,
+          algorithms: ['ES256'],
+          requiredClaims: ['sub', 'exp', 'jti'],
+        }));
+      } catch (err) {
+        if (err instanceof joseErrors.JWTExpired) throw unauthenticated('token expired');
+        if (err instanceof joseErrors.JOSEError) throw unauthenticated('invalid token');
+        throw err;
+      }
+      const roles = Array.isArray(payload.roles) ? payload.roles.filter((r): r is Role => ROLES.includes(r as Role)) : [];
+      if (typeof payload.org !== 'string') throw unauthenticated('token has no organization');
+      return {
+        subject: payload.sub!,
+        orgId: payload.org,
+        roles: new Set(roles),
+        sessionId: typeof payload.sid === 'string' ? payload.sid : undefined,
+        tokenId: payload.jti!,
+        expiresAt: new Date(payload.exp! * 1000),
+      };
+    },
+
+    async jwks() {
+      return { keys: keys.map((k) => k.publicJwk) };
+    },
+
+    reload,
+    close: () => clearInterval(timer),
+  };
+}

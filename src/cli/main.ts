@@ -1,0 +1,128 @@
+import { loadConfig, parseDuration, ConfigError, type Config } from '../config/config.js';
+import { mintAdminToken, rotateSigningKey } from '../domain/admin.js';
+import { DomainError } from '../domain/errors.js';
+import { createTokenService } from '../auth/tokens.js';
+import { bootstrap } from '../domain/bootstrap.js';
+import { createLogger } from '../log.js';
+import { openStore, type Store } from '../store/db.js';
+import { migrateToLatest } from '../store/migrate.js';
+import { askAdminSocket, startAdminSocket } from '../server/admin-socket.js';
+import { createApp } from '../server/app.js';
+import { DataDirBusyError, lockDataDir } from '../server/data-dir-lock.js';
+import { listen } from '../server/listen.js';
+import { parseArgs, takeFlags } from './args.js';
+
+const USAGE = `usage: passkeyd <command> [options]
+
+commands:
+  serve                      run the service (default)
+  migrate                    apply database migrations and first-start set-up, then exit
+  admin token --role instance_admin|org_admin [--org ID] [--user ID] [--ttl 1h]
+                             print an admin access token (only the token, on stdout)
+  admin keys rotate          add a new signing key; older tokens stay valid until they expire
+
+Every setting is an environment variable or a flag (see the README), e.g. --port 8080 --database-url postgres://...`;
+
+/** Opens the store for a one-shot command, holding the PGlite lock while it runs. */
+async function withStore<T>(config: Config, fn: (store: Store) => Promise<T>): Promise<T> {
+  const unlock = config.databaseUrl ? () => {} : lockDataDir(config.dataDir);
+  const store = await openStore({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
+  try {
+    await migrateToLatest(store.db);
+    await bootstrap(store.db);
+    return await fn(store);
+  } finally {
+    await store.close();
+    unlock();
+  }
+}
+
+/**
+ * Runs an admin command. With PGlite the running server (if any) owns the data directory, so it is asked
+ * over its local socket; otherwise the database is opened directly.
+ */
+async function admin(config: Config, words: string[], flags: Record<string, string>): Promise<string> {
+  const [what, sub] = words;
+  if (what === 'token') {
+    const opts = takeFlags(flags, ['role', 'org', 'user', 'ttl']);
+    const cfg = loadConfig(flags);
+    if (!opts.role) throw new ConfigError('admin token needs --role instance_admin|org_admin');
+    const request = { role: opts.role, org: opts.org, user: opts.user, ttlSeconds: opts.ttl ? parseDuration(opts.ttl) : undefined };
+    if (!cfg.databaseUrl) {
+      const answer = await askAdminSocket(cfg.dataDir, '/token', request);
+      if (answer !== undefined) return answer;
+    }
+    return withStore(cfg, async (store) => {
+      const tokens = await createTokenService(store.db, { issuer: cfg.issuer, audience: cfg.audience });
+      try {
+        return await mintAdminToken(store.db, tokens, request);
+      } finally {
+        tokens.close();
+      }
+    });
+  }
+  if (what === 'keys' && sub === 'rotate') {
+    if (!config.databaseUrl) {
+      const answer = await askAdminSocket(config.dataDir, '/keys/rotate', {});
+      if (answer !== undefined) return answer;
+    }
+    return withStore(config, async (store) => {
+      const tokens = await createTokenService(store.db, { issuer: config.issuer, audience: config.audience });
+      try {
+        return await rotateSigningKey(store.db, tokens);
+      } finally {
+        tokens.close();
+      }
+    });
+  }
+  throw new ConfigError(`unknown admin command "${words.join(' ')}"\n\n${USAGE}`);
+}
+
+async function serve(config: Config): Promise<void> {
+  const log = createLogger(config.logLevel);
+  const unlock = config.databaseUrl ? () => {} : lockDataDir(config.dataDir);
+  const app = await createApp(config, { log });
+  const closeSocket = config.databaseUrl ? async () => {} : await startAdminSocket(app);
+  const server = await listen(app);
+  const stop = async (signal: string) => {
+    log.info({ signal }, 'shutting down');
+    await closeSocket();
+    await server.close();
+    unlock();
+    process.exit(0);
+  };
+  process.once('SIGTERM', () => void stop('SIGTERM'));
+  process.once('SIGINT', () => void stop('SIGINT'));
+}
+
+async function main(argv: string[]): Promise<void> {
+  const { words, flags } = parseArgs(argv);
+  const [command = 'serve', ...rest] = words;
+  if (flags.help || command === 'help') {
+    process.stdout.write(`${USAGE}\n`);
+    return;
+  }
+  switch (command) {
+    case 'serve':
+      return serve(loadConfig(flags));
+    case 'migrate': {
+      const config = loadConfig(flags);
+      const applied = await withStore(config, async () => []);
+      process.stderr.write(`migrations up to date${applied.length ? '' : ''}\n`);
+      return;
+    }
+    case 'admin': {
+      const config = rest[0] === 'token' ? loadConfig({}) : loadConfig(flags);
+      process.stdout.write(`${await admin(config, rest, flags)}\n`);
+      return;
+    }
+    default:
+      throw new ConfigError(`unknown command "${command}"\n\n${USAGE}`);
+  }
+}
+
+main(process.argv.slice(2)).catch((err) => {
+  const known = err instanceof ConfigError || err instanceof DomainError || err instanceof DataDirBusyError;
+  process.stderr.write(`passkeyd: ${known ? err.message : (err as Error).stack ?? String(err)}\n`);
+  process.exit(known ? 2 : 1);
+});

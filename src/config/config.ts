@@ -1,0 +1,156 @@
+/** Service configuration: flags win over environment variables, which win over defaults. */
+export interface Config {
+  port: number;
+  host: string;
+  /** Separate HTTP/2-cleartext port; 0 = serve gRPC on the main port (the default). */
+  grpcPort: number;
+  databaseUrl: string | undefined;
+  dataDir: string;
+  rpIds: string[];
+  rpName: string;
+  origins: string[];
+  issuer: string;
+  audience: string;
+  tokenTtlSeconds: number;
+  challengeTtlSeconds: number;
+  sessionTtlSeconds: number;
+  registrationCodeTtlSeconds: number;
+  attestation: 'none' | 'indirect' | 'direct' | 'enterprise';
+  userVerification: 'required' | 'preferred' | 'discouraged';
+  signCountPolicy: 'reject' | 'log';
+  logLevel: string;
+  tlsCert: string | undefined;
+  tlsKey: string | undefined;
+  workers: number;
+  shutdownGraceSeconds: number;
+  linkWebhookUrl: string | undefined;
+  rateLimitPerMinute: number;
+  availabilityRateLimitPerMinute: number;
+  availabilityMinLatencyMs: number;
+}
+
+/** One configuration setting: its variable, flag and parser. */
+interface Setting<K extends keyof Config> {
+  key: K;
+  env: string;
+  flag: string;
+  parse: (raw: string) => Config[K];
+  doc: string;
+}
+
+export class ConfigError extends Error {}
+
+const int = (name: string, min: number, max: number) => (raw: string): number => {
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < min || n > max) throw new ConfigError(`${name} must be an integer from ${min} to ${max}, got "${raw}"`);
+  return n;
+};
+
+const list = (raw: string): string[] => raw.split(',').map((s) => s.trim()).filter(Boolean);
+
+/** Parses "15m", "1h", "30s", "2d" or plain seconds. */
+export function parseDuration(raw: string): number {
+  const m = /^(\d+)\s*(ms|s|m|h|d)?$/.exec(raw.trim());
+  if (!m) throw new ConfigError(`invalid duration "${raw}" (use e.g. 30s, 15m, 1h, 7d)`);
+  const n = Number(m[1]);
+  const unit = m[2] ?? 's';
+  const seconds = unit === 'ms' ? n / 1000 : unit === 's' ? n : unit === 'm' ? n * 60 : unit === 'h' ? n * 3600 : n * 86400;
+  if (seconds <= 0) throw new ConfigError(`duration "${raw}" must be positive`);
+  return seconds;
+}
+
+const oneOf = <T extends string>(name: string, values: readonly T[]) => (raw: string): T => {
+  if (!(values as readonly string[]).includes(raw)) throw new ConfigError(`${name} must be one of ${values.join(', ')}, got "${raw}"`);
+  return raw as T;
+};
+
+const str = (raw: string) => raw;
+const optStr = (raw: string): string | undefined => raw || undefined;
+
+/** Every setting, in the order the README's configuration table lists them. */
+export const settings: Setting<keyof Config>[] = [
+  { key: 'port', env: 'PASSKEYD_PORT', flag: 'port', parse: int('PASSKEYD_PORT', 0, 65535), doc: 'listening port (gRPC, gRPC-web, Connect, REST, pages)' },
+  { key: 'host', env: 'PASSKEYD_HOST', flag: 'host', parse: str, doc: 'listening address' },
+  { key: 'grpcPort', env: 'PASSKEYD_GRPC_PORT', flag: 'grpc-port', parse: int('PASSKEYD_GRPC_PORT', 0, 65535), doc: 'optional extra HTTP/2-only port (0 = none; gRPC works on the main port)' },
+  { key: 'databaseUrl', env: 'DATABASE_URL', flag: 'database-url', parse: optStr, doc: 'PostgreSQL URL; unset means embedded PGlite' },
+  { key: 'dataDir', env: 'PASSKEYD_DATA_DIR', flag: 'data-dir', parse: str, doc: 'PGlite data directory' },
+  { key: 'rpIds', env: 'PASSKEYD_RP_ID', flag: 'rp-id', parse: list, doc: 'WebAuthn relying-party id(s), comma-separated, first is default' },
+  { key: 'rpName', env: 'PASSKEYD_RP_NAME', flag: 'rp-name', parse: str, doc: 'relying-party display name' },
+  { key: 'origins', env: 'PASSKEYD_ORIGINS', flag: 'origins', parse: list, doc: 'allowed WebAuthn/CORS origins, comma-separated' },
+  { key: 'issuer', env: 'PASSKEYD_ISSUER', flag: 'issuer', parse: str, doc: 'JWT `iss` and discovery base URL' },
+  { key: 'audience', env: 'PASSKEYD_AUDIENCE', flag: 'audience', parse: str, doc: 'JWT `aud` of issued access tokens' },
+  { key: 'tokenTtlSeconds', env: 'PASSKEYD_TOKEN_TTL', flag: 'token-ttl', parse: parseDuration, doc: 'access token lifetime' },
+  { key: 'challengeTtlSeconds', env: 'PASSKEYD_CHALLENGE_TTL', flag: 'challenge-ttl', parse: parseDuration, doc: 'ceremony challenge lifetime' },
+  { key: 'sessionTtlSeconds', env: 'PASSKEYD_SESSION_TTL', flag: 'session-ttl', parse: parseDuration, doc: 'session lifetime' },
+  { key: 'registrationCodeTtlSeconds', env: 'PASSKEYD_REGISTRATION_CODE_TTL', flag: 'registration-code-ttl', parse: parseDuration, doc: 'passkey registration code lifetime' },
+  { key: 'attestation', env: 'PASSKEYD_ATTESTATION', flag: 'attestation', parse: oneOf('PASSKEYD_ATTESTATION', ['none', 'indirect', 'direct', 'enterprise'] as const), doc: 'attestation conveyance asked for at registration' },
+  { key: 'userVerification', env: 'PASSKEYD_USER_VERIFICATION', flag: 'user-verification', parse: oneOf('PASSKEYD_USER_VERIFICATION', ['required', 'preferred', 'discouraged'] as const), doc: 'default user verification requirement' },
+  { key: 'signCountPolicy', env: 'PASSKEYD_SIGN_COUNT_POLICY', flag: 'sign-count-policy', parse: oneOf('PASSKEYD_SIGN_COUNT_POLICY', ['reject', 'log'] as const), doc: 'a sign counter that did not increase: refuse the login, or only record it' },
+  { key: 'logLevel', env: 'PASSKEYD_LOG_LEVEL', flag: 'log-level', parse: oneOf('PASSKEYD_LOG_LEVEL', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const), doc: 'pino log level' },
+  { key: 'tlsCert', env: 'PASSKEYD_TLS_CERT', flag: 'tls-cert', parse: optStr, doc: 'PEM certificate file; with the key, serves TLS (ALPN h2 + http/1.1)' },
+  { key: 'tlsKey', env: 'PASSKEYD_TLS_KEY', flag: 'tls-key', parse: optStr, doc: 'PEM private key file' },
+  { key: 'workers', env: 'PASSKEYD_WORKERS', flag: 'workers', parse: int('PASSKEYD_WORKERS', 0, 256), doc: 'worker processes for `serve` with PostgreSQL (0 = one per core); PGlite always runs one' },
+  { key: 'shutdownGraceSeconds', env: 'PASSKEYD_SHUTDOWN_GRACE', flag: 'shutdown-grace', parse: parseDuration, doc: 'how long SIGTERM waits for in-flight requests' },
+  { key: 'linkWebhookUrl', env: 'PASSKEYD_LINK_WEBHOOK_URL', flag: 'link-webhook-url', parse: optStr, doc: 'HTTP endpoint that receives registration links to deliver (`send_link`)' },
+  { key: 'rateLimitPerMinute', env: 'PASSKEYD_RATE_LIMIT', flag: 'rate-limit', parse: int('PASSKEYD_RATE_LIMIT', 1, 1_000_000_000), doc: 'requests per minute per client address on endpoints callable without a token' },
+  { key: 'availabilityRateLimitPerMinute', env: 'PASSKEYD_AVAILABILITY_RATE_LIMIT', flag: 'availability-rate-limit', parse: int('PASSKEYD_AVAILABILITY_RATE_LIMIT', 1, 1_000_000_000), doc: 'CheckPasskeyAvailability calls per minute per client address' },
+  { key: 'availabilityMinLatencyMs', env: 'PASSKEYD_AVAILABILITY_MIN_LATENCY_MS', flag: 'availability-min-latency-ms', parse: int('PASSKEYD_AVAILABILITY_MIN_LATENCY_MS', 0, 10_000), doc: 'CheckPasskeyAvailability answers no sooner than this' },
+];
+
+/** The defaults: `npm start` runs with these and no set-up. */
+export const defaults: Config = {
+  port: 8080,
+  host: '127.0.0.1',
+  grpcPort: 0,
+  databaseUrl: undefined,
+  dataDir: './data',
+  rpIds: ['localhost'],
+  rpName: 'passkeyd',
+  origins: ['http://localhost:8080'],
+  issuer: 'http://localhost:8080',
+  audience: 'passkeyd',
+  tokenTtlSeconds: 15 * 60,
+  challengeTtlSeconds: 5 * 60,
+  sessionTtlSeconds: 24 * 3600,
+  registrationCodeTtlSeconds: 3600,
+  attestation: 'none',
+  userVerification: 'required',
+  signCountPolicy: 'reject',
+  logLevel: 'info',
+  tlsCert: undefined,
+  tlsKey: undefined,
+  workers: 0,
+  shutdownGraceSeconds: 10,
+  linkWebhookUrl: undefined,
+  rateLimitPerMinute: 600,
+  availabilityRateLimitPerMinute: 10,
+  availabilityMinLatencyMs: 100,
+};
+
+/**
+ * Builds the configuration from the environment and `--flag value` / `--flag=value` pairs.
+ * Unknown flags are an error, so a typo never silently falls back to a default.
+ */
+export function loadConfig(flags: Record<string, string> = {}, env: NodeJS.ProcessEnv = process.env): Config {
+  const config: Config = { ...defaults };
+  const known = new Set(settings.map((s) => s.flag));
+  for (const name of Object.keys(flags)) {
+    if (!known.has(name)) throw new ConfigError(`unknown option --${name}`);
+  }
+  for (const s of settings) {
+    const raw = flags[s.flag] ?? env[s.env];
+    if (raw === undefined || (raw === '' && s.parse !== optStr)) continue;
+    (config as unknown as Record<string, unknown>)[s.key] = s.parse(raw);
+  }
+  if (config.rpIds.length === 0) throw new ConfigError('PASSKEYD_RP_ID needs at least one relying-party id');
+  if (config.origins.length === 0) throw new ConfigError('PASSKEYD_ORIGINS needs at least one origin');
+  for (const o of config.origins) {
+    try {
+      new URL(o);
+    } catch {
+      throw new ConfigError(`PASSKEYD_ORIGINS: "${o}" is not a URL`);
+    }
+  }
+  if (Boolean(config.tlsCert) !== Boolean(config.tlsKey)) throw new ConfigError('PASSKEYD_TLS_CERT and PASSKEYD_TLS_KEY go together');
+  return config;
+}

@@ -1,0 +1,72 @@
+import { createHash } from 'node:crypto';
+import { chmodSync, rmSync } from 'node:fs';
+import http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
+import { mintAdminToken, rotateSigningKey, type AdminTokenRequest } from '../domain/admin.js';
+import type { App } from './app.js';
+
+/** Where the admin socket of a PGlite data directory lives (short enough for AF_UNIX paths). */
+export function adminSocketPath(dataDir: string): string {
+  const p = path.resolve(dataDir, 'passkeyd.sock');
+  if (p.length < 100) return p;
+  return path.join(os.tmpdir(), `passkeyd-${createHash('sha256').update(p).digest('hex').slice(0, 16)}.sock`);
+}
+
+async function readJson(req: http.IncomingMessage): Promise<any> {
+  let body = '';
+  for await (const chunk of req) {
+    body += chunk;
+    if (body.length > 65536) throw new Error('too large');
+  }
+  return body ? JSON.parse(body) : {};
+}
+
+/**
+ * A local-only channel for `passkeyd admin ...` while `serve` holds the PGlite directory: an HTTP
+ * server on a Unix socket that only the owner of the data directory can open (mode 0600).
+ */
+export async function startAdminSocket(app: App): Promise<() => Promise<void>> {
+  const file = adminSocketPath(app.config.dataDir);
+  rmSync(file, { force: true });
+  const server = http.createServer(async (req, res) => {
+    try {
+      if (req.method === 'POST' && req.url === '/token') {
+        const body = (await readJson(req)) as AdminTokenRequest;
+        const token = await mintAdminToken(app.store.db, app.tokens, body);
+        res.writeHead(200, { 'content-type': 'text/plain' }).end(token);
+      } else if (req.method === 'POST' && req.url === '/keys/rotate') {
+        const kid = await rotateSigningKey(app.store.db, app.tokens);
+        res.writeHead(200, { 'content-type': 'text/plain' }).end(kid);
+      } else {
+        res.writeHead(404).end('not found');
+      }
+    } catch (err) {
+      res.writeHead(400, { 'content-type': 'text/plain' }).end((err as Error).message);
+    }
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(file, () => resolve());
+  });
+  chmodSync(file, 0o600);
+  return async () => {
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    rmSync(file, { force: true });
+  };
+}
+
+/** Asks a running server over its admin socket; undefined when none answers. */
+export async function askAdminSocket(dataDir: string, route: string, body: unknown): Promise<string | undefined> {
+  const socketPath = adminSocketPath(dataDir);
+  return new Promise((resolve, reject) => {
+    const req = http.request({ socketPath, path: route, method: 'POST', headers: { 'content-type': 'application/json' } }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (c) => (text += c));
+      res.on('end', () => (res.statusCode === 200 ? resolve(text) : reject(new Error(text))));
+    });
+    req.on('error', () => resolve(undefined));
+    req.end(JSON.stringify(body));
+  });
+}

@@ -1,0 +1,58 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
+import type { Registry } from 'prom-client';
+import type { TokenService } from '../auth/tokens.js';
+
+export type NodeRequest = IncomingMessage | Http2ServerRequest;
+export type NodeResponse = ServerResponse | Http2ServerResponse;
+export type RouteHandler = (req: NodeRequest, res: NodeResponse) => void | Promise<void>;
+
+/** Writes a JSON body with the given status. */
+export function sendJson(res: NodeResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  const text = JSON.stringify(body);
+  (res as ServerResponse).writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), ...headers });
+  res.end(text);
+}
+
+export interface PublicRouteDeps {
+  issuer: string;
+  tokens: TokenService;
+  ping: () => Promise<void>;
+  registry: Registry;
+}
+
+/** The plain HTTP routes: discovery, JWKS, liveness, readiness and metrics. */
+export function createPublicRoutes(deps: PublicRouteDeps): Map<string, RouteHandler> {
+  const discovery = {
+    issuer: deps.issuer,
+    jwks_uri: `${deps.issuer.replace(/\/$/, '')}/.well-known/jwks.json`,
+    id_token_signing_alg_values_supported: ['ES256'],
+    token_endpoint_auth_methods_supported: ['none'],
+    subject_types_supported: ['public'],
+    response_types_supported: ['token'],
+  };
+  return new Map<string, RouteHandler>([
+    ['/.well-known/openid-configuration', (_req, res) => sendJson(res, 200, discovery, { 'cache-control': 'public, max-age=300' })],
+    ['/.well-known/jwks.json', async (_req, res) => sendJson(res, 200, await deps.tokens.jwks(), { 'cache-control': 'public, max-age=60' })],
+    ['/healthz', (_req, res) => sendJson(res, 200, { status: 'ok' })],
+    [
+      '/readyz',
+      async (_req, res) => {
+        try {
+          await deps.ping();
+          sendJson(res, 200, { status: 'ready' });
+        } catch {
+          sendJson(res, 503, { status: 'database unavailable' });
+        }
+      },
+    ],
+    [
+      '/metrics',
+      async (_req, res) => {
+        const text = await deps.registry.metrics();
+        (res as ServerResponse).writeHead(200, { 'content-type': deps.registry.contentType });
+        res.end(text);
+      },
+    ],
+  ]);
+}

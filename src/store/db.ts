@@ -1,0 +1,67 @@
+import { mkdirSync } from 'node:fs';
+import { PGlite } from '@electric-sql/pglite';
+import { Kysely, PostgresDialect, sql } from 'kysely';
+import pg from 'pg';
+import { createPGliteDialect } from './pglite-dialect.js';
+import type { Database } from './schema.js';
+
+/** The open database: PostgreSQL through `pg`, or embedded PGlite. One code path above this. */
+export interface Store {
+  db: Kysely<Database>;
+  kind: 'postgres' | 'pglite';
+  /** Resolves when a trivial query succeeds. */
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface StoreOptions {
+  databaseUrl?: string | undefined;
+  dataDir?: string;
+  /** PostgreSQL pool size. */
+  poolSize?: number;
+  /** PostgreSQL schema to use (tests give each file its own). */
+  schema?: string;
+}
+
+const INT8 = 20;
+
+/** Opens the database named by the options: PostgreSQL when a URL is given, PGlite otherwise. */
+export async function openStore(options: StoreOptions): Promise<Store> {
+  let db: Kysely<Database>;
+  let kind: Store['kind'];
+  if (options.databaseUrl) {
+    kind = 'postgres';
+    const pool = new pg.Pool({
+      connectionString: options.databaseUrl,
+      max: options.poolSize ?? 10,
+      connectionTimeoutMillis: 5000,
+      ...(options.schema ? { options: `-c search_path=${options.schema}` } : {}),
+      types: {
+        getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
+          oid === INT8 ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format as 'text')) as typeof pg.types.getTypeParser,
+      },
+    });
+    // An idle client that loses its server must not crash the process; the pool replaces it.
+    pool.on('error', () => {});
+    db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+  } else {
+    kind = 'pglite';
+    const dir = options.dataDir ?? './data';
+    if (dir !== 'memory://') mkdirSync(dir, { recursive: true });
+    const pglite = new PGlite(dir === 'memory://' ? undefined : dir, {
+      parsers: { [INT8]: (v: string) => Number(v) },
+    });
+    await pglite.waitReady;
+    db = new Kysely<Database>({ dialect: createPGliteDialect(pglite) });
+  }
+  return {
+    db,
+    kind,
+    async ping() {
+      await sql`select 1`.execute(db);
+    },
+    async close() {
+      await db.destroy();
+    },
+  };
+}

@@ -1,0 +1,7 @@
+import type { Migration } from 'kysely/migration';
+import * as initial from './2026-11-22-001-initial.js';
+
+/** Every migration, by date-prefixed name; Kysely applies them in name order. */
+export const migrations: Record<string, Migration> = {
+  '2026-11-22-001-initial': initial,
+};

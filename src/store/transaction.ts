@@ -1,0 +1,30 @@
+import type { Kysely, Transaction } from 'kysely';
+import { DomainError } from '../domain/errors.js';
+import type { Database } from './schema.js';
+
+const RETRYABLE = new Set(['40001', '40P01']);
+
+/**
+ * Runs one command in one transaction. A serialization failure or deadlock (another writer won) is
+ * retried a few times with jitter; if it keeps losing, the caller gets ABORTED and nothing is written.
+ */
+export async function inTransaction<T>(db: Kysely<Database>, fn: (trx: Transaction<Database>) => Promise<T>, attempts = 5): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await db.transaction().execute(fn);
+    } catch (err) {
+      const code = (err as { code?: string }).code;
+      if (!code || !RETRYABLE.has(code)) throw err;
+      if (attempt >= attempts) throw new DomainError('aborted', 'the change conflicted with concurrent changes; retry');
+      await new Promise((r) => setTimeout(r, Math.random() * 10 * attempt));
+    }
+  }
+}
+
+/** True when a database error is a unique violation of the named constraint (or any, without a name). */
+export function isUniqueViolation(err: unknown, constraint?: string): boolean {
+  const e = err as { code?: string; constraint?: string; message?: string };
+  if (e?.code !== '23505') return false;
+  if (!constraint) return true;
+  return e.constraint === constraint || (e.message ?? '').includes(constraint);
+}
