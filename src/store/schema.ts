@@ -68,6 +68,69 @@ export interface SecretsTable {
   created_at: Timestamp;
 }
 
+export interface PasskeysTable {
+  id: string;
+  user_id: string;
+  org_id: string;
+  state: 'not_ready' | 'ready';
+  name: Generated<string>;
+  credential_id: Uint8Array | null;
+  public_key: Uint8Array | null;
+  algorithm: number | null;
+  sign_count: Generated<number>;
+  aaguid: Generated<string>;
+  authenticator_name: Generated<string>;
+  backup_eligible: Generated<boolean>;
+  backed_up: Generated<boolean>;
+  device_type: Generated<string>;
+  transports: Generated<string[]>;
+  rp_id: string;
+  attestation_format: Generated<string>;
+  authenticator_attachment: Generated<string>;
+  registration_code_id: string | null;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+  last_used_at: Date | null;
+}
+
+export interface ChallengesTable {
+  id: string;
+  kind: 'registration' | 'authentication';
+  challenge: string;
+  user_id: string | null;
+  passkey_id: string | null;
+  session_id: string | null;
+  rp_id: string;
+  user_verification: 'required' | 'preferred' | 'discouraged';
+  registration_code_id: string | null;
+  created_at: Timestamp;
+  expires_at: Timestamp;
+}
+
+export interface RegistrationCodesTable {
+  id: string;
+  user_id: string;
+  code_hash: Uint8Array;
+  created_at: Timestamp;
+  expires_at: Timestamp;
+  used_at: Date | null;
+}
+
+export interface SessionsTable {
+  id: string;
+  token_hash: Uint8Array;
+  user_id: string | null;
+  org_id: string | null;
+  user_checked_at: Date | null;
+  webauthn_checked_at: Date | null;
+  webauthn_user_verified: Generated<boolean>;
+  passkey_id: string | null;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+  expires_at: Timestamp;
+  sequence: number;
+}
+
 /** The tables as Kysely sees them. */
 export interface Database {
   events: EventsTable;
@@ -76,4 +139,8 @@ export interface Database {
   users: UsersTable;
   signing_keys: SigningKeysTable;
   secrets: SecretsTable;
+  passkeys: PasskeysTable;
+  challenges: ChallengesTable;
+  registration_codes: RegistrationCodesTable;
+  sessions: SessionsTable;
 }

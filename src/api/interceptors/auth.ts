@@ -60,9 +60,11 @@ export function authInterceptor(tokens: TokenService, userOrg: UserOrgResolver, 
     }
     if (!req.stream) validateMessage(req.method.input, req.message);
     if (allow.has(Access.PUBLIC)) return next(req);
-    if (allow.has(Access.REGISTRATION_CODE) && rule?.codeField && !req.stream && readPath(req.message, rule.codeField) !== undefined) {
-      // The handler verifies the code against the target user; a token is not needed.
-      return next(req);
+    if (!principal && !req.stream) {
+      // Token-less access that the handler completes: it checks the code (or that the pending ceremony
+      // was begun with one) or the session token against the target, and refuses otherwise.
+      if (allow.has(Access.REGISTRATION_CODE) && (!rule?.codeField || readPath(req.message, rule.codeField) !== undefined)) return next(req);
+      if (allow.has(Access.SESSION_TOKEN) && rule?.sessionTokenField && readPath(req.message, rule.sessionTokenField) !== undefined) return next(req);
     }
     if (!principal) throw unauthenticated('this call needs a Bearer access token');
     if (principal.roles.has('instance_admin')) return next(req);

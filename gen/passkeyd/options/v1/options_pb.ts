@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file passkeyd/options/v1/options.proto.
  */
 export const file_passkeyd_options_v1_options: GenFile = /*@__PURE__*/
-  fileDesc("CiFwYXNza2V5ZC9vcHRpb25zL3YxL29wdGlvbnMucHJvdG8SE3Bhc3NrZXlkLm9wdGlvbnMudjEidwoIQXV0aFJ1bGUSKgoFYWxsb3cYASADKA4yGy5wYXNza2V5ZC5vcHRpb25zLnYxLkFjY2VzcxIVCg11c2VyX2lkX2ZpZWxkGAIgASgJEhQKDG9yZ19pZF9maWVsZBgDIAEoCRISCgpjb2RlX2ZpZWxkGAQgASgJItEBCgpGaWVsZFJ1bGVzEhQKB21pbl9sZW4YASABKARIAIgBARIUCgdtYXhfbGVuGAIgASgESAGIAQESEAoIcmVxdWlyZWQYAyABKAgSEAoDbWluGAQgASgDSAKIAQESEAoDbWF4GAUgASgDSAOIAQESDQoFZW1haWwYBiABKAgSGQoMaXRlbV9tYXhfbGVuGAcgASgESASIAQFCCgoIX21pbl9sZW5CCgoIX21heF9sZW5CBgoEX21pbkIGCgRfbWF4Qg8KDV9pdGVtX21heF9sZW4qkgEKBkFjY2VzcxIWChJBQ0NFU1NfVU5TUEVDSUZJRUQQABIRCg1BQ0NFU1NfUFVCTElDEAESFAoQQUNDRVNTX09SR19BRE1JThACEg8KC0FDQ0VTU19TRUxGEAMSHAoYQUNDRVNTX1JFR0lTVFJBVElPTl9DT0RFEAQSGAoUQUNDRVNTX0FVVEhFTlRJQ0FURUQQBTpTCgRhdXRoEh4uZ29vZ2xlLnByb3RvYnVmLk1ldGhvZE9wdGlvbnMYuI4DIAEoCzIdLnBhc3NrZXlkLm9wdGlvbnMudjEuQXV0aFJ1bGVSBGF1dGg6VgoFZmllbGQSHS5nb29nbGUucHJvdG9idWYuRmllbGRPcHRpb25zGLmOAyABKAsyHy5wYXNza2V5ZC5vcHRpb25zLnYxLkZpZWxkUnVsZXNSBWZpZWxkYgZwcm90bzM", [file_google_protobuf_descriptor]);
+  fileDesc("CiFwYXNza2V5ZC9vcHRpb25zL3YxL29wdGlvbnMucHJvdG8SE3Bhc3NrZXlkLm9wdGlvbnMudjEilAEKCEF1dGhSdWxlEioKBWFsbG93GAEgAygOMhsucGFzc2tleWQub3B0aW9ucy52MS5BY2Nlc3MSFQoNdXNlcl9pZF9maWVsZBgCIAEoCRIUCgxvcmdfaWRfZmllbGQYAyABKAkSEgoKY29kZV9maWVsZBgEIAEoCRIbChNzZXNzaW9uX3Rva2VuX2ZpZWxkGAUgASgJItEBCgpGaWVsZFJ1bGVzEhQKB21pbl9sZW4YASABKARIAIgBARIUCgdtYXhfbGVuGAIgASgESAGIAQESEAoIcmVxdWlyZWQYAyABKAgSEAoDbWluGAQgASgDSAKIAQESEAoDbWF4GAUgASgDSAOIAQESDQoFZW1haWwYBiABKAgSGQoMaXRlbV9tYXhfbGVuGAcgASgESASIAQFCCgoIX21pbl9sZW5CCgoIX21heF9sZW5CBgoEX21pbkIGCgRfbWF4Qg8KDV9pdGVtX21heF9sZW4qrAEKBkFjY2VzcxIWChJBQ0NFU1NfVU5TUEVDSUZJRUQQABIRCg1BQ0NFU1NfUFVCTElDEAESFAoQQUNDRVNTX09SR19BRE1JThACEg8KC0FDQ0VTU19TRUxGEAMSHAoYQUNDRVNTX1JFR0lTVFJBVElPTl9DT0RFEAQSGAoUQUNDRVNTX0FVVEhFTlRJQ0FURUQQBRIYChRBQ0NFU1NfU0VTU0lPTl9UT0tFThAGOlMKBGF1dGgSHi5nb29nbGUucHJvdG9idWYuTWV0aG9kT3B0aW9ucxi4jgMgASgLMh0ucGFzc2tleWQub3B0aW9ucy52MS5BdXRoUnVsZVIEYXV0aDpWCgVmaWVsZBIdLmdvb2dsZS5wcm90b2J1Zi5GaWVsZE9wdGlvbnMYuY4DIAEoCzIfLnBhc3NrZXlkLm9wdGlvbnMudjEuRmllbGRSdWxlc1IFZmllbGRiBnByb3RvMw", [file_google_protobuf_descriptor]);
 
 /**
  * The permission an RPC requires, declared once beside the method.
@@ -40,11 +40,19 @@ export type AuthRule = Message<"passkeyd.options.v1.AuthRule"> & {
   orgIdField: string;
 
   /**
-   * Request field holding a registration code, for REGISTRATION_CODE.
+   * Request field holding a registration code, for REGISTRATION_CODE. Without one, the handler
+   * checks that the pending ceremony was begun with a code.
    *
    * @generated from field: string code_field = 4;
    */
   codeField: string;
+
+  /**
+   * Request field holding a session token, for SESSION_TOKEN.
+   *
+   * @generated from field: string session_token_field = 5;
+   */
+  sessionTokenField: string;
 };
 
 /**
@@ -158,6 +166,13 @@ export enum Access {
    * @generated from enum value: ACCESS_AUTHENTICATED = 5;
    */
   AUTHENTICATED = 5,
+
+  /**
+   * Anyone holding the session's token (the handler checks it against the session).
+   *
+   * @generated from enum value: ACCESS_SESSION_TOKEN = 6;
+   */
+  SESSION_TOKEN = 6,
 }
 
 /**

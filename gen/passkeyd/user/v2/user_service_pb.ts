@@ -5,18 +5,21 @@
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import { file_google_api_annotations } from "../../../google/api/annotations_pb.js";
+import { file_google_protobuf_struct } from "@bufbuild/protobuf/wkt";
 import type { Details, ListDetails, ListQuery, Organization } from "../../object/v2/object_pb.js";
 import { file_passkeyd_object_v2_object } from "../../object/v2/object_pb.js";
 import { file_passkeyd_options_v1_options } from "../../options/v1/options_pb.js";
+import type { Passkey, PasskeyAuthenticator, PasskeyRegistrationCode, ReturnPasskeyRegistrationCode, SendPasskeyRegistrationLink } from "./passkey_pb.js";
+import { file_passkeyd_user_v2_passkey } from "./passkey_pb.js";
 import type { SearchQuery, SetHumanEmail, SetHumanProfile, User, UserFieldName } from "./user_pb.js";
 import { file_passkeyd_user_v2_user } from "./user_pb.js";
-import type { Message } from "@bufbuild/protobuf";
+import type { JsonObject, Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file passkeyd/user/v2/user_service.proto.
  */
 export const file_passkeyd_user_v2_user_service: GenFile = /*@__PURE__*/
-  fileDesc("CiNwYXNza2V5ZC91c2VyL3YyL3VzZXJfc2VydmljZS5wcm90bxIQcGFzc2tleWQudXNlci52MiKdAgoTQWRkSHVtYW5Vc2VyUmVxdWVzdBIfCgd1c2VyX2lkGAEgASgJQgnK8xgFCAEQyAFIAIgBARIgCgh1c2VybmFtZRgCIAEoCUIJyvMYBQgBEMgBSAGIAQESNgoMb3JnYW5pemF0aW9uGAMgASgLMiAucGFzc2tleWQub2JqZWN0LnYyLk9yZ2FuaXphdGlvbhI6Cgdwcm9maWxlGAQgASgLMiEucGFzc2tleWQudXNlci52Mi5TZXRIdW1hblByb2ZpbGVCBsrzGAIYARI2CgVlbWFpbBgFIAEoCzIfLnBhc3NrZXlkLnVzZXIudjIuU2V0SHVtYW5FbWFpbEIGyvMYAhgBQgoKCF91c2VyX2lkQgsKCV91c2VybmFtZSJVChRBZGRIdW1hblVzZXJSZXNwb25zZRIPCgd1c2VyX2lkGAEgASgJEiwKB2RldGFpbHMYAiABKAsyGy5wYXNza2V5ZC5vYmplY3QudjIuRGV0YWlscyIwChJHZXRVc2VyQnlJRFJlcXVlc3QSGgoHdXNlcl9pZBgBIAEoCUIJyvMYBQgBEMgBImkKE0dldFVzZXJCeUlEUmVzcG9uc2USLAoHZGV0YWlscxgBIAEoCzIbLnBhc3NrZXlkLm9iamVjdC52Mi5EZXRhaWxzEiQKBHVzZXIYAiABKAsyFi5wYXNza2V5ZC51c2VyLnYyLlVzZXIixwEKFlVwZGF0ZUh1bWFuVXNlclJlcXVlc3QSGgoHdXNlcl9pZBgBIAEoCUIJyvMYBQgBEMgBEiAKCHVzZXJuYW1lGAIgASgJQgnK8xgFCAEQyAFIAIgBARIyCgdwcm9maWxlGAMgASgLMiEucGFzc2tleWQudXNlci52Mi5TZXRIdW1hblByb2ZpbGUSLgoFZW1haWwYBCABKAsyHy5wYXNza2V5ZC51c2VyLnYyLlNldEh1bWFuRW1haWxCCwoJX3VzZXJuYW1lIkcKF1VwZGF0ZUh1bWFuVXNlclJlc3BvbnNlEiwKB2RldGFpbHMYASABKAsyGy5wYXNza2V5ZC5vYmplY3QudjIuRGV0YWlscyKxAQoQTGlzdFVzZXJzUmVxdWVzdBIsCgVxdWVyeRgBIAEoCzIdLnBhc3NrZXlkLm9iamVjdC52Mi5MaXN0UXVlcnkSNwoOc29ydGluZ19jb2x1bW4YAiABKA4yHy5wYXNza2V5ZC51c2VyLnYyLlVzZXJGaWVsZE5hbWUSNgoHcXVlcmllcxgDIAMoCzIdLnBhc3NrZXlkLnVzZXIudjIuU2VhcmNoUXVlcnlCBsrzGAIQFCKmAQoRTGlzdFVzZXJzUmVzcG9uc2USMAoHZGV0YWlscxgBIAEoCzIfLnBhc3NrZXlkLm9iamVjdC52Mi5MaXN0RGV0YWlscxI3Cg5zb3J0aW5nX2NvbHVtbhgCIAEoDjIfLnBhc3NrZXlkLnVzZXIudjIuVXNlckZpZWxkTmFtZRImCgZyZXN1bHQYAyADKAsyFi5wYXNza2V5ZC51c2VyLnYyLlVzZXIiLwoRRGVsZXRlVXNlclJlcXVlc3QSGgoHdXNlcl9pZBgBIAEoCUIJyvMYBQgBEMgBIkIKEkRlbGV0ZVVzZXJSZXNwb25zZRIsCgdkZXRhaWxzGAEgASgLMhsucGFzc2tleWQub2JqZWN0LnYyLkRldGFpbHMyygUKC1VzZXJTZXJ2aWNlEpUBCgxBZGRIdW1hblVzZXISJS5wYXNza2V5ZC51c2VyLnYyLkFkZEh1bWFuVXNlclJlcXVlc3QaJi5wYXNza2V5ZC51c2VyLnYyLkFkZEh1bWFuVXNlclJlc3BvbnNlIjbC8xgYCgECGhNvcmdhbml6YXRpb24ub3JnX2lkgtPkkwIUOgEqIg8vdjIvdXNlcnMvaHVtYW4SiAEKC0dldFVzZXJCeUlEEiQucGFzc2tleWQudXNlci52Mi5HZXRVc2VyQnlJRFJlcXVlc3QaJS5wYXNza2V5ZC51c2VyLnYyLkdldFVzZXJCeUlEUmVzcG9uc2UiLMLzGA0KAgMCEgd1c2VyX2lkgtPkkwIVEhMvdjIvdXNlcnMve3VzZXJfaWR9Ep0BCg9VcGRhdGVIdW1hblVzZXISKC5wYXNza2V5ZC51c2VyLnYyLlVwZGF0ZUh1bWFuVXNlclJlcXVlc3QaKS5wYXNza2V5ZC51c2VyLnYyLlVwZGF0ZUh1bWFuVXNlclJlc3BvbnNlIjXC8xgNCgIDAhIHdXNlcl9pZILT5JMCHjoBKhoZL3YyL3VzZXJzL2h1bWFuL3t1c2VyX2lkfRJxCglMaXN0VXNlcnMSIi5wYXNza2V5ZC51c2VyLnYyLkxpc3RVc2Vyc1JlcXVlc3QaIy5wYXNza2V5ZC51c2VyLnYyLkxpc3RVc2Vyc1Jlc3BvbnNlIhvC8xgDCgECgtPkkwIOOgEqIgkvdjIvdXNlcnMShAEKCkRlbGV0ZVVzZXISIy5wYXNza2V5ZC51c2VyLnYyLkRlbGV0ZVVzZXJSZXF1ZXN0GiQucGFzc2tleWQudXNlci52Mi5EZWxldGVVc2VyUmVzcG9uc2UiK8LzGAwKAQISB3VzZXJfaWSC0+STAhUqEy92Mi91c2Vycy97dXNlcl9pZH1iBnByb3RvMw", [file_google_api_annotations, file_passkeyd_object_v2_object, file_passkeyd_options_v1_options, file_passkeyd_user_v2_user]);
+  fileDesc("CiNwYXNza2V5ZC91c2VyL3YyL3VzZXJfc2VydmljZS5wcm90bxIQcGFzc2tleWQudXNlci52MiKdAgoTQWRkSHVtYW5Vc2VyUmVxdWVzdBIfCgd1c2VyX2lkGAEgASgJQgnK8xgFCAEQyAFIAIgBARIgCgh1c2VybmFtZRgCIAEoCUIJyvMYBQgBEMgBSAGIAQESNgoMb3JnYW5pemF0aW9uGAMgASgLMiAucGFzc2tleWQub2JqZWN0LnYyLk9yZ2FuaXphdGlvbhI6Cgdwcm9maWxlGAQgASgLMiEucGFzc2tleWQudXNlci52Mi5TZXRIdW1hblByb2ZpbGVCBsrzGAIYARI2CgVlbWFpbBgFIAEoCzIfLnBhc3NrZXlkLnVzZXIudjIuU2V0SHVtYW5FbWFpbEIGyvMYAhgBQgoKCF91c2VyX2lkQgsKCV91c2VybmFtZSJVChRBZGRIdW1hblVzZXJSZXNwb25zZRIPCgd1c2VyX2lkGAEgASgJEiwKB2RldGFpbHMYAiABKAsyGy5wYXNza2V5ZC5vYmplY3QudjIuRGV0YWlscyIwChJHZXRVc2VyQnlJRFJlcXVlc3QSGgoHdXNlcl9pZBgBIAEoCUIJyvMYBQgBEMgBImkKE0dldFVzZXJCeUlEUmVzcG9uc2USLAoHZGV0YWlscxgBIAEoCzIbLnBhc3NrZXlkLm9iamVjdC52Mi5EZXRhaWxzEiQKBHVzZXIYAiABKAsyFi5wYXNza2V5ZC51c2VyLnYyLlVzZXIixwEKFlVwZGF0ZUh1bWFuVXNlclJlcXVlc3QSGgoHdXNlcl9pZBgBIAEoCUIJyvMYBQgBEMgBEiAKCHVzZXJuYW1lGAIgASgJQgnK8xgFCAEQyAFIAIgBARIyCgdwcm9maWxlGAMgASgLMiEucGFzc2tleWQudXNlci52Mi5TZXRIdW1hblByb2ZpbGUSLgoFZW1haWwYBCABKAsyHy5wYXNza2V5ZC51c2VyLnYyLlNldEh1bWFuRW1haWxCCwoJX3VzZXJuYW1lIkcKF1VwZGF0ZUh1bWFuVXNlclJlc3BvbnNlEiwKB2RldGFpbHMYASABKAsyGy5wYXNza2V5ZC5vYmplY3QudjIuRGV0YWlscyKxAQoQTGlzdFVzZXJzUmVxdWVzdBIsCgVxdWVyeRgBIAEoCzIdLnBhc3NrZXlkLm9iamVjdC52Mi5MaXN0UXVlcnkSNwoOc29ydGluZ19jb2x1bW4YAiABKA4yHy5wYXNza2V5ZC51c2VyLnYyLlVzZXJGaWVsZE5hbWUSNgoHcXVlcmllcxgDIAMoCzIdLnBhc3NrZXlkLnVzZXIudjIuU2VhcmNoUXVlcnlCBsrzGAIQFCKmAQoRTGlzdFVzZXJzUmVzcG9uc2USMAoHZGV0YWlscxgBIAEoCzIfLnBhc3NrZXlkLm9iamVjdC52Mi5MaXN0RGV0YWlscxI3Cg5zb3J0aW5nX2NvbHVtbhgCIAEoDjIfLnBhc3NrZXlkLnVzZXIudjIuVXNlckZpZWxkTmFtZRImCgZyZXN1bHQYAyADKAsyFi5wYXNza2V5ZC51c2VyLnYyLlVzZXIiLwoRRGVsZXRlVXNlclJlcXVlc3QSGgoHdXNlcl9pZBgBIAEoCUIJyvMYBQgBEMgBIkIKEkRlbGV0ZVVzZXJSZXNwb25zZRIsCgdkZXRhaWxzGAEgASgLMhsucGFzc2tleWQub2JqZWN0LnYyLkRldGFpbHMi0wEKFlJlZ2lzdGVyUGFzc2tleVJlcXVlc3QSGgoHdXNlcl9pZBgBIAEoCUIJyvMYBQgBEMgBEjwKBGNvZGUYAiABKAsyKS5wYXNza2V5ZC51c2VyLnYyLlBhc3NrZXlSZWdpc3RyYXRpb25Db2RlSACIAQESPQoNYXV0aGVudGljYXRvchgDIAEoDjImLnBhc3NrZXlkLnVzZXIudjIuUGFzc2tleUF1dGhlbnRpY2F0b3ISFwoGZG9tYWluGAQgASgJQgfK8xgDEP0BQgcKBV9jb2RlIqQBChdSZWdpc3RlclBhc3NrZXlSZXNwb25zZRIsCgdkZXRhaWxzGAEgASgLMhsucGFzc2tleWQub2JqZWN0LnYyLkRldGFpbHMSEgoKcGFzc2tleV9pZBgCIAEoCRJHCiZwdWJsaWNfa2V5X2NyZWRlbnRpYWxfY3JlYXRpb25fb3B0aW9ucxgDIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QixAEKIFZlcmlmeVBhc3NrZXlSZWdpc3RyYXRpb25SZXF1ZXN0EhoKB3VzZXJfaWQYASABKAlCCcrzGAUIARDIARIdCgpwYXNza2V5X2lkGAIgASgJQgnK8xgFCAEQyAESRAoVcHVibGljX2tleV9jcmVkZW50aWFsGAMgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdEIMyvMYCAg3EICAQBgBEh8KDHBhc3NrZXlfbmFtZRgEIAEoCUIJyvMYBQgBEMgBIlEKIVZlcmlmeVBhc3NrZXlSZWdpc3RyYXRpb25SZXNwb25zZRIsCgdkZXRhaWxzGAEgASgLMhsucGFzc2tleWQub2JqZWN0LnYyLkRldGFpbHMi2AEKJENyZWF0ZVBhc3NrZXlSZWdpc3RyYXRpb25MaW5rUmVxdWVzdBIaCgd1c2VyX2lkGAEgASgJQgnK8xgFCAEQyAESQgoJc2VuZF9saW5rGAIgASgLMi0ucGFzc2tleWQudXNlci52Mi5TZW5kUGFzc2tleVJlZ2lzdHJhdGlvbkxpbmtIABJGCgtyZXR1cm5fY29kZRgDIAEoCzIvLnBhc3NrZXlkLnVzZXIudjIuUmV0dXJuUGFzc2tleVJlZ2lzdHJhdGlvbkNvZGVIAEIICgZtZWRpdW0inAEKJUNyZWF0ZVBhc3NrZXlSZWdpc3RyYXRpb25MaW5rUmVzcG9uc2USLAoHZGV0YWlscxgBIAEoCzIbLnBhc3NrZXlkLm9iamVjdC52Mi5EZXRhaWxzEjwKBGNvZGUYAiABKAsyKS5wYXNza2V5ZC51c2VyLnYyLlBhc3NrZXlSZWdpc3RyYXRpb25Db2RlSACIAQFCBwoFX2NvZGUiXwoTTGlzdFBhc3NrZXlzUmVxdWVzdBIaCgd1c2VyX2lkGAEgASgJQgnK8xgFCAEQyAESLAoFcXVlcnkYAiABKAsyHS5wYXNza2V5ZC5vYmplY3QudjIuTGlzdFF1ZXJ5InMKFExpc3RQYXNza2V5c1Jlc3BvbnNlEjAKB2RldGFpbHMYASABKAsyHy5wYXNza2V5ZC5vYmplY3QudjIuTGlzdERldGFpbHMSKQoGcmVzdWx0GAIgAygLMhkucGFzc2tleWQudXNlci52Mi5QYXNza2V5ImoKFFJlbmFtZVBhc3NrZXlSZXF1ZXN0EhoKB3VzZXJfaWQYASABKAlCCcrzGAUIARDIARIdCgpwYXNza2V5X2lkGAIgASgJQgnK8xgFCAEQyAESFwoEbmFtZRgDIAEoCUIJyvMYBQgBEMgBIkUKFVJlbmFtZVBhc3NrZXlSZXNwb25zZRIsCgdkZXRhaWxzGAEgASgLMhsucGFzc2tleWQub2JqZWN0LnYyLkRldGFpbHMiYAoUUmVtb3ZlUGFzc2tleVJlcXVlc3QSGgoHdXNlcl9pZBgBIAEoCUIJyvMYBQgBEMgBEh0KCnBhc3NrZXlfaWQYAiABKAlCCcrzGAUIARDIARINCgVmb3JjZRgDIAEoCCJFChVSZW1vdmVQYXNza2V5UmVzcG9uc2USLAoHZGV0YWlscxgBIAEoCzIbLnBhc3NrZXlkLm9iamVjdC52Mi5EZXRhaWxzIkAKH0NoZWNrUGFzc2tleUF2YWlsYWJpbGl0eVJlcXVlc3QSHQoKbG9naW5fbmFtZRgBIAEoCUIJyvMYBQgBEMgBIjcKIENoZWNrUGFzc2tleUF2YWlsYWJpbGl0eVJlc3BvbnNlEhMKC2hhc19wYXNza2V5GAEgASgIMsUPCgtVc2VyU2VydmljZRKVAQoMQWRkSHVtYW5Vc2VyEiUucGFzc2tleWQudXNlci52Mi5BZGRIdW1hblVzZXJSZXF1ZXN0GiYucGFzc2tleWQudXNlci52Mi5BZGRIdW1hblVzZXJSZXNwb25zZSI2wvMYGAoBAhoTb3JnYW5pemF0aW9uLm9yZ19pZILT5JMCFDoBKiIPL3YyL3VzZXJzL2h1bWFuEogBCgtHZXRVc2VyQnlJRBIkLnBhc3NrZXlkLnVzZXIudjIuR2V0VXNlckJ5SURSZXF1ZXN0GiUucGFzc2tleWQudXNlci52Mi5HZXRVc2VyQnlJRFJlc3BvbnNlIizC8xgNCgIDAhIHdXNlcl9pZILT5JMCFRITL3YyL3VzZXJzL3t1c2VyX2lkfRKdAQoPVXBkYXRlSHVtYW5Vc2VyEigucGFzc2tleWQudXNlci52Mi5VcGRhdGVIdW1hblVzZXJSZXF1ZXN0GikucGFzc2tleWQudXNlci52Mi5VcGRhdGVIdW1hblVzZXJSZXNwb25zZSI1wvMYDQoCAwISB3VzZXJfaWSC0+STAh46ASoaGS92Mi91c2Vycy9odW1hbi97dXNlcl9pZH0ScQoJTGlzdFVzZXJzEiIucGFzc2tleWQudXNlci52Mi5MaXN0VXNlcnNSZXF1ZXN0GiMucGFzc2tleWQudXNlci52Mi5MaXN0VXNlcnNSZXNwb25zZSIbwvMYAwoBAoLT5JMCDjoBKiIJL3YyL3VzZXJzEoQBCgpEZWxldGVVc2VyEiMucGFzc2tleWQudXNlci52Mi5EZWxldGVVc2VyUmVxdWVzdBokLnBhc3NrZXlkLnVzZXIudjIuRGVsZXRlVXNlclJlc3BvbnNlIivC8xgMCgECEgd1c2VyX2lkgtPkkwIVKhMvdjIvdXNlcnMve3VzZXJfaWR9EqcBCg9SZWdpc3RlclBhc3NrZXkSKC5wYXNza2V5ZC51c2VyLnYyLlJlZ2lzdGVyUGFzc2tleVJlcXVlc3QaKS5wYXNza2V5ZC51c2VyLnYyLlJlZ2lzdGVyUGFzc2tleVJlc3BvbnNlIj/C8xgUCgMDAgQSB3VzZXJfaWQiBGNvZGWC0+STAiE6ASoiHC92Mi91c2Vycy97dXNlcl9pZH0vcGFzc2tleXMSzAEKGVZlcmlmeVBhc3NrZXlSZWdpc3RyYXRpb24SMi5wYXNza2V5ZC51c2VyLnYyLlZlcmlmeVBhc3NrZXlSZWdpc3RyYXRpb25SZXF1ZXN0GjMucGFzc2tleWQudXNlci52Mi5WZXJpZnlQYXNza2V5UmVnaXN0cmF0aW9uUmVzcG9uc2UiRsLzGA4KAwMCBBIHdXNlcl9pZILT5JMCLjoBKiIpL3YyL3VzZXJzL3t1c2VyX2lkfS9wYXNza2V5cy97cGFzc2tleV9pZH0S2wEKHUNyZWF0ZVBhc3NrZXlSZWdpc3RyYXRpb25MaW5rEjYucGFzc2tleWQudXNlci52Mi5DcmVhdGVQYXNza2V5UmVnaXN0cmF0aW9uTGlua1JlcXVlc3QaNy5wYXNza2V5ZC51c2VyLnYyLkNyZWF0ZVBhc3NrZXlSZWdpc3RyYXRpb25MaW5rUmVzcG9uc2UiScLzGAwKAQISB3VzZXJfaWSC0+STAjM6ASoiLi92Mi91c2Vycy97dXNlcl9pZH0vcGFzc2tleXMvcmVnaXN0cmF0aW9uX2xpbmsSnwEKDExpc3RQYXNza2V5cxIlLnBhc3NrZXlkLnVzZXIudjIuTGlzdFBhc3NrZXlzUmVxdWVzdBomLnBhc3NrZXlkLnVzZXIudjIuTGlzdFBhc3NrZXlzUmVzcG9uc2UiQMLzGA0KAgMCEgd1c2VyX2lkgtPkkwIpOgEqIiQvdjIvdXNlcnMve3VzZXJfaWR9L3Bhc3NrZXlzL19zZWFyY2gSpwEKDVJlbmFtZVBhc3NrZXkSJi5wYXNza2V5ZC51c2VyLnYyLlJlbmFtZVBhc3NrZXlSZXF1ZXN0GicucGFzc2tleWQudXNlci52Mi5SZW5hbWVQYXNza2V5UmVzcG9uc2UiRcLzGA0KAgMCEgd1c2VyX2lkgtPkkwIuOgEqMikvdjIvdXNlcnMve3VzZXJfaWR9L3Bhc3NrZXlzL3twYXNza2V5X2lkfRKkAQoNUmVtb3ZlUGFzc2tleRImLnBhc3NrZXlkLnVzZXIudjIuUmVtb3ZlUGFzc2tleVJlcXVlc3QaJy5wYXNza2V5ZC51c2VyLnYyLlJlbW92ZVBhc3NrZXlSZXNwb25zZSJCwvMYDQoCAwISB3VzZXJfaWSC0+STAisqKS92Mi91c2Vycy97dXNlcl9pZH0vcGFzc2tleXMve3Bhc3NrZXlfaWR9Eq4BChhDaGVja1Bhc3NrZXlBdmFpbGFiaWxpdHkSMS5wYXNza2V5ZC51c2VyLnYyLkNoZWNrUGFzc2tleUF2YWlsYWJpbGl0eVJlcXVlc3QaMi5wYXNza2V5ZC51c2VyLnYyLkNoZWNrUGFzc2tleUF2YWlsYWJpbGl0eVJlc3BvbnNlIivC8xgDCgEBgtPkkwIeOgEqIhkvdjIvcGFzc2tleXMvYXZhaWxhYmlsaXR5YgZwcm90bzM", [file_google_api_annotations, file_google_protobuf_struct, file_passkeyd_object_v2_object, file_passkeyd_options_v1_options, file_passkeyd_user_v2_passkey, file_passkeyd_user_v2_user]);
 
 /**
  * @generated from message passkeyd.user.v2.AddHumanUserRequest
@@ -260,6 +263,348 @@ export const DeleteUserResponseSchema: GenMessage<DeleteUserResponse> = /*@__PUR
   messageDesc(file_passkeyd_user_v2_user_service, 9);
 
 /**
+ * @generated from message passkeyd.user.v2.RegisterPasskeyRequest
+ */
+export type RegisterPasskeyRequest = Message<"passkeyd.user.v2.RegisterPasskeyRequest"> & {
+  /**
+   * @generated from field: string user_id = 1;
+   */
+  userId: string;
+
+  /**
+   * Lets a caller without a token register for this user.
+   *
+   * @generated from field: optional passkeyd.user.v2.PasskeyRegistrationCode code = 2;
+   */
+  code?: PasskeyRegistrationCode | undefined;
+
+  /**
+   * @generated from field: passkeyd.user.v2.PasskeyAuthenticator authenticator = 3;
+   */
+  authenticator: PasskeyAuthenticator;
+
+  /**
+   * One of the configured relying-party ids; empty means the default.
+   *
+   * @generated from field: string domain = 4;
+   */
+  domain: string;
+};
+
+/**
+ * Describes the message passkeyd.user.v2.RegisterPasskeyRequest.
+ * Use `create(RegisterPasskeyRequestSchema)` to create a new message.
+ */
+export const RegisterPasskeyRequestSchema: GenMessage<RegisterPasskeyRequest> = /*@__PURE__*/
+  messageDesc(file_passkeyd_user_v2_user_service, 10);
+
+/**
+ * @generated from message passkeyd.user.v2.RegisterPasskeyResponse
+ */
+export type RegisterPasskeyResponse = Message<"passkeyd.user.v2.RegisterPasskeyResponse"> & {
+  /**
+   * @generated from field: passkeyd.object.v2.Details details = 1;
+   */
+  details?: Details | undefined;
+
+  /**
+   * @generated from field: string passkey_id = 2;
+   */
+  passkeyId: string;
+
+  /**
+   * {"publicKey": PublicKeyCredentialCreationOptionsJSON}
+   *
+   * @generated from field: google.protobuf.Struct public_key_credential_creation_options = 3;
+   */
+  publicKeyCredentialCreationOptions?: JsonObject | undefined;
+};
+
+/**
+ * Describes the message passkeyd.user.v2.RegisterPasskeyResponse.
+ * Use `create(RegisterPasskeyResponseSchema)` to create a new message.
+ */
+export const RegisterPasskeyResponseSchema: GenMessage<RegisterPasskeyResponse> = /*@__PURE__*/
+  messageDesc(file_passkeyd_user_v2_user_service, 11);
+
+/**
+ * @generated from message passkeyd.user.v2.VerifyPasskeyRegistrationRequest
+ */
+export type VerifyPasskeyRegistrationRequest = Message<"passkeyd.user.v2.VerifyPasskeyRegistrationRequest"> & {
+  /**
+   * @generated from field: string user_id = 1;
+   */
+  userId: string;
+
+  /**
+   * @generated from field: string passkey_id = 2;
+   */
+  passkeyId: string;
+
+  /**
+   * The browser's PublicKeyCredential as JSON (RegistrationResponseJSON).
+   *
+   * @generated from field: google.protobuf.Struct public_key_credential = 3;
+   */
+  publicKeyCredential?: JsonObject | undefined;
+
+  /**
+   * @generated from field: string passkey_name = 4;
+   */
+  passkeyName: string;
+};
+
+/**
+ * Describes the message passkeyd.user.v2.VerifyPasskeyRegistrationRequest.
+ * Use `create(VerifyPasskeyRegistrationRequestSchema)` to create a new message.
+ */
+export const VerifyPasskeyRegistrationRequestSchema: GenMessage<VerifyPasskeyRegistrationRequest> = /*@__PURE__*/
+  messageDesc(file_passkeyd_user_v2_user_service, 12);
+
+/**
+ * @generated from message passkeyd.user.v2.VerifyPasskeyRegistrationResponse
+ */
+export type VerifyPasskeyRegistrationResponse = Message<"passkeyd.user.v2.VerifyPasskeyRegistrationResponse"> & {
+  /**
+   * @generated from field: passkeyd.object.v2.Details details = 1;
+   */
+  details?: Details | undefined;
+};
+
+/**
+ * Describes the message passkeyd.user.v2.VerifyPasskeyRegistrationResponse.
+ * Use `create(VerifyPasskeyRegistrationResponseSchema)` to create a new message.
+ */
+export const VerifyPasskeyRegistrationResponseSchema: GenMessage<VerifyPasskeyRegistrationResponse> = /*@__PURE__*/
+  messageDesc(file_passkeyd_user_v2_user_service, 13);
+
+/**
+ * @generated from message passkeyd.user.v2.CreatePasskeyRegistrationLinkRequest
+ */
+export type CreatePasskeyRegistrationLinkRequest = Message<"passkeyd.user.v2.CreatePasskeyRegistrationLinkRequest"> & {
+  /**
+   * @generated from field: string user_id = 1;
+   */
+  userId: string;
+
+  /**
+   * @generated from oneof passkeyd.user.v2.CreatePasskeyRegistrationLinkRequest.medium
+   */
+  medium: {
+    /**
+     * @generated from field: passkeyd.user.v2.SendPasskeyRegistrationLink send_link = 2;
+     */
+    value: SendPasskeyRegistrationLink;
+    case: "sendLink";
+  } | {
+    /**
+     * @generated from field: passkeyd.user.v2.ReturnPasskeyRegistrationCode return_code = 3;
+     */
+    value: ReturnPasskeyRegistrationCode;
+    case: "returnCode";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message passkeyd.user.v2.CreatePasskeyRegistrationLinkRequest.
+ * Use `create(CreatePasskeyRegistrationLinkRequestSchema)` to create a new message.
+ */
+export const CreatePasskeyRegistrationLinkRequestSchema: GenMessage<CreatePasskeyRegistrationLinkRequest> = /*@__PURE__*/
+  messageDesc(file_passkeyd_user_v2_user_service, 14);
+
+/**
+ * @generated from message passkeyd.user.v2.CreatePasskeyRegistrationLinkResponse
+ */
+export type CreatePasskeyRegistrationLinkResponse = Message<"passkeyd.user.v2.CreatePasskeyRegistrationLinkResponse"> & {
+  /**
+   * @generated from field: passkeyd.object.v2.Details details = 1;
+   */
+  details?: Details | undefined;
+
+  /**
+   * Set with return_code.
+   *
+   * @generated from field: optional passkeyd.user.v2.PasskeyRegistrationCode code = 2;
+   */
+  code?: PasskeyRegistrationCode | undefined;
+};
+
+/**
+ * Describes the message passkeyd.user.v2.CreatePasskeyRegistrationLinkResponse.
+ * Use `create(CreatePasskeyRegistrationLinkResponseSchema)` to create a new message.
+ */
+export const CreatePasskeyRegistrationLinkResponseSchema: GenMessage<CreatePasskeyRegistrationLinkResponse> = /*@__PURE__*/
+  messageDesc(file_passkeyd_user_v2_user_service, 15);
+
+/**
+ * @generated from message passkeyd.user.v2.ListPasskeysRequest
+ */
+export type ListPasskeysRequest = Message<"passkeyd.user.v2.ListPasskeysRequest"> & {
+  /**
+   * @generated from field: string user_id = 1;
+   */
+  userId: string;
+
+  /**
+   * @generated from field: passkeyd.object.v2.ListQuery query = 2;
+   */
+  query?: ListQuery | undefined;
+};
+
+/**
+ * Describes the message passkeyd.user.v2.ListPasskeysRequest.
+ * Use `create(ListPasskeysRequestSchema)` to create a new message.
+ */
+export const ListPasskeysRequestSchema: GenMessage<ListPasskeysRequest> = /*@__PURE__*/
+  messageDesc(file_passkeyd_user_v2_user_service, 16);
+
+/**
+ * @generated from message passkeyd.user.v2.ListPasskeysResponse
+ */
+export type ListPasskeysResponse = Message<"passkeyd.user.v2.ListPasskeysResponse"> & {
+  /**
+   * @generated from field: passkeyd.object.v2.ListDetails details = 1;
+   */
+  details?: ListDetails | undefined;
+
+  /**
+   * @generated from field: repeated passkeyd.user.v2.Passkey result = 2;
+   */
+  result: Passkey[];
+};
+
+/**
+ * Describes the message passkeyd.user.v2.ListPasskeysResponse.
+ * Use `create(ListPasskeysResponseSchema)` to create a new message.
+ */
+export const ListPasskeysResponseSchema: GenMessage<ListPasskeysResponse> = /*@__PURE__*/
+  messageDesc(file_passkeyd_user_v2_user_service, 17);
+
+/**
+ * @generated from message passkeyd.user.v2.RenamePasskeyRequest
+ */
+export type RenamePasskeyRequest = Message<"passkeyd.user.v2.RenamePasskeyRequest"> & {
+  /**
+   * @generated from field: string user_id = 1;
+   */
+  userId: string;
+
+  /**
+   * @generated from field: string passkey_id = 2;
+   */
+  passkeyId: string;
+
+  /**
+   * @generated from field: string name = 3;
+   */
+  name: string;
+};
+
+/**
+ * Describes the message passkeyd.user.v2.RenamePasskeyRequest.
+ * Use `create(RenamePasskeyRequestSchema)` to create a new message.
+ */
+export const RenamePasskeyRequestSchema: GenMessage<RenamePasskeyRequest> = /*@__PURE__*/
+  messageDesc(file_passkeyd_user_v2_user_service, 18);
+
+/**
+ * @generated from message passkeyd.user.v2.RenamePasskeyResponse
+ */
+export type RenamePasskeyResponse = Message<"passkeyd.user.v2.RenamePasskeyResponse"> & {
+  /**
+   * @generated from field: passkeyd.object.v2.Details details = 1;
+   */
+  details?: Details | undefined;
+};
+
+/**
+ * Describes the message passkeyd.user.v2.RenamePasskeyResponse.
+ * Use `create(RenamePasskeyResponseSchema)` to create a new message.
+ */
+export const RenamePasskeyResponseSchema: GenMessage<RenamePasskeyResponse> = /*@__PURE__*/
+  messageDesc(file_passkeyd_user_v2_user_service, 19);
+
+/**
+ * @generated from message passkeyd.user.v2.RemovePasskeyRequest
+ */
+export type RemovePasskeyRequest = Message<"passkeyd.user.v2.RemovePasskeyRequest"> & {
+  /**
+   * @generated from field: string user_id = 1;
+   */
+  userId: string;
+
+  /**
+   * @generated from field: string passkey_id = 2;
+   */
+  passkeyId: string;
+
+  /**
+   * Org admins only: remove even the user's last login method.
+   *
+   * @generated from field: bool force = 3;
+   */
+  force: boolean;
+};
+
+/**
+ * Describes the message passkeyd.user.v2.RemovePasskeyRequest.
+ * Use `create(RemovePasskeyRequestSchema)` to create a new message.
+ */
+export const RemovePasskeyRequestSchema: GenMessage<RemovePasskeyRequest> = /*@__PURE__*/
+  messageDesc(file_passkeyd_user_v2_user_service, 20);
+
+/**
+ * @generated from message passkeyd.user.v2.RemovePasskeyResponse
+ */
+export type RemovePasskeyResponse = Message<"passkeyd.user.v2.RemovePasskeyResponse"> & {
+  /**
+   * @generated from field: passkeyd.object.v2.Details details = 1;
+   */
+  details?: Details | undefined;
+};
+
+/**
+ * Describes the message passkeyd.user.v2.RemovePasskeyResponse.
+ * Use `create(RemovePasskeyResponseSchema)` to create a new message.
+ */
+export const RemovePasskeyResponseSchema: GenMessage<RemovePasskeyResponse> = /*@__PURE__*/
+  messageDesc(file_passkeyd_user_v2_user_service, 21);
+
+/**
+ * @generated from message passkeyd.user.v2.CheckPasskeyAvailabilityRequest
+ */
+export type CheckPasskeyAvailabilityRequest = Message<"passkeyd.user.v2.CheckPasskeyAvailabilityRequest"> & {
+  /**
+   * @generated from field: string login_name = 1;
+   */
+  loginName: string;
+};
+
+/**
+ * Describes the message passkeyd.user.v2.CheckPasskeyAvailabilityRequest.
+ * Use `create(CheckPasskeyAvailabilityRequestSchema)` to create a new message.
+ */
+export const CheckPasskeyAvailabilityRequestSchema: GenMessage<CheckPasskeyAvailabilityRequest> = /*@__PURE__*/
+  messageDesc(file_passkeyd_user_v2_user_service, 22);
+
+/**
+ * @generated from message passkeyd.user.v2.CheckPasskeyAvailabilityResponse
+ */
+export type CheckPasskeyAvailabilityResponse = Message<"passkeyd.user.v2.CheckPasskeyAvailabilityResponse"> & {
+  /**
+   * @generated from field: bool has_passkey = 1;
+   */
+  hasPasskey: boolean;
+};
+
+/**
+ * Describes the message passkeyd.user.v2.CheckPasskeyAvailabilityResponse.
+ * Use `create(CheckPasskeyAvailabilityResponseSchema)` to create a new message.
+ */
+export const CheckPasskeyAvailabilityResponseSchema: GenMessage<CheckPasskeyAvailabilityResponse> = /*@__PURE__*/
+  messageDesc(file_passkeyd_user_v2_user_service, 23);
+
+/**
  * Users and their passkeys. Paths and JSON shapes follow ZITADEL's v2 user API.
  *
  * @generated from service passkeyd.user.v2.UserService
@@ -304,6 +649,64 @@ export const UserService: GenService<{
     methodKind: "unary";
     input: typeof DeleteUserRequestSchema;
     output: typeof DeleteUserResponseSchema;
+  },
+  /**
+   * @generated from rpc passkeyd.user.v2.UserService.RegisterPasskey
+   */
+  registerPasskey: {
+    methodKind: "unary";
+    input: typeof RegisterPasskeyRequestSchema;
+    output: typeof RegisterPasskeyResponseSchema;
+  },
+  /**
+   * @generated from rpc passkeyd.user.v2.UserService.VerifyPasskeyRegistration
+   */
+  verifyPasskeyRegistration: {
+    methodKind: "unary";
+    input: typeof VerifyPasskeyRegistrationRequestSchema;
+    output: typeof VerifyPasskeyRegistrationResponseSchema;
+  },
+  /**
+   * @generated from rpc passkeyd.user.v2.UserService.CreatePasskeyRegistrationLink
+   */
+  createPasskeyRegistrationLink: {
+    methodKind: "unary";
+    input: typeof CreatePasskeyRegistrationLinkRequestSchema;
+    output: typeof CreatePasskeyRegistrationLinkResponseSchema;
+  },
+  /**
+   * @generated from rpc passkeyd.user.v2.UserService.ListPasskeys
+   */
+  listPasskeys: {
+    methodKind: "unary";
+    input: typeof ListPasskeysRequestSchema;
+    output: typeof ListPasskeysResponseSchema;
+  },
+  /**
+   * @generated from rpc passkeyd.user.v2.UserService.RenamePasskey
+   */
+  renamePasskey: {
+    methodKind: "unary";
+    input: typeof RenamePasskeyRequestSchema;
+    output: typeof RenamePasskeyResponseSchema;
+  },
+  /**
+   * @generated from rpc passkeyd.user.v2.UserService.RemovePasskey
+   */
+  removePasskey: {
+    methodKind: "unary";
+    input: typeof RemovePasskeyRequestSchema;
+    output: typeof RemovePasskeyResponseSchema;
+  },
+  /**
+   * Whether a login name has a usable passkey. Same shape and minimum latency for unknown names.
+   *
+   * @generated from rpc passkeyd.user.v2.UserService.CheckPasskeyAvailability
+   */
+  checkPasskeyAvailability: {
+    methodKind: "unary";
+    input: typeof CheckPasskeyAvailabilityRequestSchema;
+    output: typeof CheckPasskeyAvailabilityResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_passkeyd_user_v2_user_service, 0);

@@ -1,0 +1,82 @@
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+import { pino } from 'pino';
+import { loadConfig, type Config } from '../../src/config/config.js';
+import { mintAdminToken } from '../../src/domain/admin.js';
+import { createApp, type App } from '../../src/server/app.js';
+import { listen, type RunningServer } from '../../src/server/listen.js';
+import { openStore, type Store } from '../../src/store/db.js';
+
+/** The PostgreSQL URL tests use; unset means the tests run on embedded PGlite. */
+export const TEST_DATABASE_URL = process.env.PASSKEYD_TEST_DATABASE_URL || undefined;
+export const BACKEND: 'postgres' | 'pglite' = TEST_DATABASE_URL ? 'postgres' : 'pglite';
+
+/** A fresh, empty PostgreSQL schema, so test files never share tables. */
+export async function createSchema(url: string): Promise<{ schema: string; drop(): Promise<void> }> {
+  const schema = `t_${randomBytes(6).toString('hex')}`;
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  await client.query(`create schema ${schema}`);
+  await client.end();
+  return {
+    schema,
+    async drop() {
+      const c = new pg.Client({ connectionString: url });
+      await c.connect();
+      await c.query(`drop schema if exists ${schema} cascade`);
+      await c.end();
+    },
+  };
+}
+
+/** A database for one test server: an in-memory PGlite, or a private schema on PostgreSQL. */
+export async function openTestStore(options: { dataDir?: string; schema?: string } = {}): Promise<{ store: Store; schema?: string; cleanup(): Promise<void> }> {
+  if (!TEST_DATABASE_URL) {
+    const store = await openStore({ dataDir: options.dataDir ?? 'memory://' });
+    return { store, cleanup: async () => {} };
+  }
+  const owned = options.schema ? undefined : await createSchema(TEST_DATABASE_URL);
+  const schema = options.schema ?? owned!.schema;
+  const store = await openStore({ databaseUrl: TEST_DATABASE_URL, schema, poolSize: 5 });
+  return { store, schema, cleanup: async () => void (await owned?.drop()) };
+}
+
+export interface TestServer {
+  app: App;
+  server: RunningServer;
+  config: Config;
+  /** http://127.0.0.1:PORT */
+  url: string;
+  schema: string | undefined;
+  /** An admin token minted the way `passkeyd admin token` does. */
+  adminToken(role?: 'instance_admin' | 'org_admin', org?: string, user?: string, ttlSeconds?: number): Promise<string>;
+  close(): Promise<void>;
+}
+
+export interface TestServerOptions {
+  config?: Record<string, string>;
+  /** Reuse a PostgreSQL schema (two instances on one database). */
+  schema?: string;
+  dataDir?: string;
+}
+
+/** Starts a real passkeyd on 127.0.0.1, port 0, on the test backend. */
+export async function startTestServer(options: TestServerOptions = {}): Promise<TestServer> {
+  const { store, schema, cleanup } = await openTestStore({ schema: options.schema, dataDir: options.dataDir });
+  const config = loadConfig({ port: '0', host: '127.0.0.1', 'log-level': 'silent', ...options.config }, {});
+  const app = await createApp(config, { store, log: pino({ level: process.env.PASSKEYD_TEST_LOG ?? 'silent' }) });
+  const server = await listen(app);
+  const url = `http://127.0.0.1:${server.port}`;
+  return {
+    app,
+    server,
+    config,
+    url,
+    schema,
+    adminToken: (role = 'instance_admin', org, user, ttlSeconds) => mintAdminToken(app.store.db, app.tokens, { role, org, user, ttlSeconds }),
+    async close() {
+      await server.close();
+      await cleanup();
+    },
+  };
+}
