@@ -28,7 +28,7 @@ async function withStore<T>(config: Config, fn: (store: Store) => Promise<T>): P
   const unlock = config.databaseUrl ? () => {} : lockDataDir(config.dataDir);
   const store = await openStore({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
   try {
-    await migrateToLatest(store.db);
+    await migrateToLatest(store.db, store.schema);
     await bootstrap(store.db);
     return await fn(store);
   } finally {

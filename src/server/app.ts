@@ -39,7 +39,7 @@ export interface AppOptions {
 export async function createApp(config: Config, options: AppOptions = {}): Promise<App> {
   const log = options.log ?? createLogger(config.logLevel);
   const store = options.store ?? (await openStore({ databaseUrl: config.databaseUrl, dataDir: config.dataDir }));
-  await migrateToLatest(store.db);
+  await migrateToLatest(store.db, store.schema);
   await bootstrap(store.db);
   const tokens = await createTokenService(store.db, { issuer: config.issuer, audience: config.audience });
   const registry = new Registry();

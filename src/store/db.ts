@@ -9,6 +9,8 @@ import type { Database } from './schema.js';
 export interface Store {
   db: Kysely<Database>;
   kind: 'postgres' | 'pglite';
+  /** The PostgreSQL schema in use, when not the default. */
+  schema: string | undefined;
   /** Resolves when a trivial query succeeds. */
   ping(): Promise<void>;
   close(): Promise<void>;
@@ -57,6 +59,7 @@ export async function openStore(options: StoreOptions): Promise<Store> {
   return {
     db,
     kind,
+    schema: options.databaseUrl ? options.schema : undefined,
     async ping() {
       await sql`select 1`.execute(db);
     },

@@ -10,11 +10,11 @@ const MIGRATION_LOCK = 7_146_355_001;
  * Applies pending migrations. A session-level advisory lock on one connection serializes instances
  * that start at once, including the creation of Kysely's own bookkeeping tables.
  */
-export async function migrateToLatest(db: Kysely<Database>): Promise<string[]> {
+export async function migrateToLatest(db: Kysely<Database>, schema?: string): Promise<string[]> {
   return db.connection().execute(async (conn) => {
     await sql`select pg_advisory_lock(${MIGRATION_LOCK})`.execute(conn);
     try {
-      const migrator = new Migrator({ db: conn, provider: { getMigrations: async () => migrations } });
+      const migrator = new Migrator({ db: conn, provider: { getMigrations: async () => migrations }, ...(schema ? { migrationTableSchema: schema } : {}) });
       const { error, results } = await migrator.migrateToLatest();
       if (error) throw error;
       return (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName);
