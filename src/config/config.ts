@@ -5,6 +5,7 @@ export interface Config {
   /** Separate HTTP/2-cleartext port; 0 = serve gRPC on the main port (the default). */
   grpcPort: number;
   databaseUrl: string | undefined;
+  databaseSchema: string | undefined;
   dataDir: string;
   rpIds: string[];
   rpName: string;
@@ -65,6 +66,11 @@ const oneOf = <T extends string>(name: string, values: readonly T[]) => (raw: st
 };
 
 const str = (raw: string) => raw;
+const schemaName = (raw: string): string | undefined => {
+  if (!raw) return undefined;
+  if (!/^[a-z_][a-z0-9_]{0,62}$/.test(raw)) throw new ConfigError(`PASSKEYD_DATABASE_SCHEMA must be a lower-case SQL identifier, got "${raw}"`);
+  return raw;
+};
 const optStr = (raw: string): string | undefined => raw || undefined;
 
 /** Every setting, in the order the README's configuration table lists them. */
@@ -73,6 +79,7 @@ export const settings: Setting<keyof Config>[] = [
   { key: 'host', env: 'PASSKEYD_HOST', flag: 'host', parse: str, doc: 'listening address' },
   { key: 'grpcPort', env: 'PASSKEYD_GRPC_PORT', flag: 'grpc-port', parse: int('PASSKEYD_GRPC_PORT', 0, 65535), doc: 'optional extra HTTP/2-only port (0 = none; gRPC works on the main port)' },
   { key: 'databaseUrl', env: 'DATABASE_URL', flag: 'database-url', parse: optStr, doc: 'PostgreSQL URL; unset means embedded PGlite' },
+  { key: 'databaseSchema', env: 'PASSKEYD_DATABASE_SCHEMA', flag: 'database-schema', parse: schemaName, doc: 'PostgreSQL schema for passkeyd\'s tables (created if missing); unset means the default search path' },
   { key: 'dataDir', env: 'PASSKEYD_DATA_DIR', flag: 'data-dir', parse: str, doc: 'PGlite data directory' },
   { key: 'rpIds', env: 'PASSKEYD_RP_ID', flag: 'rp-id', parse: list, doc: 'WebAuthn relying-party id(s), comma-separated, first is default' },
   { key: 'rpName', env: 'PASSKEYD_RP_NAME', flag: 'rp-name', parse: str, doc: 'relying-party display name' },
@@ -103,6 +110,7 @@ export const defaults: Config = {
   host: '127.0.0.1',
   grpcPort: 0,
   databaseUrl: undefined,
+  databaseSchema: undefined,
   dataDir: './data',
   rpIds: ['localhost'],
   rpName: 'passkeyd',
@@ -139,7 +147,7 @@ export function loadConfig(flags: Record<string, string> = {}, env: NodeJS.Proce
   }
   for (const s of settings) {
     const raw = flags[s.flag] ?? env[s.env];
-    if (raw === undefined || (raw === '' && s.parse !== optStr)) continue;
+    if (raw === undefined || (raw === '' && s.parse !== optStr && s.parse !== schemaName)) continue;
     (config as unknown as Record<string, unknown>)[s.key] = s.parse(raw);
   }
   if (config.rpIds.length === 0) throw new ConfigError('PASSKEYD_RP_ID needs at least one relying-party id');

@@ -38,7 +38,7 @@ export interface AppOptions {
 /** Opens the database, migrates, bootstraps, and wires every protocol to one handler set. */
 export async function createApp(config: Config, options: AppOptions = {}): Promise<App> {
   const log = options.log ?? createLogger(config.logLevel);
-  const store = options.store ?? (await openStore({ databaseUrl: config.databaseUrl, dataDir: config.dataDir }));
+  const store = options.store ?? (await openStore({ databaseUrl: config.databaseUrl, schema: config.databaseSchema, dataDir: config.dataDir }));
   await migrateToLatest(store.db, store.schema);
   await bootstrap(store.db);
   const tokens = await createTokenService(store.db, { issuer: config.issuer, audience: config.audience });

@@ -27,17 +27,32 @@ export interface StoreOptions {
 
 const INT8 = 20;
 
+/** Creates the schema if it is missing (before the pool pins its search path to it). */
+async function ensureSchema(url: string, schema: string): Promise<void> {
+  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 5000 });
+  await client.connect();
+  try {
+    await client.query(`create schema if not exists "${schema}"`);
+  } catch (err) {
+    // Two instances starting at once may race on the catalog; the schema exists either way.
+    if ((err as { code?: string }).code !== '23505') throw err;
+  } finally {
+    await client.end();
+  }
+}
+
 /** Opens the database named by the options: PostgreSQL when a URL is given, PGlite otherwise. */
 export async function openStore(options: StoreOptions): Promise<Store> {
   let db: Kysely<Database>;
   let kind: Store['kind'];
   if (options.databaseUrl) {
     kind = 'postgres';
+    if (options.schema) await ensureSchema(options.databaseUrl, options.schema);
     const pool = new pg.Pool({
       connectionString: options.databaseUrl,
       max: options.poolSize ?? 10,
       connectionTimeoutMillis: 5000,
-      ...(options.schema ? { options: `-c search_path=${options.schema}` } : {}),
+      ...(options.schema ? { options: `-c search_path="${options.schema}"` } : {}),
       types: {
         getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
           oid === INT8 ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format as 'text')) as typeof pg.types.getTypeParser,

@@ -27,8 +27,12 @@ export function readPath(message: unknown, path: string): unknown {
     if (v == null) return undefined;
     const camel = part.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase());
     let next = v[camel];
-    // A member of a oneof sits under { case, value }.
-    if (next === undefined && v.case === camel) next = v.value;
+    if (next === undefined) {
+      // A member of a oneof sits in the oneof's { case, value } object.
+      for (const member of Object.values(v)) {
+        if (member && typeof member === 'object' && (member as { case?: unknown }).case === camel) next = (member as { value: unknown }).value;
+      }
+    }
     v = next;
   }
   return v;

@@ -1,0 +1,119 @@
+import { generateKeyPairSync } from 'node:crypto';
+import { Code } from '@connectrpc/connect';
+import { SignJWT } from 'jose';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { OrganizationService } from '../gen/passkeyd/org/v2/org_service_pb.js';
+import { UserService } from '../gen/passkeyd/user/v2/user_service_pb.js';
+import { bearer, clientFor, PROTOCOLS } from './helpers/clients.js';
+import { codeOf } from './helpers/codes.js';
+import { BACKEND, startTestServer, type TestServer } from './helpers/server.js';
+
+let srv: TestServer;
+let instanceAdmin: string;
+let orgA: string;
+let orgB: string;
+let userA: string;
+let userB: string;
+
+const human = (username: string, orgId?: string) => ({
+  username,
+  ...(orgId ? { organization: { org: { case: 'orgId' as const, value: orgId } } } : {}),
+  profile: { givenName: 'T', familyName: username },
+  email: { email: `${username}@example.com` },
+});
+
+beforeAll(async () => {
+  srv = await startTestServer();
+  instanceAdmin = await srv.adminToken();
+  const orgs = clientFor(OrganizationService, 'connect', srv.url);
+  orgA = (await orgs.addOrganization({ name: 'A' }, bearer(instanceAdmin))).organizationId;
+  orgB = (await orgs.addOrganization({ name: 'B' }, bearer(instanceAdmin))).organizationId;
+  const users = clientFor(UserService, 'connect', srv.url);
+  userA = (await users.addHumanUser(human('alice', orgA), bearer(instanceAdmin))).userId;
+  userB = (await users.addHumanUser(human('bob', orgB), bearer(instanceAdmin))).userId;
+});
+afterAll(() => srv?.close());
+
+describe(`authentication and permissions (${BACKEND})`, () => {
+  it.each(PROTOCOLS)('%s: no token → UNAUTHENTICATED; garbage header → UNAUTHENTICATED', async (protocol) => {
+    const users = clientFor(UserService, protocol, srv.url);
+    expect(await codeOf(users.getUserByID({ userId: userA }))).toBe(Code.Unauthenticated);
+    expect(await codeOf(users.getUserByID({ userId: userA }, { headers: { authorization: 'Basic abc' } }))).toBe(Code.Unauthenticated);
+    expect(await codeOf(users.getUserByID({ userId: userA }, bearer('not.a.jwt')))).toBe(Code.Unauthenticated);
+  });
+
+  it.each(PROTOCOLS)('%s: an org admin acts in its own organization only', async (protocol) => {
+    const users = clientFor(UserService, protocol, srv.url);
+    const adminA = await srv.adminToken('org_admin', orgA);
+    expect(await codeOf(users.getUserByID({ userId: userA }, bearer(adminA)))).toBe('ok');
+    expect(await codeOf(users.getUserByID({ userId: userB }, bearer(adminA)))).toBe(Code.PermissionDenied);
+    expect(await codeOf(users.deleteUser({ userId: userB }, bearer(adminA)))).toBe(Code.PermissionDenied);
+    expect(await codeOf(users.addHumanUser(human(`intruder-${protocol}`, orgB), bearer(adminA)))).toBe(Code.PermissionDenied);
+    // Without an organization, the user lands in the admin's own.
+    const own = await users.addHumanUser(human(`newbie-${protocol}`), bearer(adminA));
+    expect(own.details?.resourceOwner).toBe(orgA);
+    // Listing is scoped to the admin's organization whatever the query asks.
+    const listed = await users.listUsers({ queries: [{ query: { case: 'organizationIdQuery', value: { organizationId: orgB } } }] }, bearer(adminA));
+    expect(listed.result).toEqual([]);
+    const mine = await users.listUsers({}, bearer(adminA));
+    expect(mine.result.every((u) => u.details?.resourceOwner === orgA)).toBe(true);
+    expect(mine.result.map((u) => u.userId)).toContain(userA);
+    // Organizations are instance-admin business.
+    const orgs = clientFor(OrganizationService, protocol, srv.url);
+    expect(await codeOf(orgs.addOrganization({ name: 'nope' }, bearer(adminA)))).toBe(Code.PermissionDenied);
+  });
+
+  it.each(PROTOCOLS)('%s: a user reads and changes itself, not others', async (protocol) => {
+    const users = clientFor(UserService, protocol, srv.url);
+    const { token } = await srv.app.tokens.issue({ subject: userA, orgId: orgA, ttlSeconds: 60 });
+    const self = await users.getUserByID({ userId: userA }, bearer(token));
+    expect(self.user?.username).toBe('alice');
+    expect(await codeOf(users.updateHumanUser({ userId: userA, profile: { givenName: 'Alice', familyName: 'A' } }, bearer(token)))).toBe('ok');
+    expect(await codeOf(users.getUserByID({ userId: userB }, bearer(token)))).toBe(Code.PermissionDenied);
+    expect(await codeOf(users.listUsers({}, bearer(token)))).toBe(Code.PermissionDenied);
+    expect(await codeOf(users.deleteUser({ userId: userA }, bearer(token)))).toBe(Code.PermissionDenied);
+  });
+
+  it('expired, foreign-signed, wrong-issuer and wrong-audience tokens → UNAUTHENTICATED', async () => {
+    const users = clientFor(UserService, 'grpc', srv.url);
+    const expired = await srv.adminToken('instance_admin', undefined, undefined, -10);
+    expect(await codeOf(users.getUserByID({ userId: userA }, bearer(expired)))).toBe(Code.Unauthenticated);
+
+    const { kid } = (await srv.app.tokens.jwks()).keys[0] as { kid: string };
+    const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const forge = (iss: string, aud: string) =>
+      new SignJWT({ org: orgA, roles: ['instance_admin'] })
+        .setProtectedHeader({ alg: 'ES256', kid })
+        .setIssuer(iss)
+        .setAudience(aud)
+        .setSubject('mallory')
+        .setJti('x')
+        .setIssuedAt()
+        .setExpirationTime('5m')
+        .sign(privateKey);
+    // Same kid as a real key, signed by another key.
+    expect(await codeOf(users.getUserByID({ userId: userA }, bearer(await forge(srv.config.issuer, srv.config.audience))))).toBe(Code.Unauthenticated);
+
+    const real = (iss: string, aud: string) =>
+      new SignJWT({ org: orgA, roles: ['instance_admin'] })
+        .setProtectedHeader({ alg: 'ES256', kid })
+        .setIssuer(iss)
+        .setAudience(aud)
+        .setSubject('x')
+        .setJti('y')
+        .setIssuedAt()
+        .setExpirationTime('5m');
+    const keys = await srv.app.store.db.selectFrom('signing_keys').select('private_jwk').where('kid', '=', kid).executeTakeFirstOrThrow();
+    const { createPrivateKey } = await import('node:crypto');
+    const ownKey = createPrivateKey({ key: keys.private_jwk as any, format: 'jwk' });
+    expect(await codeOf(users.getUserByID({ userId: userA }, bearer(await real(srv.config.issuer, srv.config.audience).sign(ownKey))))).toBe('ok');
+    expect(await codeOf(users.getUserByID({ userId: userA }, bearer(await real('https://evil.example', srv.config.audience).sign(ownKey))))).toBe(Code.Unauthenticated);
+    expect(await codeOf(users.getUserByID({ userId: userA }, bearer(await real(srv.config.issuer, 'someone-else').sign(ownKey))))).toBe(Code.Unauthenticated);
+  });
+
+  it('an unknown user is NOT_FOUND for an admin of any organization', async () => {
+    const users = clientFor(UserService, 'connect', srv.url);
+    const adminA = await srv.adminToken('org_admin', orgA);
+    expect(await codeOf(users.getUserByID({ userId: 'no-such-user' }, bearer(adminA)))).toBe(Code.NotFound);
+  });
+});
