@@ -1,10 +1,12 @@
-import { createContextValues } from '@connectrpc/connect';
-import { connectNodeAdapter } from '@connectrpc/connect-node';
+import { createConnectRouter, createContextValues } from '@connectrpc/connect';
+import { compressionBrotli, compressionGzip } from '@connectrpc/connect-node';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { clientAddressKey } from '../api/context.js';
 import { authInterceptor } from '../api/interceptors/auth.js';
 import { errorInterceptor } from '../api/interceptors/errors.js';
 import { loggingInterceptor } from '../api/interceptors/logging.js';
+import { createRpcNodeHandler, type NodeServerRequest } from '../api/rest/node-bridge.js';
+import { createRestTranscoder } from '../api/rest/transcoder.js';
 import { createRoutes } from '../api/router.js';
 import type { ServiceDeps } from '../api/services/deps.js';
 import { createTokenService, type TokenService } from '../auth/tokens.js';
@@ -14,10 +16,22 @@ import { orgOfUser } from '../domain/orgs.js';
 import { createLogger, type Logger } from '../log.js';
 import { openStore, type Store } from '../store/db.js';
 import { migrateToLatest } from '../store/migrate.js';
+import { createCors } from './cors.js';
 import { createPublicRoutes, sendJson, type NodeRequest, type NodeResponse } from './http-routes.js';
 
 /** Largest request body accepted on any protocol. */
 export const MAX_BODY_BYTES = 1024 * 1024;
+
+/** Reads and discards what is left of a request body, up to a bound; past it the connection goes. */
+function drain(req: NodeRequest, limit = 8 * MAX_BODY_BYTES): void {
+  let seen = 0;
+  req.on('data', (chunk: Buffer) => {
+    seen += chunk.length;
+    if (seen > limit) req.destroy();
+  });
+  req.on('error', () => {});
+  req.resume();
+}
 
 /** A ready-to-serve passkeyd: its HTTP handler and what it owns. */
 export interface App {
@@ -54,16 +68,29 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
   const ping = () => store.ping();
   const publicRoutes = createPublicRoutes({ issuer: config.issuer, tokens, ping, registry });
   const notFound = (_req: NodeRequest, res: NodeResponse) => sendJson(res, 404, { code: 5, message: 'not found', details: [] });
-  const connect = connectNodeAdapter({
-    routes: createRoutes(deps, ping, interceptors),
+  // One router, one set of handlers (with their interceptors): the Node adapter serves gRPC, gRPC-web
+  // and Connect from it, the REST transcoder hands /v2/... requests to the very same handlers.
+  const router = createConnectRouter({
     readMaxBytes: MAX_BODY_BYTES,
     // Unknown JSON fields are a client mistake (a typo would otherwise be silently dropped).
     jsonOptions: { ignoreUnknownFields: false },
-    contextValues: (req) => createContextValues().set(clientAddressKey, req.socket?.remoteAddress ?? 'unknown'),
-    fallback: notFound as any,
+    acceptCompression: [compressionGzip, compressionBrotli],
   });
+  createRoutes(deps, ping, interceptors)(router);
+  const contextValues = (req: NodeServerRequest) => createContextValues().set(clientAddressKey, req.socket?.remoteAddress ?? 'unknown');
+  const connect = createRpcNodeHandler(router.handlers, { contextValues, fallback: notFound as any, log });
+  const rest = createRestTranscoder({ handlers: router.handlers, contextValues, maxBodyBytes: MAX_BODY_BYTES, log });
+  const cors = createCors(config.origins);
 
   const handler = (req: NodeRequest, res: NodeResponse) => {
+    // A request refused before its body was read (too large, unauthenticated) still has bytes in
+    // flight; draining them lets the client read the answer instead of seeing a connection reset.
+    res.once('finish', () => {
+      if (!req.complete && !req.destroyed) drain(req);
+    });
+    // Answered before its body is read, such a request must not leave its connection to be reused.
+    if (Number(req.headers['content-length'] ?? 0) > MAX_BODY_BYTES && req.httpVersionMajor === 1) res.setHeader('connection', 'close');
+    if (cors(req, res)) return;
     const path = (req.url ?? '/').split('?', 1)[0]!;
     const route = publicRoutes.get(path);
     if (route && (req.method === 'GET' || req.method === 'HEAD')) {
@@ -71,6 +98,10 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
         log.error({ err, path }, 'route failed');
         if (!res.headersSent) sendJson(res, 500, { code: 13, message: 'internal error', details: [] });
       });
+      return;
+    }
+    if (path.startsWith('/v2/')) {
+      rest(req as any, res as any);
       return;
     }
     connect(req as any, res as any);

@@ -30,8 +30,8 @@ export async function createSchema(url: string): Promise<{ schema: string; drop(
 }
 
 /** A database for one test server: an in-memory PGlite, or a private schema on PostgreSQL. */
-export async function openTestStore(options: { dataDir?: string; schema?: string } = {}): Promise<{ store: Store; schema?: string; cleanup(): Promise<void> }> {
-  if (!TEST_DATABASE_URL) {
+export async function openTestStore(options: { dataDir?: string; schema?: string; embedded?: boolean } = {}): Promise<{ store: Store; schema?: string; cleanup(): Promise<void> }> {
+  if (!TEST_DATABASE_URL || options.embedded) {
     const store = await openStore({ dataDir: options.dataDir ?? 'memory://' });
     return { store, cleanup: async () => {} };
   }
@@ -58,11 +58,13 @@ export interface TestServerOptions {
   /** Reuse a PostgreSQL schema (two instances on one database). */
   schema?: string;
   dataDir?: string;
+  /** Use PGlite even when the run targets PostgreSQL (PGlite-specific behaviour). */
+  embedded?: boolean;
 }
 
 /** Starts a real passkeyd on 127.0.0.1, port 0, on the test backend. */
 export async function startTestServer(options: TestServerOptions = {}): Promise<TestServer> {
-  const { store, schema, cleanup } = await openTestStore({ schema: options.schema, dataDir: options.dataDir });
+  const { store, schema, cleanup } = await openTestStore({ schema: options.schema, dataDir: options.dataDir, embedded: options.embedded });
   const config = loadConfig({ port: '0', host: '127.0.0.1', 'log-level': 'silent', ...options.config }, {});
   const app = await createApp(config, { store, log: pino({ level: process.env.PASSKEYD_TEST_LOG ?? 'silent' }) });
   const server = await listen(app);

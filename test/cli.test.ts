@@ -1,0 +1,134 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, describe, expect, it } from 'vitest';
+import { UserService } from '../gen/passkeyd/user/v2/user_service_pb.js';
+import { bearer, clientFor } from './helpers/clients.js';
+import { createSchema, TEST_DATABASE_URL, BACKEND } from './helpers/server.js';
+
+const run = promisify(execFile);
+const BIN = path.resolve('bin/passkeyd.js');
+const JWT = /^[\w-]+\.[\w-]+\.[\w-]+$/;
+
+interface Env {
+  env: NodeJS.ProcessEnv;
+  cleanup(): Promise<void>;
+}
+
+/** Environment for one CLI scenario: a private PGlite directory, or a private PostgreSQL schema. */
+async function scenarioEnv(): Promise<Env> {
+  const base = { ...process.env, PASSKEYD_LOG_LEVEL: 'info', PASSKEYD_PORT: '0' };
+  delete base.DATABASE_URL;
+  if (TEST_DATABASE_URL) {
+    const { schema, drop } = await createSchema(TEST_DATABASE_URL);
+    return { env: { ...base, DATABASE_URL: TEST_DATABASE_URL, PASSKEYD_DATABASE_SCHEMA: schema }, cleanup: drop };
+  }
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'passkeyd-cli-'));
+  return { env: { ...base, PASSKEYD_DATA_DIR: dir }, cleanup: async () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+async function cli(env: NodeJS.ProcessEnv, ...args: string[]): Promise<{ stdout: string; stderr: string }> {
+  return run(process.execPath, [BIN, ...args], { env, timeout: 60_000 });
+}
+
+/** Starts `passkeyd serve` and resolves with its port once it logs that it listens. */
+function serve(env: NodeJS.ProcessEnv): Promise<{ child: ChildProcess; port: number; logs: string[] }> {
+  const child = spawn(process.execPath, [BIN, 'serve'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const logs: string[] = [];
+  return new Promise((resolve, reject) => {
+    let buf = '';
+    child.stdout!.on('data', (d: Buffer) => {
+      buf += d.toString();
+      let nl;
+      while ((nl = buf.indexOf('\n')) >= 0) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        logs.push(line);
+        try {
+          const entry = JSON.parse(line);
+          if (entry.msg === 'passkeyd listening') resolve({ child, port: entry.port, logs });
+        } catch {
+          /* not JSON */
+        }
+      }
+    });
+    child.stderr!.on('data', (d: Buffer) => logs.push(d.toString()));
+    child.once('exit', (code) => reject(new Error(`serve exited with ${code}: ${logs.join('\n')}`)));
+  });
+}
+
+function exited(child: ChildProcess): Promise<number | null> {
+  return new Promise((resolve) => child.once('exit', (code) => resolve(code)));
+}
+
+const children: ChildProcess[] = [];
+afterAll(() => children.forEach((c) => c.kill('SIGKILL')));
+
+describe(`passkeyd CLI (${BACKEND})`, () => {
+  it('admin token prints only a JWT, also while serve runs; keys rotate keeps old tokens valid; SIGTERM stops cleanly', async () => {
+    const { env, cleanup } = await scenarioEnv();
+    try {
+      // Before any server: the CLI opens the database itself (and creates it).
+      const offline = await cli(env, 'admin', 'token', '--role', 'instance_admin', '--ttl', '10m');
+      expect(offline.stdout.trim()).toMatch(JWT);
+      expect(offline.stdout.trim().split('\n')).toHaveLength(1);
+
+      const { child, port, logs } = await serve(env);
+      children.push(child);
+      const url = `http://127.0.0.1:${port}`;
+      const users = clientFor(UserService, 'grpc', url);
+
+      // While serve holds the database (PGlite: through its local socket).
+      const online = (await cli(env, 'admin', 'token', '--role', 'instance_admin')).stdout.trim();
+      expect(online).toMatch(JWT);
+      expect((await users.listUsers({}, bearer(online))).details?.totalResult).toBe(0n);
+      expect((await users.listUsers({}, bearer(offline.stdout.trim()))).details).toBeTruthy();
+
+      const kidOf = (t: string) => JSON.parse(Buffer.from(t.split('.')[0]!, 'base64url').toString()).kid as string;
+      const rotated = (await cli(env, 'admin', 'keys', 'rotate')).stdout.trim();
+      expect(rotated).not.toBe(kidOf(online));
+      const jwks = (await (await fetch(`${url}/.well-known/jwks.json`)).json()) as { keys: { kid: string }[] };
+      expect(jwks.keys.map((k) => k.kid).sort()).toEqual([kidOf(online), rotated].sort());
+      const fresh = (await cli(env, 'admin', 'token', '--role', 'org_admin')).stdout.trim();
+      expect(kidOf(fresh)).toBe(rotated);
+      // Old-key tokens keep working; new-key tokens work.
+      expect((await users.listUsers({}, bearer(online))).details).toBeTruthy();
+      expect((await users.listUsers({}, bearer(fresh))).details).toBeTruthy();
+
+      const logged = logs.join('\n');
+      expect(logged).toContain('"procedure":"passkeyd.user.v2.UserService/ListUsers"');
+      expect(logged).toContain('"protocol":"grpc"');
+      expect(logged).not.toContain(online);
+
+      child.kill('SIGTERM');
+      expect(await exited(child)).toBe(0);
+      expect(logs.join('\n')).toContain('passkeyd stopped');
+      if (env.PASSKEYD_DATA_DIR) {
+        expect(existsSync(path.join(env.PASSKEYD_DATA_DIR, 'passkeyd.lock'))).toBe(false);
+        expect(existsSync(path.join(env.PASSKEYD_DATA_DIR, 'passkeyd.sock'))).toBe(false);
+      }
+    } finally {
+      await cleanup();
+    }
+  });
+
+  it('mistakes get a clear message and exit code 2, no stack trace', async () => {
+    const { env, cleanup } = await scenarioEnv();
+    try {
+      for (const args of [['admin', 'token'], ['admin', 'token', '--role', 'root'], ['serve', '--prot', '1'], ['frobnicate']]) {
+        const err = await cli(env, ...args).then(
+          () => undefined,
+          (e: { code: number; stderr: string }) => e,
+        );
+        expect(err?.code, args.join(' ')).toBe(2);
+        expect(err?.stderr).toMatch(/^passkeyd: /);
+        expect(err?.stderr).not.toMatch(/\n\s+at /);
+      }
+    } finally {
+      await cleanup();
+    }
+  });
+});

@@ -1,0 +1,85 @@
+import { Code } from '@connectrpc/connect';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { UserService } from '../gen/passkeyd/user/v2/user_service_pb.js';
+import { bearer, clientFor, PROTOCOLS } from './helpers/clients.js';
+import { errorOf } from './helpers/codes.js';
+import { BACKEND, startTestServer, type TestServer } from './helpers/server.js';
+
+let srv: TestServer;
+let admin: string;
+
+beforeAll(async () => {
+  srv = await startTestServer();
+  admin = await srv.adminToken();
+});
+afterAll(() => srv?.close());
+
+const long = (n: number) => 'x'.repeat(n);
+
+/** A raw Connect JSON call, to send what typed clients cannot. */
+async function connectJson(path: string, body: string, token?: string): Promise<{ status: number; json: any }> {
+  const res = await fetch(`${srv.url}/passkeyd.user.v2.UserService/${path}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
+    body,
+  });
+  return { status: res.status, json: await res.json().catch(() => undefined) };
+}
+
+describe(`bad input is refused clearly, never INTERNAL (${BACKEND})`, () => {
+  it.each(PROTOCOLS)('%s: bounds from the protos, naming the field', async (protocol) => {
+    const users = clientFor(UserService, protocol, srv.url);
+    const base = { username: 'v', profile: { givenName: 'V', familyName: 'V' }, email: { email: 'v@example.com' } };
+    const cases: [() => Promise<unknown>, RegExp][] = [
+      [() => users.getUserByID({ userId: long(201) }, bearer(admin)), /user_id: must be at most 200 characters/],
+      [() => users.getUserByID({ userId: '' }, bearer(admin)), /user_id: is required/],
+      [() => users.addHumanUser({ ...base, profile: undefined }, bearer(admin)), /profile: is required/],
+      [() => users.addHumanUser({ ...base, profile: { givenName: long(201), familyName: 'x' } }, bearer(admin)), /profile\.given_name: must be at most 200/],
+      [() => users.addHumanUser({ ...base, email: { email: 'not-an-address' } }, bearer(admin)), /email\.email: is not a valid email address/],
+      [() => users.addHumanUser({ ...base, username: '' }, bearer(admin)), /username: is required/],
+      [() => users.listUsers({ query: { limit: 1001 } }, bearer(admin)), /query\.limit: must be at most 1000/],
+      [() => users.listUsers({ sortingColumn: 77 as never }, bearer(admin)), /sorting_column: unknown enum value 77/],
+      [() => users.listUsers({ queries: Array.from({ length: 21 }, () => ({})) }, bearer(admin)), /queries: must be at most 20 items/],
+    ];
+    for (const [call, message] of cases) {
+      const err = await errorOf(call());
+      expect(err.code, err.rawMessage).toBe(Code.InvalidArgument);
+      expect(err.rawMessage).toMatch(message);
+    }
+  });
+
+  it('counts characters, not UTF-16 units: 200 emoji are allowed, 201 are not', async () => {
+    const users = clientFor(UserService, 'connect', srv.url);
+    const ok = await users.addHumanUser({ username: '😀'.repeat(200), profile: { givenName: 'E', familyName: 'E' }, email: { email: 'e@example.com' } }, bearer(admin));
+    expect(ok.userId).toBeTruthy();
+    const err = await errorOf(users.addHumanUser({ username: '😀'.repeat(201), profile: { givenName: 'E', familyName: 'E' }, email: { email: 'e2@example.com' } }, bearer(admin)));
+    expect(err.code).toBe(Code.InvalidArgument);
+  });
+
+  it('Connect JSON: unknown fields, wrong types and broken JSON → INVALID_ARGUMENT (HTTP 400)', async () => {
+    for (const body of ['{"userId":"a","bogus":1}', '{"userId":42}', '{"userId":', '[]', '{"userId":"a","user_id":"b"}']) {
+      const r = await connectJson('GetUserByID', body, admin);
+      expect(r.status, body).toBe(400);
+      expect(r.json?.code, body).toBe('invalid_argument');
+    }
+    const r = await connectJson('ListUsers', '{"query":{"limit":"many"}}', admin);
+    expect(r.json?.code).toBe('invalid_argument');
+  });
+
+  it.each(PROTOCOLS)('%s: a 2 MiB request is refused by the size limit before parsing', async (protocol) => {
+    const users = clientFor(UserService, protocol, srv.url);
+    const err = await errorOf(users.getUserByID({ userId: long(2 * 1024 * 1024) }, bearer(admin)));
+    expect([Code.ResourceExhausted, Code.InvalidArgument]).toContain(err.code);
+    expect(err.code).not.toBe(Code.Internal);
+  });
+
+  it('a raw 2 MiB body on Connect is refused without a token check or parse', async () => {
+    const r = await connectJson('GetUserByID', `{"userId":"${long(2 * 1024 * 1024)}"}`);
+    expect(r.json?.code).toBe('resource_exhausted');
+  });
+
+  it('no stack trace or internal detail in an error message', async () => {
+    const r = await connectJson('GetUserByID', '{"userId":', admin);
+    expect(JSON.stringify(r.json)).not.toMatch(/\bat .*\.(ts|js):\d+/);
+  });
+});
