@@ -31,7 +31,7 @@ export interface TokenService {
   issue(claims: TokenClaims): Promise<{ token: string; expiresAt: Date; tokenId: string }>;
   /** Verifies signature, key id, issuer, audience and expiry. */
   verify(token: string): Promise<Principal>;
-  /** The public keys, for /.well-known/jwks.json. */
+  /** The public keys as stored now, for /.well-known/jwks.json. */
   jwks(): Promise<{ keys: Record<string, unknown>[] }>;
   /** Re-reads the keys from the database (after a rotation elsewhere). */
   reload(): Promise<void>;
@@ -122,7 +122,11 @@ export async function createTokenService(db: Kysely<Database>, options: TokenSer
     },
 
     async jwks() {
-      return { keys: keys.map((k) => k.publicJwk) };
+      // Read from the database, not the cache: a key rotated by another process or instance is
+      // published at once (verifiers cache the document themselves).
+      const rows = await db.selectFrom('signing_keys').select(['kid', 'public_jwk']).orderBy('created_at', 'desc').orderBy('kid').execute();
+      if (rows.some((r) => !byKid.has(r.kid))) await reload();
+      return { keys: rows.map((r) => r.public_jwk) };
     },
 
     reload,
