@@ -20,7 +20,7 @@ interface Env {
 
 /** Environment for one CLI scenario: a private PGlite directory, or a private PostgreSQL schema. */
 async function scenarioEnv(): Promise<Env> {
-  const base = { ...process.env, PASSKEYD_LOG_LEVEL: 'info', PASSKEYD_PORT: '0' };
+  const base: NodeJS.ProcessEnv = { ...process.env, PASSKEYD_LOG_LEVEL: 'info', PASSKEYD_PORT: '0' };
   delete base.DATABASE_URL;
   if (TEST_DATABASE_URL) {
     const { schema, drop } = await createSchema(TEST_DATABASE_URL);

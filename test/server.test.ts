@@ -106,7 +106,7 @@ describe('TLS with ALPN serves every protocol on one port', () => {
       const ca = execFileSync('cat', [cert]);
       const base = `https://127.0.0.1:${tls.server.port}`;
       const h1 = await new Promise<{ version: string; status: number }>((resolve, reject) =>
-        https.get(`${base}/healthz`, { ca, ALPNProtocols: ['http/1.1'] }, (res) => {
+        https.get(`${base}/healthz`, { ca, ALPNProtocols: ['http/1.1'] } as https.RequestOptions, (res) => {
           res.resume();
           resolve({ version: res.httpVersion, status: res.statusCode! });
         }).on('error', reject),

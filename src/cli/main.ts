@@ -38,6 +38,25 @@ async function withStore<T>(config: Config, fn: (store: Store) => Promise<T>): P
 }
 
 /**
+ * Asks the server that holds the PGlite directory, or opens the database when none does. A server that
+ * is still starting holds the lock before its socket listens: wait for the socket a little while.
+ */
+async function viaServerOrStore(config: Config, route: string, body: unknown, direct: (store: Store) => Promise<string>): Promise<string> {
+  if (config.databaseUrl) return withStore(config, direct);
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    const answer = await askAdminSocket(config.dataDir, route, body);
+    if (answer !== undefined) return answer;
+    try {
+      return await withStore(config, direct);
+    } catch (err) {
+      if (!(err instanceof DataDirBusyError) || Date.now() > deadline) throw err;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  }
+}
+
+/**
  * Runs an admin command. With PGlite the running server (if any) owns the data directory, so it is asked
  * over its local socket; otherwise the database is opened directly.
  */
@@ -48,11 +67,7 @@ async function admin(config: Config, words: string[], flags: Record<string, stri
     const cfg = loadConfig(flags);
     if (!opts.role) throw new ConfigError('admin token needs --role instance_admin|org_admin');
     const request = { role: opts.role, org: opts.org, user: opts.user, ttlSeconds: opts.ttl ? parseDuration(opts.ttl) : undefined };
-    if (!cfg.databaseUrl) {
-      const answer = await askAdminSocket(cfg.dataDir, '/token', request);
-      if (answer !== undefined) return answer;
-    }
-    return withStore(cfg, async (store) => {
+    return viaServerOrStore(cfg, '/token', request, async (store) => {
       const tokens = await createTokenService(store.db, { issuer: cfg.issuer, audience: cfg.audience });
       try {
         return await mintAdminToken(store.db, tokens, request);
@@ -62,11 +77,7 @@ async function admin(config: Config, words: string[], flags: Record<string, stri
     });
   }
   if (what === 'keys' && sub === 'rotate') {
-    if (!config.databaseUrl) {
-      const answer = await askAdminSocket(config.dataDir, '/keys/rotate', {});
-      if (answer !== undefined) return answer;
-    }
-    return withStore(config, async (store) => {
+    return viaServerOrStore(config, '/keys/rotate', {}, async (store) => {
       const tokens = await createTokenService(store.db, { issuer: config.issuer, audience: config.audience });
       try {
         return await rotateSigningKey(store.db, tokens);
@@ -107,8 +118,8 @@ async function main(argv: string[]): Promise<void> {
       return serve(loadConfig(flags));
     case 'migrate': {
       const config = loadConfig(flags);
-      const applied = await withStore(config, async () => []);
-      process.stderr.write(`migrations up to date${applied.length ? '' : ''}\n`);
+      await withStore(config, async () => undefined);
+      process.stderr.write('migrations up to date\n');
       return;
     }
     case 'admin': {
