@@ -10,6 +10,7 @@ import { askAdminSocket, startAdminSocket } from '../server/admin-socket.js';
 import { createApp } from '../server/app.js';
 import { DataDirBusyError, lockDataDir } from '../server/data-dir-lock.js';
 import { listen } from '../server/listen.js';
+import { cluster, runPrimary, workerCount } from '../server/cluster.js';
 import { parseArgs, takeFlags } from './args.js';
 
 const USAGE = `usage: passkeyd <command> [options]
@@ -91,6 +92,13 @@ async function admin(config: Config, words: string[], flags: Record<string, stri
 
 async function serve(config: Config): Promise<void> {
   const log = createLogger(config.logLevel);
+  const workers = workerCount(config.workers, !config.databaseUrl);
+  if (workers > 1 && cluster.isPrimary) {
+    // Migrate once here, so the workers start against an up-to-date schema without racing.
+    await withStore(config, async () => undefined);
+    runPrimary(workers, log);
+    return;
+  }
   const unlock = config.databaseUrl ? () => {} : lockDataDir(config.dataDir);
   const app = await createApp(config, { log });
   const closeSocket = config.databaseUrl ? async () => {} : await startAdminSocket(app);

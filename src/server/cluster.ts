@@ -1,0 +1,42 @@
+import cluster from 'node:cluster';
+import os from 'node:os';
+import type { Logger } from '../log.js';
+
+/** How many processes `serve` runs: PGlite is single-process by nature; 0 means one per core. */
+export function workerCount(requested: number, embedded: boolean): number {
+  if (embedded) return 1;
+  return requested > 0 ? requested : os.availableParallelism();
+}
+
+/**
+ * Runs the primary of `serve --workers N`: forks the workers (which share the listening port through
+ * node:cluster), replaces a worker that dies, and on SIGTERM/SIGINT asks every worker to drain and
+ * waits for them before exiting.
+ */
+export function runPrimary(count: number, log: Logger): void {
+  let stopping = false;
+  for (let i = 0; i < count; i++) cluster.fork();
+  cluster.on('exit', (worker, code, signal) => {
+    if (stopping) {
+      if (Object.keys(cluster.workers ?? {}).length === 0) {
+        log.info('all workers stopped');
+        process.exit(0);
+      }
+      return;
+    }
+    log.error({ pid: worker.process.pid, code, signal }, 'worker died; starting another');
+    cluster.fork();
+  });
+  const stop = (signal: NodeJS.Signals) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal, workers: count }, 'shutting down workers');
+    for (const w of Object.values(cluster.workers ?? {})) w?.process.kill('SIGTERM');
+    if (Object.keys(cluster.workers ?? {}).length === 0) process.exit(0);
+  };
+  process.once('SIGTERM', () => stop('SIGTERM'));
+  process.once('SIGINT', () => stop('SIGINT'));
+  log.info({ workers: count }, 'passkeyd primary started');
+}
+
+export { cluster };
