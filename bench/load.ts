@@ -1,0 +1,172 @@
+/**
+ * The load generator, run as its own process by bench/run.ts: provisions users, times registrations,
+ * then drives full logins (CreateSession → sign → SetSession) for a fixed time at a fixed concurrency.
+ * Talks to the parent over IPC so the parent can sample the service's CPU at phase boundaries.
+ */
+import { createClient, type Client, type Transport } from '@connectrpc/connect';
+import { createConnectTransport, createGrpcTransport } from '@connectrpc/connect-node';
+import type { PublicKeyCredentialCreationOptionsJSON, PublicKeyCredentialRequestOptionsJSON } from '@simplewebauthn/server';
+import { SessionService } from '../gen/passkeyd/session/v2/session_service_pb.js';
+import { UserService } from '../gen/passkeyd/user/v2/user_service_pb.js';
+import { createSoftAuthenticator, type SoftAuthenticator } from '../test/helpers/authenticator.js';
+
+export interface LoadParams {
+  url: string;
+  origin: string;
+  adminToken: string;
+  protocol: 'grpc' | 'connect';
+  users: number;
+  concurrency: number;
+  warmupSeconds: number;
+  durationSeconds: number;
+  registrationSeconds: number;
+  registrationConcurrency: number;
+}
+
+export interface PhaseStats {
+  ops: number;
+  errors: number;
+  seconds: number;
+  perSecond: number;
+  p50: number;
+  p95: number;
+  p99: number;
+  firstError?: string;
+}
+
+function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return 0;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+}
+
+function stats(latencies: number[], errors: number, seconds: number, firstError?: string): PhaseStats {
+  const sorted = latencies.slice().sort((a, b) => a - b);
+  const r = (n: number) => Math.round(n * 100) / 100;
+  return { ops: latencies.length, errors, seconds: r(seconds), perSecond: r(latencies.length / seconds), p50: r(percentile(sorted, 50)), p95: r(percentile(sorted, 95)), p99: r(percentile(sorted, 99)), ...(firstError ? { firstError } : {}) };
+}
+
+/** One HTTP/2 connection per few lanes, so a multi-process server gets its share of connections. */
+function transports(p: LoadParams, lanes: number): Transport[] {
+  const n = Math.max(1, Math.ceil(lanes / 4));
+  return Array.from({ length: n }, () =>
+    p.protocol === 'grpc' ? createGrpcTransport({ baseUrl: p.url } as any) : createConnectTransport({ baseUrl: p.url, httpVersion: '1.1' }),
+  );
+}
+
+function ask(msg: Record<string, unknown>): Promise<void> {
+  return new Promise((resolve) => {
+    const onMessage = (m: { ack?: string }) => {
+      if (m.ack === msg.type) {
+        process.off('message', onMessage);
+        resolve();
+      }
+    };
+    process.on('message', onMessage);
+    process.send!(msg);
+  });
+}
+
+/** Runs `work` on `lanes` concurrent loops until the deadline; returns latencies in ms. */
+async function drive(lanes: number, seconds: number, work: (lane: number) => Promise<void>): Promise<{ latencies: number[]; errors: number; elapsed: number; firstError?: string }> {
+  const latencies: number[] = [];
+  let errors = 0;
+  let firstError: string | undefined;
+  const start = performance.now();
+  const end = start + seconds * 1000;
+  await Promise.all(
+    Array.from({ length: lanes }, async (_, lane) => {
+      while (performance.now() < end) {
+        const t = performance.now();
+        try {
+          await work(lane);
+          latencies.push(performance.now() - t);
+        } catch (err) {
+          errors++;
+          firstError ??= String((err as Error).message ?? err);
+          if (errors > 1000) return;
+        }
+      }
+    }),
+  );
+  return { latencies, errors, elapsed: (performance.now() - start) / 1000, ...(firstError ? { firstError } : {}) };
+}
+
+async function main(p: LoadParams): Promise<void> {
+  const auth = { headers: { authorization: `Bearer ${p.adminToken}` } };
+  const regTransports = transports(p, p.registrationConcurrency);
+  const userClients = regTransports.map((t) => createClient(UserService, t));
+
+  // Users, untimed.
+  const userIds: string[] = [];
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: 32 }, async (_, lane) => {
+      while (next < p.users) {
+        const i = next++;
+        const r = await userClients[lane % userClients.length]!.addHumanUser(
+          { username: `bench-${i}-${process.pid}`, profile: { givenName: 'Bench', familyName: `${i}` }, email: { email: `bench${i}@example.com` } },
+          auth,
+        );
+        userIds.push(r.userId);
+      }
+    }),
+  );
+
+  // Registrations, timed: RegisterPasskey + sign + VerifyPasskeyRegistration.
+  const registered: { userId: string; authenticator: SoftAuthenticator }[] = [];
+  let cursor = 0;
+  const register = async (users: Client<typeof UserService>, userId: string) => {
+    const authenticator = createSoftAuthenticator({ counter: 'increment' });
+    const begun = await users.registerPasskey({ userId }, auth);
+    const options = (begun.publicKeyCredentialCreationOptions as unknown as { publicKey: PublicKeyCredentialCreationOptionsJSON }).publicKey;
+    const credential = await authenticator.register(options, { origin: p.origin });
+    await users.verifyPasskeyRegistration({ userId, passkeyId: begun.passkeyId, publicKeyCredential: credential as any, passkeyName: 'bench' }, auth);
+    registered.push({ userId, authenticator });
+  };
+  await ask({ type: 'phase-start', phase: 'registration' });
+  const reg = await drive(p.registrationConcurrency, p.registrationSeconds, (lane) => register(userClients[lane % userClients.length]!, userIds[cursor++ % userIds.length]!));
+  await ask({ type: 'phase-end', phase: 'registration', ops: reg.latencies.length });
+  // Every user needs a passkey to log in: register the rest untimed.
+  const have = new Set(registered.map((r) => r.userId));
+  const missing = userIds.filter((id) => !have.has(id));
+  await Promise.all(Array.from({ length: 16 }, async (_, lane) => {
+    for (let id = missing.pop(); id; id = missing.pop()) await register(userClients[lane % userClients.length]!, id);
+  }));
+
+  // Logins.
+  const loginTransports = transports(p, p.concurrency);
+  const sessions = loginTransports.map((t) => createClient(SessionService, t));
+  // Each lane owns its own users, as people do: one authenticator never signs two logins at once
+  // (that would reorder its sign counter, which the service rightly refuses).
+  const turns = new Array<number>(p.concurrency).fill(0);
+  const login = async (lane: number) => {
+    const mine = Math.max(1, Math.floor(registered.length / p.concurrency));
+    const who = registered[(lane + p.concurrency * (turns[lane]++ % mine)) % registered.length]!;
+    const client = sessions[lane % sessions.length]!;
+    const created = await client.createSession({ checks: { user: { search: { case: 'userId', value: who.userId } } }, challenges: { webAuthN: {} } });
+    const options = (created.challenges?.webAuthN?.publicKeyCredentialRequestOptions as unknown as { publicKey: PublicKeyCredentialRequestOptionsJSON }).publicKey;
+    const assertion = await who.authenticator.authenticate(options, { origin: p.origin });
+    const set = await client.setSession({ sessionId: created.sessionId, sessionToken: created.sessionToken, checks: { webAuthN: { credentialAssertionData: assertion as any } } });
+    if (!set.accessToken) throw new Error('no access token');
+  };
+  await drive(p.concurrency, p.warmupSeconds, login);
+  await ask({ type: 'phase-start', phase: 'login' });
+  const logins = await drive(p.concurrency, p.durationSeconds, login);
+  await ask({ type: 'phase-end', phase: 'login', ops: logins.latencies.length });
+
+  process.send!({
+    type: 'result',
+    registration: stats(reg.latencies, reg.errors, reg.elapsed, reg.firstError),
+    login: stats(logins.latencies, logins.errors, logins.elapsed, logins.firstError),
+  });
+}
+
+process.once('message', (p: LoadParams) => {
+  main(p).then(
+    () => process.exit(0),
+    (err) => {
+      process.send!({ type: 'error', message: String((err as Error).stack ?? err) });
+      process.exit(1);
+    },
+  );
+});

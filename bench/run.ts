@@ -1,0 +1,146 @@
+/**
+ * `npm run bench`: starts the compiled passkeyd against PostgreSQL (or PGlite with --pglite), provisions
+ * users with passkeys, then drives registrations and full logins from a separate load-generator process
+ * over gRPC (or Connect JSON on HTTP/1.1 with --protocol connect). Prints throughput, latency, errors,
+ * the service's CPU per login and, measured in the same run, the crypto floor; writes JSON for comparing runs.
+ *
+ *   npm run bench -- [--pglite] [--protocol grpc|connect] [--concurrency 64] [--duration 20] [--warmup 5]
+ *                    [--users 500] [--registration-duration 10] [--registration-concurrency 16] [--workers 0]
+ *                    [--database-url URL] [--out bench/results/latest.json] [--no-build]
+ */
+import { execFileSync, fork, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import pg from 'pg';
+import { parseArgs } from '../src/cli/args.js';
+import { treeCpuSeconds } from './cpu.js';
+import { measureFloor } from './floor.js';
+import type { LoadParams, PhaseStats } from './load.js';
+
+const { flags } = parseArgs(process.argv.slice(2));
+const num = (name: string, dflt: number) => (flags[name] !== undefined ? Number(flags[name]) : dflt);
+const embedded = flags.pglite === 'true';
+const protocol = (flags.protocol ?? 'grpc') as 'grpc' | 'connect';
+const databaseUrl = flags['database-url'] ?? process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+const out = flags.out ?? 'bench/results/latest.json';
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = net.createServer().listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as net.AddressInfo;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+async function waitReady(url: string): Promise<void> {
+  for (let i = 0; i < 120; i++) {
+    try {
+      if ((await fetch(`${url}/readyz`)).ok) return;
+    } catch {
+      /* not yet */
+    }
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  throw new Error('passkeyd did not become ready');
+}
+
+async function main() {
+  if (flags['no-build'] !== 'true') execFileSync('npm', ['run', '--silent', 'build'], { stdio: 'inherit' });
+  const port = await freePort();
+  const url = `http://127.0.0.1:${port}`;
+  const origin = 'http://localhost:8080';
+  const schema = `bench_${randomBytes(4).toString('hex')}`;
+  const dataDir = embedded ? mkdtempSync(path.join(os.tmpdir(), 'passkeyd-bench-')) : undefined;
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    NODE_ENV: 'production',
+    PASSKEYD_PORT: String(port),
+    PASSKEYD_ORIGINS: origin,
+    PASSKEYD_LOG_LEVEL: flags['log-level'] ?? 'info',
+    // One load generator is one client address: lift the anonymous-endpoint limits for the run.
+    PASSKEYD_RATE_LIMIT: '1000000000',
+    PASSKEYD_WORKERS: flags.workers ?? '0',
+    ...(embedded ? { PASSKEYD_DATA_DIR: dataDir } : { DATABASE_URL: databaseUrl, PASSKEYD_DATABASE_SCHEMA: schema }),
+  };
+  delete (embedded ? env : {}).DATABASE_URL;
+
+  const floor = measureFloor();
+  mkdirSync('bench/results', { recursive: true });
+  const server = spawn(process.execPath, ['bin/passkeyd.js', 'serve'], { env, stdio: ['ignore', 'ignore', 'inherit'] });
+  let result: { registration: PhaseStats; login: PhaseStats } | undefined;
+  const cpu: Record<string, number> = {};
+  try {
+    await waitReady(url);
+    const adminToken = execFileSync(process.execPath, ['bin/passkeyd.js', 'admin', 'token', '--role', 'instance_admin', '--ttl', '2h'], { env }).toString().trim();
+    const params: LoadParams = {
+      url,
+      origin,
+      adminToken,
+      protocol,
+      users: num('users', 500),
+      concurrency: num('concurrency', 64),
+      warmupSeconds: num('warmup', 5),
+      durationSeconds: num('duration', 20),
+      registrationSeconds: num('registration-duration', 10),
+      registrationConcurrency: num('registration-concurrency', 16),
+    };
+    const load = fork('bench/load.ts', [], { execArgv: ['--import', 'tsx'], stdio: 'inherit' });
+    const marks: Record<string, number> = {};
+    result = await new Promise((resolve, reject) => {
+      load.on('message', (m: any) => {
+        if (m.type === 'phase-start') {
+          marks[m.phase] = treeCpuSeconds(server.pid!);
+          load.send({ ack: m.type });
+        } else if (m.type === 'phase-end') {
+          cpu[m.phase] = (treeCpuSeconds(server.pid!) - marks[m.phase]!) / Math.max(1, m.ops);
+          load.send({ ack: m.type });
+        } else if (m.type === 'result') resolve(m);
+        else if (m.type === 'error') reject(new Error(m.message));
+      });
+      load.on('exit', (code) => code && reject(new Error(`load generator exited with ${code}`)));
+      load.send(params);
+    });
+  } finally {
+    server.kill('SIGTERM');
+    await new Promise((r) => server.once('exit', r));
+    if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+    if (!embedded) {
+      const c = new pg.Client({ connectionString: databaseUrl });
+      await c.connect();
+      await c.query(`drop schema if exists ${schema} cascade`);
+      await c.end();
+    }
+  }
+
+  const loginCpuMicros = Math.round((cpu.login ?? 0) * 1e6);
+  const report = {
+    date: new Date().toISOString(),
+    machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, memoryGiB: Math.round(os.totalmem() / 2 ** 30), node: process.version },
+    backend: embedded ? 'pglite' : 'postgres',
+    protocol,
+    workers: flags.workers ?? 'all cores',
+    login: { ...result!.login, serviceCpuMicrosPerOp: loginCpuMicros },
+    registration: { ...result!.registration, serviceCpuMicrosPerOp: Math.round((cpu.registration ?? 0) * 1e6) },
+    floor: { ...floor, ratio: Math.round((loginCpuMicros / floor.floorMicros) * 10) / 10 },
+  };
+  writeFileSync(out, `${JSON.stringify(report, null, 2)}\n`);
+  const row = (name: string, s: PhaseStats & { serviceCpuMicrosPerOp: number }) =>
+    `| ${name} | ${s.perSecond} | ${s.p50} | ${s.p95} | ${s.p99} | ${s.errors} | ${s.serviceCpuMicrosPerOp} |`;
+  console.log(`
+passkeyd bench: ${report.backend}, ${protocol}, ${report.machine.cpus} cores (${report.machine.model}), node ${process.version}
+| phase | per second | p50 ms | p95 ms | p99 ms | errors | service CPU µs/op |
+|---|---|---|---|---|---|---|
+${row('login', report.login)}
+${row('registration', report.registration)}
+floor (ES256 verify ${floor.verifyMicros} µs + JWT sign ${floor.jwtSignMicros} µs) = ${floor.floorMicros} µs; login CPU = ${report.floor.ratio}× floor
+${result!.login.firstError ? `first login error: ${result!.login.firstError}\n` : ''}${result!.registration.firstError ? `first registration error: ${result!.registration.firstError}\n` : ''}written to ${out}`);
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});
