@@ -141,7 +141,9 @@ async function main(p: LoadParams): Promise<void> {
   const turns = new Array<number>(p.concurrency).fill(0);
   const login = async (lane: number) => {
     const mine = Math.max(1, Math.floor(registered.length / p.concurrency));
-    const who = registered[(lane + p.concurrency * (turns[lane]++ % mine)) % registered.length]!;
+    const turn = turns[lane]!;
+    turns[lane] = turn + 1;
+    const who = registered[(lane + p.concurrency * (turn % mine)) % registered.length]!;
     const client = sessions[lane % sessions.length]!;
     const created = await client.createSession({ checks: { user: { search: { case: 'userId', value: who.userId } } }, challenges: { webAuthN: {} } });
     const options = (created.challenges?.webAuthN?.publicKeyCredentialRequestOptions as unknown as { publicKey: PublicKeyCredentialRequestOptionsJSON }).publicKey;

@@ -1,20 +1,29 @@
 import type { ConnectRouter, Interceptor } from '@connectrpc/connect';
 import { Health } from '../../gen/health/v1/health_pb.js';
 import { OrganizationService } from '../../gen/passkeyd/org/v2/org_service_pb.js';
+import { SessionService } from '../../gen/passkeyd/session/v2/session_service_pb.js';
 import { UserService } from '../../gen/passkeyd/user/v2/user_service_pb.js';
+import { createAvailabilityService } from './services/availability-service.js';
 import { createHealthService } from './services/health-service.js';
 import { createOrgService } from './services/org-service.js';
+import { distinctServices } from './rest/descriptors.js';
+import { createReflectionServices } from './services/reflection-service.js';
+import { createPasskeyService } from './services/passkey-service.js';
 import type { ServiceDeps } from './services/deps.js';
+import { createSessionService } from './services/session-service.js';
 import { createUserService } from './services/user-service.js';
 
 /** passkeyd's own services, in the order reflection lists them. */
-export const SERVICES = [UserService, OrganizationService] as const;
+export const SERVICES = [UserService, SessionService, OrganizationService] as const;
 
 /** Registers every service on one router; the same router serves gRPC, gRPC-web, Connect and REST. */
 export function createRoutes(deps: ServiceDeps, ping: () => Promise<void>, interceptors: Interceptor[]) {
   return (router: ConnectRouter) => {
-    router.service(UserService, { ...createUserService(deps) }, { interceptors });
+    router.service(UserService, { ...createUserService(deps), ...createPasskeyService(deps), ...createAvailabilityService(deps) }, { interceptors });
+    router.service(SessionService, createSessionService(deps), { interceptors });
     router.service(OrganizationService, createOrgService(deps), { interceptors });
     router.service(Health, createHealthService(ping, SERVICES.map((s) => s.typeName)));
+    // Infrastructure, like health: no passkeyd auth (the interceptor would make them admin-only).
+    for (const r of createReflectionServices(() => distinctServices(router.handlers))) router.service(r.service, r.impl);
   };
 }

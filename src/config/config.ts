@@ -28,6 +28,8 @@ export interface Config {
   rateLimitPerMinute: number;
   availabilityRateLimitPerMinute: number;
   availabilityMinLatencyMs: number;
+  /** The window both rate limits count in (the limits are "per minute" at the default). */
+  rateLimitWindowSeconds: number;
 }
 
 /** One configuration setting: its variable, flag and parser. */
@@ -102,6 +104,7 @@ export const settings: Setting<keyof Config>[] = [
   { key: 'rateLimitPerMinute', env: 'PASSKEYD_RATE_LIMIT', flag: 'rate-limit', parse: int('PASSKEYD_RATE_LIMIT', 1, 1_000_000_000), doc: 'requests per minute per client address on endpoints callable without a token' },
   { key: 'availabilityRateLimitPerMinute', env: 'PASSKEYD_AVAILABILITY_RATE_LIMIT', flag: 'availability-rate-limit', parse: int('PASSKEYD_AVAILABILITY_RATE_LIMIT', 1, 1_000_000_000), doc: 'CheckPasskeyAvailability calls per minute per client address' },
   { key: 'availabilityMinLatencyMs', env: 'PASSKEYD_AVAILABILITY_MIN_LATENCY_MS', flag: 'availability-min-latency-ms', parse: int('PASSKEYD_AVAILABILITY_MIN_LATENCY_MS', 0, 10_000), doc: 'CheckPasskeyAvailability answers no sooner than this' },
+  { key: 'rateLimitWindowSeconds', env: 'PASSKEYD_RATE_LIMIT_WINDOW', flag: 'rate-limit-window', parse: parseDuration, doc: 'the window the rate limits count in (the limits above are per this window)' },
 ];
 
 /** The defaults: `npm start` runs with these and no set-up. */
@@ -133,6 +136,7 @@ export const defaults: Config = {
   rateLimitPerMinute: 600,
   availabilityRateLimitPerMinute: 10,
   availabilityMinLatencyMs: 100,
+  rateLimitWindowSeconds: 60,
 };
 
 /**

@@ -5,32 +5,49 @@ import { clientAddressKey } from '../api/context.js';
 import { authInterceptor } from '../api/interceptors/auth.js';
 import { errorInterceptor } from '../api/interceptors/errors.js';
 import { loggingInterceptor } from '../api/interceptors/logging.js';
+import { createRateLimits, rateLimitInterceptor } from '../api/interceptors/rate-limit.js';
 import { createRpcNodeHandler, type NodeServerRequest } from '../api/rest/node-bridge.js';
+import { openApiRoute } from '../api/rest/openapi.js';
 import { createRestTranscoder } from '../api/rest/transcoder.js';
 import { createRoutes } from '../api/router.js';
 import type { ServiceDeps } from '../api/services/deps.js';
 import { createTokenService, type TokenService } from '../auth/tokens.js';
 import type { Config } from '../config/config.js';
 import { bootstrap } from '../domain/bootstrap.js';
+import { unauthenticated } from '../domain/errors.js';
 import { orgOfUser } from '../domain/orgs.js';
+import { isSessionLive, sweepExpiredSessions } from '../domain/sessions.js';
 import { createLogger, type Logger } from '../log.js';
 import { openStore, type Store } from '../store/db.js';
 import { migrateToLatest } from '../store/migrate.js';
 import { createCors } from './cors.js';
 import { createPublicRoutes, sendJson, type NodeRequest, type NodeResponse } from './http-routes.js';
+import { createPages } from './pages.js';
+
+/** The API version the OpenAPI document states (the proto packages' v2). */
+const OPENAPI_VERSION = '2.0.0';
 
 /** Largest request body accepted on any protocol. */
 export const MAX_BODY_BYTES = 1024 * 1024;
 
-/** Reads and discards what is left of a request body, up to a bound; past it the connection goes. */
-function drain(req: NodeRequest, limit = 8 * MAX_BODY_BYTES): void {
-  let seen = 0;
-  req.on('data', (chunk: Buffer) => {
-    seen += chunk.length;
-    if (seen > limit) req.destroy();
+/**
+ * An HTTP/1.1 request answered before its body was read (too large, unauthenticated) still has bytes in
+ * flight: once the response is written, read and discard the rest (up to a bound, past which it is
+ * destroyed), so the client reads the answer instead of seeing a connection reset. (HTTP/2 needs none of
+ * this: the stream is closed with its session, and shutdown does not wait for it; see listen.ts.)
+ */
+function stopUnreadBody(req: NodeRequest, res: NodeResponse, limit = 8 * MAX_BODY_BYTES): void {
+  if (req.httpVersionMajor !== 1) return;
+  res.once('finish', () => {
+    if (req.complete || req.destroyed) return;
+    let seen = 0;
+    req.on('data', (chunk: Buffer) => {
+      seen += chunk.length;
+      if (seen > limit) req.destroy();
+    });
+    req.on('error', () => {});
+    req.resume();
   });
-  req.on('error', () => {});
-  req.resume();
 }
 
 /** A ready-to-serve passkeyd: its HTTP handler and what it owns. */
@@ -60,11 +77,21 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
   collectDefaultMetrics({ register: registry });
 
   const deps: ServiceDeps = { config, db: store.db, tokens, log };
+  const rateLimits = await createRateLimits(store, config);
+  // A token bound to a session (`sid`) is honoured only while that session lives: logout revokes here
+  // at once, while offline verifiers rely on the token's short expiry.
+  const sessionCheck = async (p: { sessionId: string | undefined }) => {
+    if (p.sessionId !== undefined && !(await isSessionLive(store.db, p.sessionId))) throw unauthenticated('the session of this token has ended');
+  };
   const interceptors = [
     loggingInterceptor(log, registry),
     errorInterceptor(log),
-    authInterceptor(tokens, (id) => orgOfUser(store.db, id), async () => {}),
+    rateLimitInterceptor(rateLimits),
+    authInterceptor(tokens, (id) => orgOfUser(store.db, id), sessionCheck),
   ];
+  // Expired sessions and abandoned login challenges are only dead weight; every read ignores them.
+  const sweeper = setInterval(() => sweepExpiredSessions(store.db).catch((err: unknown) => log.warn({ err }, 'sweeping expired sessions failed')), 10 * 60 * 1000);
+  sweeper.unref();
   const ping = () => store.ping();
   const publicRoutes = createPublicRoutes({ issuer: config.issuer, tokens, ping, registry });
   const notFound = (_req: NodeRequest, res: NodeResponse) => sendJson(res, 404, { code: 5, message: 'not found', details: [] });
@@ -80,18 +107,18 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
   const contextValues = (req: NodeServerRequest) => createContextValues().set(clientAddressKey, req.socket?.remoteAddress ?? 'unknown');
   const connect = createRpcNodeHandler(router.handlers, { contextValues, fallback: notFound as any, log });
   const rest = createRestTranscoder({ handlers: router.handlers, contextValues, maxBodyBytes: MAX_BODY_BYTES, log });
+  publicRoutes.set('/openapi.json', openApiRoute(rest.table.routes, { title: 'passkeyd', version: OPENAPI_VERSION }));
   const cors = createCors(config.origins);
+  // The hosted pages (sign-in, registration link, account): GET/HEAD on /, /register, /account, /assets/*.
+  const pages = createPages({ log });
 
   const handler = (req: NodeRequest, res: NodeResponse) => {
-    // A request refused before its body was read (too large, unauthenticated) still has bytes in
-    // flight; draining them lets the client read the answer instead of seeing a connection reset.
-    res.once('finish', () => {
-      if (!req.complete && !req.destroyed) drain(req);
-    });
+    stopUnreadBody(req, res);
     // Answered before its body is read, such a request must not leave its connection to be reused.
     if (Number(req.headers['content-length'] ?? 0) > MAX_BODY_BYTES && req.httpVersionMajor === 1) res.setHeader('connection', 'close');
     if (cors(req, res)) return;
     const path = (req.url ?? '/').split('?', 1)[0]!;
+    if (pages.handle(req, res, path)) return;
     const route = publicRoutes.get(path);
     if (route && (req.method === 'GET' || req.method === 'HEAD')) {
       Promise.resolve(route(req, res)).catch((err) => {
@@ -114,6 +141,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     log,
     handler,
     async close() {
+      clearInterval(sweeper);
       tokens.close();
       await store.close();
     },

@@ -25,12 +25,19 @@ export async function listen(app: App): Promise<RunningServer> {
   const { config, handler, log } = app;
   let inFlight = 0;
   let drained: (() => void) | undefined;
+  // In flight = its response is not written yet. An HTTP/2 compat response only closes with its stream,
+  // which a client may keep open uploading a body nobody reads: watch the stream's writable side.
   const tracked = (req: any, res: any) => {
     inFlight++;
-    res.once('close', () => {
+    let counted = true;
+    const done = () => {
+      if (!counted) return;
+      counted = false;
       inFlight--;
       if (inFlight === 0) drained?.();
-    });
+    };
+    res.once('close', done);
+    (req.stream ?? res).once('finish', done);
     handler(req, res);
   };
 

@@ -11,6 +11,8 @@ export interface Store {
   kind: 'postgres' | 'pglite';
   /** The PostgreSQL schema in use, when not the default. */
   schema: string | undefined;
+  /** The pg pool on PostgreSQL (shared-state helpers such as the rate limiter use it); undefined on PGlite. */
+  pgPool?: pg.Pool | undefined;
   /** Resolves when a trivial query succeeds. */
   ping(): Promise<void>;
   close(): Promise<void>;
@@ -45,6 +47,7 @@ async function ensureSchema(url: string, schema: string): Promise<void> {
 export async function openStore(options: StoreOptions): Promise<Store> {
   let db: Kysely<Database>;
   let kind: Store['kind'];
+  let pgPool: pg.Pool | undefined;
   if (options.databaseUrl) {
     kind = 'postgres';
     if (options.schema) await ensureSchema(options.databaseUrl, options.schema);
@@ -60,6 +63,7 @@ export async function openStore(options: StoreOptions): Promise<Store> {
     });
     // An idle client that loses its server must not crash the process; the pool replaces it.
     pool.on('error', () => {});
+    pgPool = pool;
     db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
   } else {
     kind = 'pglite';
@@ -75,6 +79,7 @@ export async function openStore(options: StoreOptions): Promise<Store> {
     db,
     kind,
     schema: options.databaseUrl ? options.schema : undefined,
+    pgPool,
     async ping() {
       await sql`select 1`.execute(db);
     },

@@ -129,6 +129,8 @@ export interface SessionsTable {
   updated_at: Timestamp;
   expires_at: Timestamp;
   sequence: number;
+  /** HMAC of the login name (or user id) of checks.user; null for usernameless sessions. */
+  login_digest: Uint8Array | null;
 }
 
 /** The tables as Kysely sees them. */

@@ -1,0 +1,127 @@
+import type { JsonObject, MessageInitShape } from '@bufbuild/protobuf';
+import { timestampFromDate } from '@bufbuild/protobuf/wkt';
+import type { HandlerContext, ServiceImpl } from '@connectrpc/connect';
+import { UserVerificationRequirement, type RequestChallenges_WebAuthN, type SearchQuery, type SessionSchema } from '../../../gen/passkeyd/session/v2/session_pb.js';
+import { SessionService } from '../../../gen/passkeyd/session/v2/session_service_pb.js';
+import { invalid } from '../../domain/errors.js';
+import { createLogin } from '../../domain/login.js';
+import { authorizeSessionAccess, getSessionView, listSessions, terminateSession, type SessionFilter, type SessionView } from '../../domain/sessions.js';
+import { pageFrom } from '../../domain/types.js';
+import type { ChallengesTable } from '../../store/schema.js';
+import { principalKey } from '../context.js';
+import { detailsOf, listDetailsOf } from '../mappers.js';
+import { callerOf, isInstanceAdmin, type ServiceDeps } from './deps.js';
+
+const USER_VERIFICATION: Record<UserVerificationRequirement, ChallengesTable['user_verification'] | undefined> = {
+  [UserVerificationRequirement.UNSPECIFIED]: undefined,
+  [UserVerificationRequirement.REQUIRED]: 'required',
+  [UserVerificationRequirement.PREFERRED]: 'preferred',
+  [UserVerificationRequirement.DISCOURAGED]: 'discouraged',
+};
+
+function webauthnOf(w: RequestChallenges_WebAuthN) {
+  return { domain: w.domain, userVerification: USER_VERIFICATION[w.userVerificationRequirement] };
+}
+
+/** Who an event names as its creator: the token's subject, or "anonymous" for token-less calls. */
+function creatorOf(ctx: HandlerContext): string {
+  return ctx.values.get(principalKey)?.subject ?? 'anonymous';
+}
+
+/** A session as the API shows it; the user factor appears only once a login proved who it is. */
+export function sessionOf(s: SessionView): MessageInitShape<typeof SessionSchema> {
+  return {
+    id: s.id,
+    creationDate: timestampFromDate(s.created_at),
+    changeDate: timestampFromDate(s.updated_at),
+    sequence: BigInt(s.sequence),
+    expirationDate: timestampFromDate(s.expires_at),
+    factors: {
+      user:
+        s.user_checked_at && s.user_id
+          ? { verifiedAt: timestampFromDate(s.user_checked_at), id: s.user_id, loginName: s.username ?? '', displayName: s.display_name ?? '', organizationId: s.org_id ?? '' }
+          : undefined,
+      webAuthN: s.webauthn_checked_at ? { verifiedAt: timestampFromDate(s.webauthn_checked_at), userVerified: s.webauthn_user_verified } : undefined,
+    },
+  };
+}
+
+function filterOf(q: SearchQuery): SessionFilter {
+  switch (q.query.case) {
+    case 'idsQuery':
+      return { ids: q.query.value.ids };
+    case 'userIdQuery':
+      return { userId: q.query.value.id };
+    default:
+      return {};
+  }
+}
+
+/**
+ * SessionService: passkey login (CreateSession → SetSession → access token) and session reads.
+ * CreateSession and SetSession are public (rate limited); the others check the session token or the
+ * caller's relation to the session here, after the interceptor verified any Bearer token.
+ */
+export function createSessionService({ db, config, tokens }: ServiceDeps): ServiceImpl<typeof SessionService> {
+  const login = createLogin({ db, config, tokens });
+  return {
+    async createSession(req, ctx) {
+      if (req.checks?.webAuthN) throw invalid('checks.web_auth_n: belongs in SetSession, after the challenge was issued');
+      const search = req.checks?.user?.search;
+      const user = search?.case === 'loginName' ? { loginName: search.value } : search?.case === 'userId' ? { userId: search.value } : undefined;
+      if (req.checks?.user && !user) throw invalid('checks.user: user_id or login_name is required');
+      const lifetime = req.lifetime ? Number(req.lifetime.seconds) + req.lifetime.nanos / 1e9 : undefined;
+      const started = await login.start({ user, webauthn: req.challenges?.webAuthN && webauthnOf(req.challenges.webAuthN), lifetimeSeconds: lifetime }, creatorOf(ctx));
+      return {
+        details: detailsOf(started.details),
+        sessionId: started.sessionId,
+        sessionToken: started.sessionToken,
+        challenges: started.requestOptions ? { webAuthN: { publicKeyCredentialRequestOptions: started.requestOptions as JsonObject } } : undefined,
+      };
+    },
+
+    async setSession(req, ctx) {
+      if (req.checks?.user) throw invalid('checks.user: is set when the session is created');
+      const token = req.sessionToken === '' ? undefined : req.sessionToken;
+      const check = req.checks?.webAuthN;
+      const wanted = req.challenges?.webAuthN;
+      if (check && wanted) throw invalid('send either checks.web_auth_n or challenges.web_auth_n');
+      if (check) {
+        const done = await login.finish({ sessionId: req.sessionId, sessionToken: token, assertion: check.credentialAssertionData }, creatorOf(ctx));
+        return {
+          details: detailsOf(done.details),
+          sessionToken: done.sessionToken,
+          accessToken: done.accessToken,
+          accessTokenExpirationDate: timestampFromDate(done.accessTokenExpiresAt),
+        };
+      }
+      if (wanted) {
+        const c = await login.challenge({ sessionId: req.sessionId, sessionToken: token, webauthn: webauthnOf(wanted) }, creatorOf(ctx));
+        return { details: detailsOf(c.details), sessionToken: token!, challenges: { webAuthN: { publicKeyCredentialRequestOptions: c.requestOptions as JsonObject } } };
+      }
+      throw invalid('checks.web_auth_n or challenges.web_auth_n is required');
+    },
+
+    async getSession(req, ctx) {
+      const session = await getSessionView(db, req.sessionId);
+      authorizeSessionAccess(session, ctx.values.get(principalKey), req.sessionToken);
+      return { session: sessionOf(session) };
+    },
+
+    async deleteSession(req, ctx) {
+      const session = await getSessionView(db, req.sessionId);
+      authorizeSessionAccess(session, ctx.values.get(principalKey), req.sessionToken);
+      const details = await terminateSession(db, session.id, creatorOf(ctx));
+      return { details: detailsOf(details) };
+    },
+
+    async listSessions(req, ctx) {
+      const caller = callerOf(ctx);
+      const filters = req.queries.map(filterOf);
+      // Instance admins see every session, org admins their organization's, anyone else their own.
+      if (!isInstanceAdmin(caller)) filters.push(caller.roles.has('org_admin') ? { orgId: caller.orgId } : { userId: caller.subject });
+      const r = await listSessions(db, filters, pageFrom(req.query));
+      return { details: listDetailsOf(r), sessions: r.items.map(sessionOf) };
+    },
+  };
+}

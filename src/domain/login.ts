@@ -1,0 +1,374 @@
+import { randomBytes } from 'node:crypto';
+import { sql, type Kysely } from 'kysely';
+import type { TokenService } from '../auth/tokens.js';
+import type { Config } from '../config/config.js';
+import { appendEvents } from '../store/events.js';
+import type { ChallengesTable, Database } from '../store/schema.js';
+import { inTransaction } from '../store/transaction.js';
+import { parseAssertion, requestOptions, verifyAssertion, type ParsedAssertion } from '../webauthn/authentication-response.js';
+import { resolveRpId } from '../webauthn/relying-party.js';
+import { defaultOrgId } from './bootstrap.js';
+import { DomainError, invalid, notFound, precondition, unauthenticated } from './errors.js';
+import { createPseudoCredentials, type CredentialDescriptor, type LoginLookup } from './pseudo-credentials.js';
+import { hashSessionToken, insertChallenge, openSession, recordLoginFailure, sessionAggregate, sessionTokenMatches } from './sessions.js';
+import type { ChangeDetails } from './types.js';
+
+type UserVerification = ChallengesTable['user_verification'];
+
+/** One message for every "this credential cannot finish this session", so refusals reveal nothing. */
+const NOT_ACCEPTED = 'this credential cannot sign in to this session';
+
+/** What CreateSession asks for. */
+export interface StartLoginInput {
+  /** checks.user; undefined for a usernameless (discoverable credential) login. */
+  user: LoginLookup | undefined;
+  /** challenges.web_auth_n; undefined when no challenge is wanted yet. */
+  webauthn: { domain: string; userVerification: UserVerification | undefined } | undefined;
+  /** A lifetime shorter than the configured one. */
+  lifetimeSeconds: number | undefined;
+}
+
+export interface StartedLogin {
+  sessionId: string;
+  sessionToken: string;
+  details: ChangeDetails;
+  /** `{"publicKey": PublicKeyCredentialRequestOptionsJSON}` when a challenge was asked for. */
+  requestOptions: Record<string, unknown> | undefined;
+}
+
+/** What SetSession brings. */
+export interface FinishLoginInput {
+  sessionId: string;
+  sessionToken: string | undefined;
+  /** checks.web_auth_n.credential_assertion_data (AuthenticationResponseJSON). */
+  assertion: unknown;
+}
+
+export interface FinishedLogin {
+  details: ChangeDetails;
+  /** A fresh session token: the one handed out before the login stops working (no session fixation). */
+  sessionToken: string;
+  accessToken: string;
+  accessTokenExpiresAt: Date;
+}
+
+export interface ChallengeInput {
+  sessionId: string;
+  sessionToken: string | undefined;
+  webauthn: { domain: string; userVerification: UserVerification | undefined };
+}
+
+export interface ChallengedSession {
+  details: ChangeDetails;
+  requestOptions: Record<string, unknown>;
+}
+
+/** Passkey login: CreateSession's challenge, SetSession's assertion check, and the access token. */
+export interface Login {
+  start(input: StartLoginInput, creator: string): Promise<StartedLogin>;
+  challenge(input: ChallengeInput, creator: string): Promise<ChallengedSession>;
+  finish(input: FinishLoginInput, creator: string): Promise<FinishedLogin>;
+}
+
+export interface LoginDeps {
+  db: Kysely<Database>;
+  config: Config;
+  tokens: TokenService;
+}
+
+/** A login's session with its open challenge, read in one query. */
+interface SessionContext {
+  id: string;
+  token_hash: Uint8Array;
+  user_id: string | null;
+  login_digest: Uint8Array | null;
+  webauthn_checked_at: Date | null;
+  expires_at: Date;
+  owner: string;
+  challenge_id: string | null;
+  challenge: string | null;
+  rp_id: string | null;
+  user_verification: UserVerification | null;
+  challenge_expires_at: Date | null;
+}
+
+/** A READY passkey with what a login needs of its user. */
+interface LoginPasskey {
+  id: string;
+  user_id: string;
+  org_id: string;
+  public_key: Uint8Array | null;
+  sign_count: number;
+  rp_id: string;
+  webauthn_user_handle: Uint8Array;
+}
+
+/**
+ * Builds the login flow. Per process it keeps only what never changes: the default organization
+ * (owner of every session aggregate) and the pseudo-credential secret.
+ */
+export function createLogin({ db, config, tokens }: LoginDeps): Login {
+  const pseudo = createPseudoCredentials(db);
+  let owner: Promise<string> | undefined;
+  // Sessions belong to the instance's default organization from the start: owning them by the user's
+  // organization would put that organization into CreateSession's `details` and tell an anonymous
+  // caller that the login name exists. The session row's org_id says whose user it is.
+  const sessionOwner = (): Promise<string> => {
+    owner ??= defaultOrgId(db).catch((err: unknown) => {
+      owner = undefined;
+      throw err;
+    });
+    return owner;
+  };
+
+  const challengeTtlMs = config.challengeTtlSeconds * 1000;
+
+  /** The user's READY passkeys for an RP ID, or pseudo ones when there are none (or no such user). */
+  async function allowList(rpId: string, lookup: LoginLookup): Promise<{ userId: string | undefined; orgId: string | undefined; digest: Buffer; allow: CredentialDescriptor[] }> {
+    let q = db
+      .selectFrom('users as u')
+      .leftJoin('passkeys as p', (j) => j.onRef('p.user_id', '=', 'u.id').on('p.state', '=', 'ready').on('p.rp_id', '=', rpId))
+      .select(['u.id', 'u.org_id', 'p.credential_id', 'p.transports'])
+      .where('u.state', '=', 'active');
+    q = 'loginName' in lookup ? q.where('u.username_lower', '=', lookup.loginName.toLowerCase()) : q.where('u.id', '=', lookup.userId);
+    const [rows, digest] = await Promise.all([q.orderBy('p.created_at').execute(), pseudo.digest(lookup)]);
+    const user = rows[0];
+    const allow = rows.filter((r) => r.credential_id).map((r) => ({ id: Buffer.from(r.credential_id!).toString('base64url'), transports: r.transports ?? [] }));
+    return { userId: user?.id, orgId: user?.org_id, digest, allow: allow.length ? allow : await pseudo.derive(rpId, digest) };
+  }
+
+  async function optionsFor(rpId: string, userVerification: UserVerification, allow: CredentialDescriptor[]) {
+    const challenge = randomBytes(32);
+    const publicKey = await requestOptions({ rpId, challenge, allow, userVerification, timeoutMs: challengeTtlMs });
+    return { publicKey, challenge: publicKey.challenge as string };
+  }
+
+  async function loadSession(sessionId: string): Promise<SessionContext | undefined> {
+    return db
+      .selectFrom('sessions as s')
+      .innerJoin('aggregates as a', (j) => j.on('a.aggregate_type', '=', 'session').onRef('a.aggregate_id', '=', 's.id'))
+      .leftJoin('challenges as c', (j) => j.onRef('c.session_id', '=', 's.id').on('c.kind', '=', 'authentication'))
+      .select([
+        's.id',
+        's.token_hash',
+        's.user_id',
+        's.login_digest',
+        's.webauthn_checked_at',
+        's.expires_at',
+        'a.resource_owner as owner',
+        'c.id as challenge_id',
+        'c.challenge',
+        'c.rp_id',
+        'c.user_verification',
+        'c.expires_at as challenge_expires_at',
+      ])
+      .where('s.id', '=', sessionId)
+      .orderBy('c.created_at', 'desc')
+      .limit(1)
+      .executeTakeFirst();
+  }
+
+  async function loadPasskey(credentialId: Buffer): Promise<LoginPasskey | undefined> {
+    return db
+      .selectFrom('passkeys as p')
+      .innerJoin('users as u', 'u.id', 'p.user_id')
+      .select(['p.id', 'p.user_id', 'p.org_id', 'p.public_key', 'p.sign_count', 'p.rp_id', 'u.webauthn_user_handle'])
+      .where('p.credential_id', '=', credentialId)
+      .where('p.state', '=', 'ready')
+      .where('u.state', '=', 'active')
+      .executeTakeFirst();
+  }
+
+  return {
+    async start(input, creator) {
+      if (!input.user && !input.webauthn) throw invalid('checks.user or challenges.web_auth_n is required');
+      const rpId = resolveRpId(config, input.webauthn?.domain);
+      let lifetime = config.sessionTtlSeconds;
+      if (input.lifetimeSeconds !== undefined) {
+        if (!(input.lifetimeSeconds > 0)) throw invalid('lifetime: must be positive');
+        lifetime = Math.min(lifetime, input.lifetimeSeconds);
+      }
+      const [found, ownerId] = await Promise.all([input.user ? allowList(rpId, input.user) : undefined, sessionOwner()]);
+      let options: Awaited<ReturnType<typeof optionsFor>> | undefined;
+      let userVerification: UserVerification | undefined;
+      if (input.webauthn) {
+        userVerification = input.webauthn.userVerification ?? config.userVerification;
+        options = await optionsFor(rpId, userVerification, found?.allow ?? []);
+      }
+      const now = Date.now();
+      const opened = await openSession(
+        db,
+        {
+          userId: found?.userId,
+          orgId: found?.orgId,
+          loginDigest: found?.digest,
+          owner: ownerId,
+          expiresAt: new Date(now + lifetime * 1000),
+          challenge: options && { challenge: options.challenge, rpId, userVerification: userVerification!, expiresAt: new Date(now + challengeTtlMs) },
+          // The user id only when known: events are read by admins, never by the anonymous caller.
+          payload: { user_id: found?.userId ?? null, usernameless: !input.user, ...(options ? { rp_id: rpId, user_verification: userVerification } : {}) },
+        },
+        creator,
+      );
+      return { sessionId: opened.id, sessionToken: opened.token, details: opened.details, requestOptions: options && { publicKey: options.publicKey } };
+    },
+
+    async challenge(input, creator) {
+      const session = await loadSession(input.sessionId);
+      if (!session || session.expires_at.getTime() <= Date.now()) throw notFound(`session ${input.sessionId}`);
+      // A challenge replaces the open one; only the holder of the session token may do that.
+      if (input.sessionToken === undefined || !sessionTokenMatches(session.token_hash, input.sessionToken)) {
+        throw unauthenticated('session_token is required to request a challenge for this session');
+      }
+      const rpId = resolveRpId(config, input.webauthn.domain);
+      const userVerification = input.webauthn.userVerification ?? config.userVerification;
+      let allow: CredentialDescriptor[] = [];
+      if (session.user_id) allow = (await allowList(rpId, { userId: session.user_id })).allow;
+      // A session for a name without passkeys offers the same pseudo credentials as CreateSession did.
+      if (!allow.length && session.login_digest) allow = await pseudo.derive(rpId, session.login_digest);
+      const options = await optionsFor(rpId, userVerification, allow);
+      const now = Date.now();
+      const details = await inTransaction(db, async (trx) => {
+        await trx.deleteFrom('challenges').where('session_id', '=', session.id).where('kind', '=', 'authentication').execute();
+        const d = await appendEvents(trx, sessionAggregate(session.id, session.owner), [{ type: 'session.webauthn.challenged', payload: { rp_id: rpId, user_verification: userVerification } }], creator);
+        await trx.updateTable('sessions').set({ sequence: d.sequence, updated_at: d.changeDate }).where('id', '=', session.id).execute();
+        await insertChallenge(trx, session.id, session.user_id, { challenge: options.challenge, rpId, userVerification, expiresAt: new Date(now + challengeTtlMs) });
+        return d;
+      });
+      return { details, requestOptions: { publicKey: options.publicKey } };
+    },
+
+    async finish(input, creator) {
+      let parsed: ParsedAssertion | undefined;
+      let parseError: unknown;
+      try {
+        parsed = parseAssertion(input.assertion);
+      } catch (err) {
+        parseError = err;
+      }
+      const [session, passkey] = await Promise.all([loadSession(input.sessionId), parsed ? loadPasskey(parsed.credentialId) : undefined]);
+      if (!session) throw notFound(`session ${input.sessionId}`);
+      try {
+        const now = Date.now();
+        if (session.expires_at.getTime() <= now) throw precondition('the session has expired; start a new login');
+        if (input.sessionToken !== undefined && !sessionTokenMatches(session.token_hash, input.sessionToken)) throw unauthenticated('session_token does not match this session');
+        if (!parsed) throw parseError;
+        if (session.challenge_id === null) {
+          // The challenge row goes with the first success: an assertion arriving after it is a replay.
+          if (session.webauthn_checked_at !== null) throw unauthenticated('this assertion was already used');
+          throw precondition('no WebAuthn challenge is open for this session; request one with challenges.web_auth_n');
+        }
+        if (session.challenge_expires_at!.getTime() <= now) throw precondition('the WebAuthn challenge has expired; start a new login');
+        if (!passkey || !passkey.public_key) throw unauthenticated(NOT_ACCEPTED);
+        if (session.user_id !== null) {
+          if (passkey.user_id !== session.user_id) throw unauthenticated(NOT_ACCEPTED);
+        } else if (session.login_digest !== null) {
+          // Opened for a login name that does not exist: no credential completes it.
+          throw unauthenticated(NOT_ACCEPTED);
+        } else if (!parsed.userHandle) {
+          throw invalid('checks.web_auth_n.credential_assertion_data.response.userHandle: is required for a login without a user');
+        }
+        if (parsed.userHandle && !parsed.userHandle.equals(Buffer.from(passkey.webauthn_user_handle))) throw unauthenticated('userHandle does not belong to this credential');
+        // The credential's stored RP ID decides; a challenge issued for another RP ID cannot be used with it.
+        if (passkey.rp_id !== session.rp_id) throw unauthenticated(`this credential is registered for another relying party than "${session.rp_id}"`);
+        const verified = await verifyAssertion(parsed, {
+          challenge: session.challenge!,
+          origins: config.origins,
+          rpId: passkey.rp_id,
+          requireUserVerification: session.user_verification === 'required',
+          publicKey: passkey.public_key,
+        });
+        const stored = Number(passkey.sign_count);
+        const regressed = (verified.signCount > 0 || stored > 0) && verified.signCount <= stored;
+        const counterEvent = regressed
+          ? { type: 'user.passkey.signcount.rejected', payload: { passkey_id: passkey.id, session_id: session.id, stored, received: verified.signCount, policy: config.signCountPolicy } }
+          : undefined;
+        if (regressed && config.signCountPolicy === 'reject') {
+          throw new CounterRegression(stored, verified.signCount, counterEvent!);
+        }
+        return await complete(session, passkey, verified, counterEvent, now);
+      } catch (err) {
+        if (err instanceof DomainError) {
+          const userEvent = err instanceof CounterRegression && passkey ? { userId: passkey.user_id, orgId: passkey.org_id, ...err.event } : undefined;
+          await recordLoginFailure(db, { id: session.id, owner: session.owner }, { reason: err.message, code: err.kind, passkey_id: passkey?.id ?? null }, creator, userEvent);
+        }
+        throw err;
+      }
+    },
+  };
+
+  /**
+   * A verified login, in one transaction: consume the challenge (a second use finds nothing), record
+   * the factor on the session, update the passkey, then the access token. Aggregates are touched in
+   * one order everywhere (session, then user), so concurrent logins cannot deadlock on them.
+   */
+  async function complete(
+    session: SessionContext,
+    passkey: LoginPasskey,
+    verified: { signCount: number; userVerified: boolean; backedUp: boolean },
+    counterEvent: { type: string; payload: Record<string, unknown> } | undefined,
+    now: number,
+  ): Promise<FinishedLogin> {
+    const userId = passkey.user_id;
+    const sessionToken = randomBytes(32).toString('base64url');
+    const at = new Date(now);
+    const details = await inTransaction(db, async (trx) => {
+      const consumed = await trx.deleteFrom('challenges').where('id', '=', session.challenge_id!).returning('id').executeTakeFirst();
+      if (!consumed) throw unauthenticated('this assertion was already used');
+      const d = await appendEvents(
+        trx,
+        sessionAggregate(session.id, session.owner),
+        [{ type: 'session.webauthn.checked', payload: { user_id: userId, passkey_id: passkey.id, user_verified: verified.userVerified } }],
+        userId,
+      );
+      const live = await trx
+        .updateTable('sessions')
+        .set({
+          token_hash: hashSessionToken(sessionToken),
+          user_id: userId,
+          org_id: passkey.org_id,
+          user_checked_at: at,
+          webauthn_checked_at: at,
+          webauthn_user_verified: verified.userVerified,
+          passkey_id: passkey.id,
+          updated_at: d.changeDate,
+          sequence: d.sequence,
+        })
+        .where('id', '=', session.id)
+        .where('expires_at', '>', at)
+        .returning('id')
+        .executeTakeFirst();
+      if (!live) throw precondition('the session has ended; start a new login');
+      const used = { type: 'user.passkey.used', payload: { passkey_id: passkey.id, session_id: session.id, sign_count: verified.signCount, backed_up: verified.backedUp, user_verified: verified.userVerified } };
+      const u = await appendEvents(trx, { type: 'user', id: userId, owner: passkey.org_id }, counterEvent ? [counterEvent, used] : [used], userId);
+      // The counter policy is checked again against the row as it is now: two logins racing with one
+      // credential cannot both pass with the same counter.
+      const counterGuard = config.signCountPolicy === 'reject' ? sql<boolean>`(sign_count < ${verified.signCount} or (${verified.signCount} = 0 and sign_count = 0))` : sql<boolean>`true`;
+      const updated = await trx
+        .updateTable('passkeys')
+        .set({ sign_count: sql`greatest(sign_count, ${verified.signCount})`, backed_up: verified.backedUp, last_used_at: at, updated_at: at })
+        .where('id', '=', passkey.id)
+        .where('state', '=', 'ready')
+        .where(counterGuard)
+        .returning('id')
+        .executeTakeFirst();
+      if (!updated) throw unauthenticated(NOT_ACCEPTED);
+      await trx.updateTable('users').set({ sequence: u.sequence, updated_at: u.changeDate }).where('id', '=', userId).execute();
+      return d;
+    });
+    const remaining = Math.floor((session.expires_at.getTime() - Date.now()) / 1000);
+    const issued = await tokens.issue({ subject: userId, orgId: passkey.org_id, sessionId: session.id, ttlSeconds: Math.max(1, Math.min(config.tokenTtlSeconds, remaining)) });
+    return { details, sessionToken, accessToken: issued.token, accessTokenExpiresAt: issued.expiresAt };
+  }
+}
+
+/** A sign counter that did not increase, under the 'reject' policy. */
+class CounterRegression extends DomainError {
+  constructor(
+    stored: number,
+    received: number,
+    readonly event: { type: string; payload: Record<string, unknown> },
+  ) {
+    super('unauthenticated', `the authenticator's sign counter did not increase (stored ${stored}, received ${received}); the credential may be cloned`);
+  }
+}

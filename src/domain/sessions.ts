@@ -1,0 +1,231 @@
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { sql, type Kysely, type Selectable, type Transaction } from 'kysely';
+import type { Principal } from '../auth/tokens.js';
+import { newId } from '../ids.js';
+import { appendEvents, latestPosition, type AggregateRef } from '../store/events.js';
+import type { ChallengesTable, Database, SessionsTable } from '../store/schema.js';
+import { inTransaction } from '../store/transaction.js';
+import { denied, notFound } from './errors.js';
+import type { ChangeDetails, ListResult, Page } from './types.js';
+
+/** The aggregate type of login sessions. */
+export const SESSION = 'session';
+
+export type SessionRow = Selectable<SessionsTable>;
+
+/** A session with what its user factor shows (set once a login succeeded). */
+export interface SessionView extends SessionRow {
+  username: string | null;
+  display_name: string | null;
+}
+
+/** sha256 of a session token: only the hash is stored, so a database read does not yield tokens. */
+export function hashSessionToken(token: string): Buffer {
+  return createHash('sha256').update(token).digest();
+}
+
+/** Compares a presented session token with a stored hash in constant time. */
+export function sessionTokenMatches(stored: Uint8Array, presented: string): boolean {
+  const h = hashSessionToken(presented);
+  return stored.length === h.length && timingSafeEqual(Buffer.from(stored), h);
+}
+
+/** The aggregate a session's events go to. */
+export function sessionAggregate(id: string, owner: string): AggregateRef {
+  return { type: SESSION, id, owner };
+}
+
+/** A challenge to open together with a session. */
+export interface NewChallenge {
+  challenge: string;
+  rpId: string;
+  userVerification: ChallengesTable['user_verification'];
+  expiresAt: Date;
+}
+
+export interface OpenSessionInput {
+  /** The user the session is for, when the login name was known. */
+  userId: string | undefined;
+  orgId: string | undefined;
+  /** For checks.user: the keyed digest of the name asked for, known or not; undefined for usernameless. */
+  loginDigest: Uint8Array | undefined;
+  /** The organization owning the session aggregate. */
+  owner: string;
+  expiresAt: Date;
+  challenge: NewChallenge | undefined;
+  /** Recorded in the event; never the login name (it may be unknown, or personal data). */
+  payload: Record<string, unknown>;
+}
+
+export interface OpenedSession {
+  id: string;
+  token: string;
+  details: ChangeDetails;
+}
+
+/**
+ * Opens a session and, when asked, its WebAuthn challenge, with `session.added`: one transaction, the
+ * same statements whether or not the login name exists.
+ */
+export async function openSession(db: Kysely<Database>, input: OpenSessionInput, creator: string): Promise<OpenedSession> {
+  const id = newId();
+  const token = randomBytes(32).toString('base64url');
+  const tokenHash = hashSessionToken(token);
+  const details = await inTransaction(db, async (trx) => {
+    const d = await appendEvents(trx, sessionAggregate(id, input.owner), [{ type: 'session.added', payload: { ...input.payload, expires_at: input.expiresAt.toISOString() } }], creator);
+    await trx
+      .insertInto('sessions')
+      .values({
+        id,
+        token_hash: tokenHash,
+        user_id: input.userId ?? null,
+        org_id: input.orgId ?? null,
+        login_digest: input.loginDigest ? Buffer.from(input.loginDigest) : null,
+        created_at: d.creationDate,
+        updated_at: d.changeDate,
+        expires_at: input.expiresAt,
+        sequence: d.sequence,
+      })
+      .execute();
+    if (input.challenge) await insertChallenge(trx, id, input.userId, input.challenge);
+    return d;
+  });
+  return { id, token, details };
+}
+
+/** Stores an authentication challenge for a session. */
+export async function insertChallenge(trx: Transaction<Database>, sessionId: string, userId: string | undefined | null, c: NewChallenge): Promise<void> {
+  await trx
+    .insertInto('challenges')
+    .values({
+      id: newId(),
+      kind: 'authentication',
+      challenge: c.challenge,
+      user_id: userId ?? null,
+      passkey_id: null,
+      session_id: sessionId,
+      rp_id: c.rpId,
+      user_verification: c.userVerification,
+      registration_code_id: null,
+      expires_at: c.expiresAt,
+    })
+    .execute();
+}
+
+/** A live (unexpired) session, or undefined. */
+export async function findLiveSession(db: Kysely<Database>, id: string): Promise<SessionRow | undefined> {
+  return db.selectFrom('sessions').selectAll().where('id', '=', id).where('expires_at', '>', sql<Date>`now()`).executeTakeFirst();
+}
+
+/** True when a session exists and has not expired: one primary-key lookup (access tokens carry `sid`). */
+export async function isSessionLive(db: Kysely<Database>, id: string): Promise<boolean> {
+  const row = await db.selectFrom('sessions').select('id').where('id', '=', id).where('expires_at', '>', sql<Date>`now()`).executeTakeFirst();
+  return row !== undefined;
+}
+
+function viewQuery(db: Kysely<Database>) {
+  return db
+    .selectFrom('sessions as s')
+    .leftJoin('users as u', 'u.id', 's.user_id')
+    .selectAll('s')
+    .select(['u.username', 'u.display_name'])
+    .where('s.expires_at', '>', sql<Date>`now()`);
+}
+
+/** A live session with its user's names, or NOT_FOUND. */
+export async function getSessionView(db: Kysely<Database>, id: string): Promise<SessionView> {
+  const row = await viewQuery(db).where('s.id', '=', id).executeTakeFirst();
+  if (!row) throw notFound(`session ${id}`);
+  return row;
+}
+
+/**
+ * Who may read or end a session: the holder of its session token, its own user (Bearer), an org
+ * admin of its organization, or an instance admin.
+ */
+export function authorizeSessionAccess(session: SessionRow, principal: Principal | undefined, sessionToken: string | undefined): void {
+  if (sessionToken !== undefined && sessionTokenMatches(session.token_hash, sessionToken)) return;
+  if (principal) {
+    if (principal.roles.has('instance_admin')) return;
+    if (session.user_id !== null && principal.subject === session.user_id) return;
+    if (principal.roles.has('org_admin') && session.org_id !== null && session.org_id === principal.orgId) return;
+  }
+  throw denied('this session belongs to someone else');
+}
+
+export interface SessionFilter {
+  ids?: string[] | undefined;
+  userId?: string | undefined;
+  orgId?: string | undefined;
+}
+
+/** Live sessions matching every filter, by creation date, with the total. */
+export async function listSessions(db: Kysely<Database>, filters: SessionFilter[], page: Page): Promise<ListResult<SessionView>> {
+  return db.transaction().execute(async (trx) => {
+    let q = trx.selectFrom('sessions as s').where('s.expires_at', '>', sql<Date>`now()`);
+    for (const f of filters) {
+      if (f.ids !== undefined) q = f.ids.length ? q.where('s.id', 'in', f.ids) : q.where((eb) => eb.lit(false));
+      if (f.userId !== undefined) q = q.where('s.user_id', '=', f.userId);
+      if (f.orgId !== undefined) q = q.where('s.org_id', '=', f.orgId);
+    }
+    const dir = page.asc ? 'asc' : 'desc';
+    const [items, total, position] = await Promise.all([
+      q.leftJoin('users as u', 'u.id', 's.user_id').selectAll('s').select(['u.username', 'u.display_name']).orderBy('s.created_at', dir).orderBy('s.id', dir).offset(page.offset).limit(page.limit).execute(),
+      q.select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow(),
+      latestPosition(trx),
+    ]);
+    return { items, total: Number(total.n), processedPosition: position, timestamp: new Date() };
+  });
+}
+
+/** The session's aggregate owner (fixed when the session was opened). */
+async function ownerOf(trx: Transaction<Database>, id: string): Promise<string> {
+  const row = await trx.selectFrom('aggregates').select('resource_owner').where('aggregate_type', '=', SESSION).where('aggregate_id', '=', id).executeTakeFirstOrThrow();
+  return row.resource_owner;
+}
+
+/**
+ * Ends a session (logout): `session.terminated`, the row and its open challenges go. Access tokens
+ * carrying its id are refused by this service from then on.
+ */
+export async function terminateSession(db: Kysely<Database>, id: string, creator: string): Promise<ChangeDetails> {
+  return inTransaction(db, async (trx) => {
+    // Challenge rows first, then the session's aggregate: the order a login's transaction takes them in.
+    await trx.deleteFrom('challenges').where('session_id', '=', id).execute();
+    const owner = await ownerOf(trx, id);
+    const details = await appendEvents(trx, sessionAggregate(id, owner), [{ type: 'session.terminated', payload: {} }], creator);
+    const gone = await trx.deleteFrom('sessions').where('id', '=', id).returning('id').executeTakeFirst();
+    if (!gone) throw notFound(`session ${id}`);
+    return details;
+  });
+}
+
+/**
+ * Records a refused login step (`session.webauthn.failed` with its reason) in its own small
+ * transaction, plus any events for the user aggregate (after the session's: one lock order).
+ */
+export async function recordLoginFailure(
+  db: Kysely<Database>,
+  session: { id: string; owner: string },
+  payload: Record<string, unknown>,
+  creator: string,
+  userEvent?: { userId: string; orgId: string; type: string; payload: Record<string, unknown> },
+): Promise<void> {
+  await inTransaction(db, async (trx) => {
+    const d = await appendEvents(trx, sessionAggregate(session.id, session.owner), [{ type: 'session.webauthn.failed', payload }], creator);
+    await trx.updateTable('sessions').set({ sequence: d.sequence, updated_at: d.changeDate }).where('id', '=', session.id).execute();
+    if (userEvent) {
+      const u = await appendEvents(trx, { type: 'user', id: userEvent.userId, owner: userEvent.orgId }, [{ type: userEvent.type, payload: userEvent.payload }], creator);
+      await trx.updateTable('users').set({ sequence: u.sequence, updated_at: u.changeDate }).where('id', '=', userEvent.userId).execute();
+    }
+  });
+}
+
+/**
+ * Deletes expired sessions and expired login challenges. Expiry is not a change (no event); the rows
+ * only stop mattering, and every read already ignores them.
+ */
+export async function sweepExpiredSessions(db: Kysely<Database>): Promise<void> {
+  await db.deleteFrom('challenges').where('kind', '=', 'authentication').where('expires_at', '<', sql<Date>`now()`).execute();
+  await db.deleteFrom('sessions').where('expires_at', '<', sql<Date>`now()`).execute();
+}

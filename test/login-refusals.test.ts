@@ -1,0 +1,200 @@
+import { Code } from '@connectrpc/connect';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { UserVerificationRequirement } from '../gen/passkeyd/session/v2/session_pb.js';
+import { createSoftAuthenticator, type SoftAuthenticator } from './helpers/authenticator.js';
+import { beginLogin, codeOf, errorOf, finishLogin, flipByte, login, sign } from './helpers/login.js';
+import { createUser, registerPasskey } from './helpers/passkeys.js';
+import { BACKEND, startTestServer, type TestServer } from './helpers/server.js';
+
+let srv: TestServer;
+let admin: string;
+
+const SECOND_RP = 'login.example.com';
+const SECOND_ORIGIN = 'https://login.example.com';
+
+beforeAll(async () => {
+  srv = await startTestServer({ config: { 'rp-id': `localhost,${SECOND_RP}`, origins: `http://localhost:8080,${SECOND_ORIGIN}` } });
+  admin = await srv.adminToken();
+});
+afterAll(() => srv?.close());
+
+async function userWithPasskey(authenticator?: SoftAuthenticator) {
+  const userId = await createUser(srv.url, admin);
+  const registered = await registerPasskey(srv.url, { userId, token: admin, ...(authenticator ? { authenticator } : {}) });
+  return { userId, ...registered };
+}
+
+async function failures(sessionId: string) {
+  const rows = await srv.app.store.db.selectFrom('events').select(['payload']).where('aggregate_id', '=', sessionId).where('event_type', '=', 'session.webauthn.failed').orderBy('sequence').execute();
+  return rows.map((r) => r.payload as { reason: string; code: string });
+}
+
+describe(`login refusals, each with its code (${BACKEND})`, () => {
+  it('a successful assertion cannot be used again: not on its session, not on another, not twice at once', async () => {
+    // A counter that is always 0 (synced passkeys): only the single-use challenge stops a replay.
+    const { userId, authenticator } = await userWithPasskey(createSoftAuthenticator({ counter: 'zero' }));
+    const { begun, assertion } = await login(srv.url, authenticator, { userId });
+    const replay = await errorOf(finishLogin(srv.url, begun.sessionId, assertion));
+    expect(replay.code).toBe(Code.Unauthenticated);
+    const other = await beginLogin(srv.url, { userId });
+    expect(await codeOf(finishLogin(srv.url, other.sessionId, assertion))).toBe(Code.Unauthenticated);
+    expect((await failures(begun.sessionId)).at(-1)?.reason).toMatch(/already used/);
+
+    // The same assertion sent twice at once: one login, one refusal.
+    const raced = await beginLogin(srv.url, { userId });
+    const signed = await sign(authenticator, raced);
+    const results = await Promise.all([codeOf(finishLogin(srv.url, raced.sessionId, signed, { protocol: 'grpc' })), codeOf(finishLogin(srv.url, raced.sessionId, signed, { protocol: 'connect' }))]);
+    expect(results.sort()).toEqual([Code.Unauthenticated, 'ok'].sort());
+  });
+
+  it("an assertion over another session's challenge is refused, and the session stays usable", async () => {
+    const { userId, authenticator } = await userWithPasskey();
+    const a = await beginLogin(srv.url, { userId });
+    const b = await beginLogin(srv.url, { userId });
+    const forB = await sign(authenticator, b);
+    const err = await errorOf(finishLogin(srv.url, a.sessionId, forB));
+    expect(err.code).toBe(Code.Unauthenticated);
+    expect(err.rawMessage).toMatch(/challenge/);
+    expect(await codeOf(finishLogin(srv.url, a.sessionId, await sign(authenticator, a)))).toBe('ok');
+  });
+
+  it('an expired challenge is FAILED_PRECONDITION, even with a valid assertion', async () => {
+    const { userId, authenticator } = await userWithPasskey();
+    const begun = await beginLogin(srv.url, { userId });
+    const assertion = await sign(authenticator, begun);
+    await srv.app.store.db.updateTable('challenges').set({ expires_at: new Date(Date.now() - 1000) }).where('session_id', '=', begun.sessionId).execute();
+    expect(await codeOf(finishLogin(srv.url, begun.sessionId, assertion))).toBe(Code.FailedPrecondition);
+    expect((await failures(begun.sessionId))[0]).toMatchObject({ code: 'failed_precondition', reason: expect.stringMatching(/expired/) });
+  });
+
+  it('a wrong origin is refused', async () => {
+    const { userId, authenticator } = await userWithPasskey();
+    const begun = await beginLogin(srv.url, { userId });
+    const err = await errorOf(finishLogin(srv.url, begun.sessionId, await sign(authenticator, begun, { origin: 'https://evil.example' })));
+    expect(err.code).toBe(Code.Unauthenticated);
+    expect(err.rawMessage).toMatch(/origin/);
+    expect((await failures(begun.sessionId))[0]?.reason).toMatch(/origin "https:\/\/evil.example"/);
+  });
+
+  it("a wrong RP ID is refused: in the authenticator data, or a challenge for another RP than the credential's", async () => {
+    const { userId, authenticator } = await userWithPasskey();
+    const begun = await beginLogin(srv.url, { userId });
+    const err = await errorOf(finishLogin(srv.url, begun.sessionId, await sign(authenticator, begun, { rpId: 'evil.example' })));
+    expect(err.code).toBe(Code.Unauthenticated);
+    expect(err.rawMessage).toMatch(/RP ID/);
+
+    // The credential is stored for localhost; a challenge issued for the second RP ID cannot be used with it.
+    const elsewhere = await beginLogin(srv.url, { userId, domain: SECOND_RP });
+    const signed = await authenticator.authenticate(elsewhere.options, { origin: SECOND_ORIGIN, credentialId: authenticator.credentials[0]!.id, rpId: 'localhost' });
+    expect(await codeOf(finishLogin(srv.url, elsewhere.sessionId, signed))).toBe(Code.Unauthenticated);
+    const signedForSecond = await authenticator.authenticate(elsewhere.options, { origin: SECOND_ORIGIN, credentialId: authenticator.credentials[0]!.id });
+    expect(await codeOf(finishLogin(srv.url, elsewhere.sessionId, signedForSecond))).toBe(Code.Unauthenticated);
+    expect(await codeOf(beginLogin(srv.url, { userId, domain: 'evil.example' }))).toBe(Code.InvalidArgument);
+
+    // A passkey registered for the second RP ID logs in there, from its origin.
+    const second = createSoftAuthenticator();
+    await registerPasskey(srv.url, { userId, token: admin, authenticator: second, domain: SECOND_RP, origin: SECOND_ORIGIN });
+    const there = await beginLogin(srv.url, { userId, domain: SECOND_RP });
+    expect(there.options.rpId).toBe(SECOND_RP);
+    expect(there.options.allowCredentials?.map((c) => c.id)).toEqual([second.credentials[0]!.id]);
+    expect(await codeOf(finishLogin(srv.url, there.sessionId, await second.authenticate(there.options, { origin: SECOND_ORIGIN })))).toBe('ok');
+  });
+
+  it('a tampered signature, authenticator data or client data is refused; the untouched assertion still works', async () => {
+    const { userId, authenticator } = await userWithPasskey();
+    const begun = await beginLogin(srv.url, { userId });
+    const good = await sign(authenticator, begun);
+    const clientData = JSON.parse(Buffer.from(good.response.clientDataJSON, 'base64url').toString());
+    const tampered = [
+      { ...good, response: { ...good.response, signature: flipByte(good.response.signature, -1) } },
+      // The counter bytes: still parses, no longer what was signed.
+      { ...good, response: { ...good.response, authenticatorData: flipByte(good.response.authenticatorData, 36) } },
+      { ...good, response: { ...good.response, clientDataJSON: Buffer.from(JSON.stringify({ ...clientData, crossOrigin: false, extra: 'x' })).toString('base64url') } },
+    ];
+    for (const t of tampered) expect(await codeOf(finishLogin(srv.url, begun.sessionId, t))).toBe(Code.Unauthenticated);
+    expect(await failures(begun.sessionId)).toHaveLength(3);
+    expect(await codeOf(finishLogin(srv.url, begun.sessionId, good))).toBe('ok');
+  });
+
+  it("another user's credential is refused, including through a forged userHandle", async () => {
+    const alice = await userWithPasskey();
+    const bob = await userWithPasskey();
+    const begun = await beginLogin(srv.url, { userId: alice.userId });
+    const bobs = await bob.authenticator.authenticate(begun.options, { origin: 'http://localhost:8080', credentialId: bob.authenticator.credentials[0]!.id });
+    const err = await errorOf(finishLogin(srv.url, begun.sessionId, bobs));
+    expect(err.code).toBe(Code.Unauthenticated);
+
+    // Usernameless: Alice's credential presented with Bob's user handle.
+    const open = await beginLogin(srv.url);
+    const forged = await sign(alice.authenticator, open);
+    forged.response.userHandle = bob.authenticator.credentials[0]!.userHandle;
+    expect(await codeOf(finishLogin(srv.url, open.sessionId, forged))).toBe(Code.Unauthenticated);
+    const noHandle = await sign(alice.authenticator, open);
+    delete noHandle.response.userHandle;
+    expect(await codeOf(finishLogin(srv.url, open.sessionId, noHandle))).toBe(Code.InvalidArgument);
+
+    // A login for a name that does not exist fails exactly like a wrong credential.
+    const ghost = await beginLogin(srv.url, { loginName: `ghost-${Date.now()}` });
+    const tried = await alice.authenticator.authenticate(ghost.options, { origin: 'http://localhost:8080', credentialId: alice.authenticator.credentials[0]!.id });
+    const ghostErr = await errorOf(finishLogin(srv.url, ghost.sessionId, tried));
+    expect(ghostErr.code).toBe(Code.Unauthenticated);
+    expect(ghostErr.rawMessage).toBe(err.rawMessage);
+  });
+
+  it('a sign counter that went backwards is refused and recorded; a passkey whose counter is always 0 keeps working', async () => {
+    const { userId, passkeyId, authenticator } = await userWithPasskey();
+    await login(srv.url, authenticator, { userId });
+    for (const counter of [1, 0]) {
+      const begun = await beginLogin(srv.url, { userId });
+      const err = await errorOf(finishLogin(srv.url, begun.sessionId, await sign(authenticator, begun, { counter })));
+      expect(err.code).toBe(Code.Unauthenticated);
+      expect(err.rawMessage).toMatch(/sign counter/);
+    }
+    const rejected = await srv.app.store.db.selectFrom('events').select('payload').where('aggregate_id', '=', userId).where('event_type', '=', 'user.passkey.signcount.rejected').orderBy('sequence').execute();
+    expect(rejected.map((r) => r.payload)).toEqual([
+      expect.objectContaining({ passkey_id: passkeyId, stored: 1, received: 1, policy: 'reject' }),
+      expect.objectContaining({ passkey_id: passkeyId, stored: 1, received: 0, policy: 'reject' }),
+    ]);
+    expect(await codeOf(login(srv.url, authenticator, { userId, overrides: { counter: 7 } }))).toBe('ok');
+
+    const synced = createSoftAuthenticator({ counter: 'zero' });
+    const other = await userWithPasskey(synced);
+    for (let i = 0; i < 3; i++) expect(await codeOf(login(srv.url, synced, { userId: other.userId }))).toBe('ok');
+    const row = await srv.app.store.db.selectFrom('passkeys').select('sign_count').where('id', '=', other.passkeyId).executeTakeFirstOrThrow();
+    expect(Number(row.sign_count)).toBe(0);
+  });
+
+  it('user verification: missing when required is refused; allowed when the challenge discouraged it', async () => {
+    const { userId, authenticator } = await userWithPasskey();
+    const begun = await beginLogin(srv.url, { userId });
+    const err = await errorOf(finishLogin(srv.url, begun.sessionId, await sign(authenticator, begun, { userVerified: false })));
+    expect(err.code).toBe(Code.Unauthenticated);
+    expect(err.rawMessage).toMatch(/[Uu]ser verification/);
+
+    const relaxed = await beginLogin(srv.url, { userId, userVerification: UserVerificationRequirement.DISCOURAGED });
+    expect(relaxed.options.userVerification).toBe('discouraged');
+    const done = await finishLogin(srv.url, relaxed.sessionId, await sign(authenticator, relaxed, { userVerified: false }));
+    const checked = await srv.app.store.db.selectFrom('sessions').select('webauthn_user_verified').where('id', '=', relaxed.sessionId).executeTakeFirstOrThrow();
+    expect(checked.webauthn_user_verified).toBe(false);
+    expect(done.accessToken).toBeTruthy();
+  });
+
+  it('malformed input is INVALID_ARGUMENT; an unknown session NOT_FOUND; a wrong session token UNAUTHENTICATED', async () => {
+    const { userId, authenticator } = await userWithPasskey();
+    const begun = await beginLogin(srv.url, { userId });
+    const good = await sign(authenticator, begun);
+    const pad = 'x'.repeat(60);
+    const bad: unknown[] = [
+      { pad },
+      { ...good, rawId: authenticator.credentials[0]!.id.slice(1), pad },
+      { ...good, type: 'password' },
+      { ...good, response: { ...good.response, clientDataJSON: Buffer.from('not json').toString('base64url') } },
+      { ...good, response: { ...good.response, authenticatorData: 'AAAA' } },
+      { ...good, response: { ...good.response, signature: '***' } },
+    ];
+    for (const b of bad) expect(await codeOf(finishLogin(srv.url, begun.sessionId, b))).toBe(Code.InvalidArgument);
+    expect(await codeOf(finishLogin(srv.url, 'no-such-session', good))).toBe(Code.NotFound);
+    expect(await codeOf(finishLogin(srv.url, begun.sessionId, good, { sessionToken: 'not-the-token' }))).toBe(Code.Unauthenticated);
+    expect(await codeOf(finishLogin(srv.url, begun.sessionId, good, { sessionToken: begun.sessionToken }))).toBe('ok');
+  });
+});
