@@ -6,7 +6,7 @@
  *
  *   npm run bench -- [--pglite] [--protocol grpc|connect] [--concurrency 64] [--duration 20] [--warmup 5]
  *                    [--users 500] [--registration-duration 10] [--registration-concurrency 16] [--workers 0]
- *                    [--database-url URL] [--out bench/results/latest.json] [--no-build]
+ *                    [--database-url URL] [--out bench/results/latest.json] [--no-build] [--profile]
  */
 import { execFileSync, fork, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -70,7 +70,11 @@ async function main() {
 
   const floor = measureFloor();
   mkdirSync('bench/results', { recursive: true });
-  const server = spawn(process.execPath, ['bin/passkeyd.js', 'serve'], { env, stdio: ['ignore', 'ignore', 'inherit'] });
+  // --profile: one worker under the V8 profiler; the .cpuprofile files land in bench/results/profiles.
+  const profile = flags.profile === 'true';
+  if (profile) env.PASSKEYD_WORKERS = '1';
+  const nodeArgs = profile ? ['--cpu-prof', '--cpu-prof-dir', 'bench/results/profiles'] : [];
+  const server = spawn(process.execPath, [...nodeArgs, 'bin/passkeyd.js', 'serve'], { env, stdio: ['ignore', 'ignore', 'inherit'] });
   let result: { registration: PhaseStats; login: PhaseStats } | undefined;
   const cpu: Record<string, number> = {};
   try {

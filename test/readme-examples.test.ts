@@ -4,8 +4,6 @@
  * real server. The test provides PASSKEYD_URL and ADMIN_TOKEN, and stands in for the browser: the
  * commands `webauthn_create` / `webauthn_get` read WebAuthn options on stdin and print the answer of a
  * software authenticator (the REGISTRATION_RESPONSE_JSON / ASSERTION_RESPONSE_JSON a page would post).
- *
- * README.md is read when it has the markers; until then docs/walkthrough.md, where the text is drafted.
  */
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -27,36 +25,32 @@ export interface ShellBlock {
 
 /** The ```sh / ```bash blocks between the markers, in order; undefined when there are no markers. */
 export function extractShellBlocks(markdown: string): ShellBlock[] | undefined {
-  const start = markdown.indexOf(START);
-  const end = markdown.indexOf(END, start + 1);
-  if (start < 0 || end < 0) return undefined;
-  const before = markdown.slice(0, start).split('\n').length;
-  const lines = markdown.slice(start, end).split('\n');
   const blocks: ShellBlock[] = [];
-  let current: { line: number; lines: string[] } | undefined;
-  lines.forEach((text, i) => {
-    if (!current && /^```(sh|bash|shell)\s*$/.test(text)) current = { line: before + i, lines: [] };
-    else if (current && /^```\s*$/.test(text)) {
-      blocks.push({ line: current.line, code: current.lines.join('\n') });
-      current = undefined;
-    } else current?.lines.push(text);
-  });
-  return blocks;
+  let found = false;
+  // Every marked region, in order: they run as one session.
+  for (let start = markdown.indexOf(START); start >= 0; start = markdown.indexOf(START, start + 1)) {
+    const end = markdown.indexOf(END, start + 1);
+    if (end < 0) break;
+    found = true;
+    const before = markdown.slice(0, start).split('\n').length;
+    const lines = markdown.slice(start, end).split('\n');
+    let current: { line: number; lines: string[] } | undefined;
+    lines.forEach((text, i) => {
+      if (!current && /^```(sh|bash|shell)\s*$/.test(text)) current = { line: before + i, lines: [] };
+      else if (current && /^```\s*$/.test(text)) {
+        blocks.push({ line: current.line, code: current.lines.join('\n') });
+        current = undefined;
+      } else current?.lines.push(text);
+    });
+  }
+  return found ? blocks : undefined;
 }
 
-/** README.md's blocks, or docs/walkthrough.md's while README.md has no markers. */
+/** README.md's walk-through blocks. */
 function walkthrough(): { file: string; blocks: ShellBlock[] } {
-  for (const file of ['README.md', 'docs/walkthrough.md']) {
-    let text: string;
-    try {
-      text = readFileSync(file, 'utf8');
-    } catch {
-      continue;
-    }
-    const blocks = extractShellBlocks(text);
-    if (blocks) return { file, blocks };
-  }
-  throw new Error(`no ${START} … ${END} section in README.md or docs/walkthrough.md`);
+  const blocks = extractShellBlocks(readFileSync('README.md', 'utf8'));
+  if (!blocks) throw new Error(`no ${START} … ${END} section in README.md`);
+  return { file: 'README.md', blocks };
 }
 
 let srv: TestServer;

@@ -102,6 +102,9 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     // Unknown JSON fields are a client mistake (a typo would otherwise be silently dropped).
     jsonOptions: { ignoreUnknownFields: false },
     acceptCompression: [compressionGzip, compressionBrotli],
+    // Compressing a 1–2 KiB login response costs more CPU than it saves on any network (the profile of
+    // the bench showed zlib on the login path); only large responses (long lists) are worth it.
+    compressMinBytes: 32 * 1024,
   });
   createRoutes(deps, ping, interceptors)(router);
   const contextValues = (req: NodeServerRequest) => createContextValues().set(clientAddressKey, req.socket?.remoteAddress ?? 'unknown');
