@@ -1,9 +1,10 @@
-import { Code, ConnectError } from '@connectrpc/connect';
+import { Code } from '@connectrpc/connect';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { OrganizationService } from '../gen/passkeyd/org/v2/org_service_pb.js';
 import { UserService } from '../gen/passkeyd/user/v2/user_service_pb.js';
 import { BACKEND, startTestServer, type TestServer } from './helpers/server.js';
 import { bearer, clientFor, PROTOCOLS } from './helpers/clients.js';
+import { codeOf } from './helpers/codes.js';
 
 let srv: TestServer;
 let admin: string;
@@ -13,15 +14,6 @@ beforeAll(async () => {
   admin = await srv.adminToken();
 });
 afterAll(() => srv?.close());
-
-async function codeOf(p: Promise<unknown>): Promise<Code | 'ok'> {
-  try {
-    await p;
-    return 'ok';
-  } catch (err) {
-    return ConnectError.from(err).code;
-  }
-}
 
 describe(`user RPCs over every protocol (${BACKEND})`, () => {
   it.each(PROTOCOLS)('%s: add, get, list, update, delete give the same shapes', async (protocol) => {

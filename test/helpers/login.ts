@@ -3,7 +3,6 @@
  * client, with each step available on its own so tests can tamper in between.
  */
 import type { JsonObject } from '@bufbuild/protobuf';
-import { Code, ConnectError } from '@connectrpc/connect';
 import type { AuthenticationResponseJSON, PublicKeyCredentialRequestOptionsJSON } from '@simplewebauthn/server';
 import { SessionService } from '../../gen/passkeyd/session/v2/session_service_pb.js';
 import { UserVerificationRequirement } from '../../gen/passkeyd/session/v2/session_pb.js';
@@ -65,25 +64,8 @@ export async function login(baseUrl: string, authenticator: SoftAuthenticator, o
   return { begun, assertion, done };
 }
 
-/** The code a call fails with, or 'ok'. */
-export async function codeOf(p: Promise<unknown>): Promise<Code | 'ok'> {
-  try {
-    await p;
-    return 'ok';
-  } catch (err) {
-    return ConnectError.from(err).code;
-  }
-}
-
-/** The ConnectError a call fails with (throws if it succeeds). */
-export async function errorOf(p: Promise<unknown>): Promise<ConnectError> {
-  try {
-    await p;
-  } catch (err) {
-    return ConnectError.from(err);
-  }
-  throw new Error('expected the call to fail');
-}
+// Tests that import codeOf/errorOf from here get the shared ones.
+export { codeOf, errorOf } from './codes.js';
 
 /** A base64url string with one bit of one byte flipped (index from the start, or from the end when negative). */
 export function flipByte(b64: string, index: number): string {
