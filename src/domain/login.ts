@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { sql, type Kysely } from 'kysely';
 import type { TokenService } from '../auth/tokens.js';
 import type { Config } from '../config/config.js';
-import { appendEvents } from '../store/events.js';
+import { appendCtes, appendEvents, appendResultOf, type AppendedRow } from '../store/events.js';
 import type { ChallengesTable, Database } from '../store/schema.js';
 import { inTransaction } from '../store/transaction.js';
 import { parseAssertion, requestOptions, verifyAssertion, type ParsedAssertion } from '../webauthn/authentication-response.js';
@@ -143,7 +143,7 @@ export function createLogin({ db, config, tokens }: LoginDeps): Login {
     return { publicKey, challenge: publicKey.challenge as string };
   }
 
-  async function loadSession(sessionId: string): Promise<SessionContext | undefined> {
+  function sessionQuery(sessionId: string) {
     return db
       .selectFrom('sessions as s')
       .innerJoin('aggregates as a', (j) => j.on('a.aggregate_type', '=', 'session').onRef('a.aggregate_id', '=', 's.id'))
@@ -164,19 +164,39 @@ export function createLogin({ db, config, tokens }: LoginDeps): Login {
       ])
       .where('s.id', '=', sessionId)
       .orderBy('c.created_at', 'desc')
-      .limit(1)
-      .executeTakeFirst();
+      .limit(1);
   }
 
-  async function loadPasskey(credentialId: Buffer): Promise<LoginPasskey | undefined> {
+  async function loadSession(sessionId: string): Promise<SessionContext | undefined> {
+    return sessionQuery(sessionId).executeTakeFirst();
+  }
+
+  function passkeyQuery(credentialId: Buffer) {
     return db
       .selectFrom('passkeys as p')
       .innerJoin('users as u', 'u.id', 'p.user_id')
       .select(['p.id', 'p.user_id', 'p.org_id', 'p.public_key', 'p.sign_count', 'p.rp_id', 'u.webauthn_user_handle'])
       .where('p.credential_id', '=', credentialId)
       .where('p.state', '=', 'ready')
-      .where('u.state', '=', 'active')
-      .executeTakeFirst();
+      .where('u.state', '=', 'active');
+  }
+
+  /**
+   * SetSession's two reads in one round trip (each query costs more client CPU than its SQL): the
+   * session with its open challenge, and the passkey the assertion names. Both are joined laterally
+   * to a one-row table, so either may be missing; the passkey's columns come back prefixed `p_`.
+   */
+  async function loadSessionAndPasskey(sessionId: string, credentialId: Buffer): Promise<[SessionContext | undefined, LoginPasskey | undefined]> {
+    type Row = Partial<SessionContext> & { p_id: string | null; p_user_id: string; p_org_id: string; p_public_key: Uint8Array | null; p_sign_count: number; p_rp_id: string; p_webauthn_user_handle: Uint8Array };
+    const { rows } = await sql<Row>`
+      select s.*, p.id as p_id, p.user_id as p_user_id, p.org_id as p_org_id, p.public_key as p_public_key, p.sign_count as p_sign_count,
+        p.rp_id as p_rp_id, p.webauthn_user_handle as p_webauthn_user_handle
+      from (select 1) one
+      left join lateral (${sessionQuery(sessionId)}) s on true
+      left join lateral (${passkeyQuery(credentialId)}) p on true`.execute(db);
+    const { p_id, p_user_id, p_org_id, p_public_key, p_sign_count, p_rp_id, p_webauthn_user_handle, ...session } = rows[0]!;
+    const passkey = p_id === null ? undefined : { id: p_id, user_id: p_user_id, org_id: p_org_id, public_key: p_public_key, sign_count: p_sign_count, rp_id: p_rp_id, webauthn_user_handle: p_webauthn_user_handle };
+    return [session.id == null ? undefined : (session as SessionContext), passkey];
   }
 
   return {
@@ -246,7 +266,7 @@ export function createLogin({ db, config, tokens }: LoginDeps): Login {
       } catch (err) {
         parseError = err;
       }
-      const [session, passkey] = await Promise.all([loadSession(input.sessionId), parsed ? loadPasskey(parsed.credentialId) : undefined]);
+      const [session, passkey] = parsed ? await loadSessionAndPasskey(input.sessionId, parsed.credentialId) : [await loadSession(input.sessionId), undefined];
       if (!session) throw notFound(`session ${input.sessionId}`);
       try {
         const now = Date.now();
@@ -298,9 +318,16 @@ export function createLogin({ db, config, tokens }: LoginDeps): Login {
   };
 
   /**
-   * A verified login, in one transaction: consume the challenge (a second use finds nothing), record
-   * the factor on the session, update the passkey, then the access token. Aggregates are touched in
-   * one order everywhere (session, then user), so concurrent logins cannot deadlock on them.
+   * A verified login, in one transaction of ONE statement (three round trips with BEGIN and COMMIT):
+   * consume the challenge (a second use finds nothing), record the factor on the session, update the
+   * passkey, then the access token. Each step of the statement is conditioned on the one before, and
+   * its flags say which step found nothing, so the same errors as ever are thrown (and roll back).
+   *
+   * Aggregates are touched in one order everywhere (session, then user), so concurrent logins cannot
+   * deadlock on them. The CTEs of one statement run in no documented order, but each one here needs
+   * rows of the one before (`from sess`, `exists (select 1 from live)`, ...), so the executor must run
+   * them as a chain: challenge row, session aggregate, session row, user aggregate, passkey row,
+   * users row — the order the multi-statement version took its locks in.
    */
   async function complete(
     session: SessionContext,
@@ -312,49 +339,39 @@ export function createLogin({ db, config, tokens }: LoginDeps): Login {
     const userId = passkey.user_id;
     const sessionToken = randomBytes(32).toString('base64url');
     const at = new Date(now);
+    const checked = { type: 'session.webauthn.checked', payload: { user_id: userId, passkey_id: passkey.id, user_verified: verified.userVerified } };
+    const used = { type: 'user.passkey.used', payload: { passkey_id: passkey.id, session_id: session.id, sign_count: verified.signCount, backed_up: verified.backedUp, user_verified: verified.userVerified } };
+    // The counter policy is checked again against the row as it is now: two logins racing with one
+    // credential cannot both pass with the same counter.
+    const counterGuard = config.signCountPolicy === 'reject' ? sql<boolean>`(sign_count < ${verified.signCount} or (${verified.signCount} = 0 and sign_count = 0))` : sql<boolean>`true`;
     const details = await inTransaction(db, async (trx) => {
-      const consumed = await trx.deleteFrom('challenges').where('id', '=', session.challenge_id!).returning('id').executeTakeFirst();
-      if (!consumed) throw unauthenticated('this assertion was already used');
-      const d = await appendEvents(
-        trx,
-        sessionAggregate(session.id, session.owner),
-        [{ type: 'session.webauthn.checked', payload: { user_id: userId, passkey_id: passkey.id, user_verified: verified.userVerified } }],
-        userId,
-      );
-      const live = await trx
-        .updateTable('sessions')
-        .set({
-          token_hash: hashSessionToken(sessionToken),
-          user_id: userId,
-          org_id: passkey.org_id,
-          user_checked_at: at,
-          webauthn_checked_at: at,
-          webauthn_user_verified: verified.userVerified,
-          passkey_id: passkey.id,
-          updated_at: d.changeDate,
-          sequence: d.sequence,
-        })
-        .where('id', '=', session.id)
-        .where('expires_at', '>', at)
-        .returning('id')
-        .executeTakeFirst();
-      if (!live) throw precondition('the session has ended; start a new login');
-      const used = { type: 'user.passkey.used', payload: { passkey_id: passkey.id, session_id: session.id, sign_count: verified.signCount, backed_up: verified.backedUp, user_verified: verified.userVerified } };
-      const u = await appendEvents(trx, { type: 'user', id: userId, owner: passkey.org_id }, counterEvent ? [counterEvent, used] : [used], userId);
-      // The counter policy is checked again against the row as it is now: two logins racing with one
-      // credential cannot both pass with the same counter.
-      const counterGuard = config.signCountPolicy === 'reject' ? sql<boolean>`(sign_count < ${verified.signCount} or (${verified.signCount} = 0 and sign_count = 0))` : sql<boolean>`true`;
-      const updated = await trx
-        .updateTable('passkeys')
-        .set({ sign_count: sql`greatest(sign_count, ${verified.signCount})`, backed_up: verified.backedUp, last_used_at: at, updated_at: at })
-        .where('id', '=', passkey.id)
-        .where('state', '=', 'ready')
-        .where(counterGuard)
-        .returning('id')
-        .executeTakeFirst();
-      if (!updated) throw unauthenticated(NOT_ACCEPTED);
-      await trx.updateTable('users').set({ sequence: u.sequence, updated_at: u.changeDate }).where('id', '=', userId).execute();
-      return d;
+      const { rows } = await sql<AppendedRow & { consumed: boolean; live: boolean; accepted: boolean }>`
+        with consumed as (
+          delete from challenges where id = ${session.challenge_id!}::text returning id
+        ), ${appendCtes('sess', sessionAggregate(session.id, session.owner), [checked], userId, sql<boolean>`exists (select 1 from consumed)`)}, live as (
+          update sessions s set
+            token_hash = ${hashSessionToken(sessionToken)}::bytea, user_id = ${userId}::text, org_id = ${passkey.org_id}::text,
+            user_checked_at = ${at}::timestamptz, webauthn_checked_at = ${at}::timestamptz, webauthn_user_verified = ${verified.userVerified}::boolean,
+            passkey_id = ${passkey.id}::text, updated_at = sess.updated_at, sequence = sess.sequence
+          from sess
+          where s.id = ${session.id}::text and s.expires_at > ${at}::timestamptz
+          returning s.id
+        ), ${appendCtes('usr', { type: 'user', id: userId, owner: passkey.org_id }, counterEvent ? [counterEvent, used] : [used], userId, sql<boolean>`exists (select 1 from live)`)}, accepted as (
+          update passkeys set sign_count = greatest(sign_count, ${verified.signCount}::bigint), backed_up = ${verified.backedUp}::boolean,
+            last_used_at = ${at}::timestamptz, updated_at = ${at}::timestamptz
+          where id = ${passkey.id}::text and state = 'ready' and ${counterGuard} and exists (select 1 from usr)
+          returning id
+        ), bumped as (
+          update users u set sequence = usr.sequence, updated_at = usr.updated_at from usr where u.id = ${userId}::text
+        )
+        select exists (select 1 from consumed) as consumed, exists (select 1 from live) as live, exists (select 1 from accepted) as accepted,
+          sess.sequence, sess.created_at, sess.updated_at, sess.resource_owner
+        from (select 1) one left join sess on true`.execute(trx);
+      const r = rows[0]!;
+      if (!r.consumed) throw unauthenticated('this assertion was already used');
+      if (!r.live) throw precondition('the session has ended; start a new login');
+      if (!r.accepted) throw unauthenticated(NOT_ACCEPTED);
+      return appendResultOf(r);
     });
     const remaining = Math.floor((session.expires_at.getTime() - Date.now()) / 1000);
     const issued = await tokens.issue({ subject: userId, orgId: passkey.org_id, sessionId: session.id, ttlSeconds: Math.max(1, Math.min(config.tokenTtlSeconds, remaining)) });

@@ -2,7 +2,7 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { sql, type Kysely, type Selectable, type Transaction } from 'kysely';
 import type { Principal } from '../auth/tokens.js';
 import { newId } from '../ids.js';
-import { appendEvents, latestPosition, type AggregateRef } from '../store/events.js';
+import { appendCtes, appendEvents, appendResultOf, latestPosition, type AggregateRef, type AppendedRow } from '../store/events.js';
 import type { ChallengesTable, Database, SessionsTable } from '../store/schema.js';
 import { inTransaction } from '../store/transaction.js';
 import { denied, notFound } from './errors.js';
@@ -64,33 +64,31 @@ export interface OpenedSession {
 }
 
 /**
- * Opens a session and, when asked, its WebAuthn challenge, with `session.added`: one transaction, the
- * same statements whether or not the login name exists.
+ * Opens a session and, when asked, its WebAuthn challenge, with `session.added`: ONE statement (atomic
+ * on its own, so no BEGIN/COMMIT round trips), the same statement whether or not the login name exists.
+ * The session row takes the aggregate's sequence and dates from the append's RETURNING.
  */
 export async function openSession(db: Kysely<Database>, input: OpenSessionInput, creator: string): Promise<OpenedSession> {
   const id = newId();
   const token = randomBytes(32).toString('base64url');
   const tokenHash = hashSessionToken(token);
-  const details = await inTransaction(db, async (trx) => {
-    const d = await appendEvents(trx, sessionAggregate(id, input.owner), [{ type: 'session.added', payload: { ...input.payload, expires_at: input.expiresAt.toISOString() } }], creator);
-    await trx
-      .insertInto('sessions')
-      .values({
-        id,
-        token_hash: tokenHash,
-        user_id: input.userId ?? null,
-        org_id: input.orgId ?? null,
-        login_digest: input.loginDigest ? Buffer.from(input.loginDigest) : null,
-        created_at: d.creationDate,
-        updated_at: d.changeDate,
-        expires_at: input.expiresAt,
-        sequence: d.sequence,
-      })
-      .execute();
-    if (input.challenge) await insertChallenge(trx, id, input.userId, input.challenge);
-    return d;
-  });
-  return { id, token, details };
+  const added = [{ type: 'session.added', payload: { ...input.payload, expires_at: input.expiresAt.toISOString() } }];
+  const c = input.challenge;
+  const challenge = c
+    ? sql`, challenge as (
+        insert into challenges (id, kind, challenge, user_id, passkey_id, session_id, rp_id, user_verification, registration_code_id, expires_at)
+        values (${newId()}::text, 'authentication', ${c.challenge}::text, ${input.userId ?? null}::text, null, ${id}::text, ${c.rpId}::text, ${c.userVerification}::text, null, ${c.expiresAt}::timestamptz)
+      )`
+    : sql``;
+  const { rows } = await sql<AppendedRow>`
+    with ${appendCtes('agg', sessionAggregate(id, input.owner), added, creator)}, session as (
+      insert into sessions (id, token_hash, user_id, org_id, login_digest, created_at, updated_at, expires_at, sequence)
+      select ${id}::text, ${tokenHash}::bytea, ${input.userId ?? null}::text, ${input.orgId ?? null}::text,
+        ${input.loginDigest ? Buffer.from(input.loginDigest) : null}::bytea, agg.created_at, agg.updated_at, ${input.expiresAt}::timestamptz, agg.sequence
+      from agg
+    )${challenge}
+    select sequence, created_at, updated_at, resource_owner from agg`.execute(db);
+  return { id, token, details: appendResultOf(rows[0]!) };
 }
 
 /** Stores an authentication challenge for a session. */
