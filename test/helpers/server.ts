@@ -11,22 +11,18 @@ import { openStore, type Store } from '../../src/store/db.js';
 export const TEST_DATABASE_URL = process.env.PASSKEYD_TEST_DATABASE_URL || undefined;
 export const BACKEND: 'postgres' | 'pglite' = TEST_DATABASE_URL ? 'postgres' : 'pglite';
 
-/** A fresh, empty PostgreSQL schema, so test files never share tables. */
+/**
+ * A fresh, empty PostgreSQL schema, so test files never share tables. It is named after the vitest run
+ * (the workers' parent process) and dropped by test/global-setup.ts when the run ends, not here: a drop
+ * while another file migrates would break that file's table listing. `drop` is kept for callers.
+ */
 export async function createSchema(url: string): Promise<{ schema: string; drop(): Promise<void> }> {
-  const schema = `t_${randomBytes(6).toString('hex')}`;
+  const schema = `t_${process.ppid}_${randomBytes(6).toString('hex')}`;
   const client = new pg.Client({ connectionString: url });
   await client.connect();
   await client.query(`create schema ${schema}`);
   await client.end();
-  return {
-    schema,
-    async drop() {
-      const c = new pg.Client({ connectionString: url });
-      await c.connect();
-      await c.query(`drop schema if exists ${schema} cascade`);
-      await c.end();
-    },
-  };
+  return { schema, drop: async () => {} };
 }
 
 /** A database for one test server: an in-memory PGlite, or a private schema on PostgreSQL. */

@@ -1,0 +1,36 @@
+import pg from 'pg';
+
+/**
+ * Test schemas on PostgreSQL are named t_<vitest pid>_<random> and dropped only here, after every test
+ * file is done: dropping one while another file runs Kysely's migrator (which lists every table in the
+ * database) makes that listing fail. Schemas of runs whose process is gone are dropped at the start.
+ */
+async function dropSchemas(url: string, which: (pid: number) => boolean): Promise<void> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    const { rows } = await client.query<{ name: string }>(`select nspname as name from pg_namespace where nspname ~ '^t_[0-9]+_'`);
+    for (const { name } of rows) {
+      const pid = Number(name.split('_')[1]);
+      if (which(pid)) await client.query(`drop schema if exists "${name}" cascade`);
+    }
+  } finally {
+    await client.end();
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+export default async function setup(): Promise<(() => Promise<void>) | void> {
+  const url = process.env.PASSKEYD_TEST_DATABASE_URL;
+  if (!url) return;
+  await dropSchemas(url, (pid) => !alive(pid));
+  return () => dropSchemas(url, (pid) => pid === process.pid);
+}
