@@ -50,6 +50,10 @@ describe(`rate limits on calls without a token (${BACKEND})`, () => {
     expect(await codeOf(sessions.getSession({ sessionId: session.sessionId, sessionToken: session.sessionToken }))).toBe(Code.ResourceExhausted);
     const users = clientFor(UserService, 'connect', srv.url);
     expect(await codeOf(users.registerPasskey({ userId, code: { id: 'some-code', code: 'not-it' } }))).toBe(Code.ResourceExhausted);
+    // An empty or malformed Authorization header is no token: still counted, still refused.
+    for (const authorization of ['', 'Bearer', 'Basic x']) {
+      expect(await codeOf(openSession(srv.url, 'connect', { headers: { authorization } })), JSON.stringify(authorization)).toBe(Code.ResourceExhausted);
+    }
     // Calls with a token are not counted here.
     expect(await codeOf(sessions.getSession({ sessionId: session.sessionId }, bearer(admin)))).toBe('ok');
     expect(await codeOf(openSession(srv.url, 'connect', bearer(admin)))).toBe('ok');

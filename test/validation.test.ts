@@ -1,5 +1,6 @@
 import { Code } from '@connectrpc/connect';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { SessionService } from '../gen/passkeyd/session/v2/session_service_pb.js';
 import { UserService } from '../gen/passkeyd/user/v2/user_service_pb.js';
 import { bearer, clientFor, PROTOCOLS } from './helpers/clients.js';
 import { errorOf } from './helpers/codes.js';
@@ -42,6 +43,22 @@ describe(`bad input is refused clearly, never INTERNAL (${BACKEND})`, () => {
       [() => users.listUsers({ queries: Array.from({ length: 21 }, () => ({})) }, bearer(admin)), /queries: must be at most 20 items/],
     ];
     for (const [call, message] of cases) {
+      const err = await errorOf(call());
+      expect(err.code, err.rawMessage).toBe(Code.InvalidArgument);
+      expect(err.rawMessage).toMatch(message);
+    }
+  });
+
+  it.each(PROTOCOLS)('%s: a NUL character in any string is INVALID_ARGUMENT, also on public endpoints', async (protocol) => {
+    const users = clientFor(UserService, protocol, srv.url);
+    const sessions = clientFor(SessionService, protocol, srv.url);
+    const calls: [() => Promise<unknown>, RegExp][] = [
+      [() => users.getUserByID({ userId: 'a\u0000b' }, bearer(admin)), /user_id: must not contain a NUL/],
+      [() => users.checkPasskeyAvailability({ loginName: 'a\u0000b' }), /login_name: must not contain a NUL/],
+      [() => sessions.createSession({ checks: { user: { search: { case: 'loginName', value: 'x\u0000' } } } }), /login_name: must not contain a NUL/],
+      [() => users.listUsers({ queries: [{ query: { case: 'inUserIdsQuery', value: { userIds: ['ok', '\u0000'] } } }] }, bearer(admin)), /user_ids\[1\]: must not contain a NUL/],
+    ];
+    for (const [call, message] of calls) {
       const err = await errorOf(call());
       expect(err.code, err.rawMessage).toBe(Code.InvalidArgument);
       expect(err.rawMessage).toMatch(message);

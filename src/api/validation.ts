@@ -74,12 +74,16 @@ function checksFor(desc: DescMessage): Check[] {
     const presence = f.presence !== 2; // EXPLICIT (optional/oneof/message) or LEGACY_REQUIRED: skip when unset
     switch (f.fieldKind) {
       case 'scalar': {
-        if (!b) break;
         if (f.scalar === ScalarType.STRING) {
+          // Every string, bounded or not: PostgreSQL cannot store U+0000 in text or jsonb.
           checks.push((m, p) => {
             if (presence && !m.isSet(f)) return;
-            stringCheck(p + name, m.get(f) as string, b);
+            const s = m.get(f) as string;
+            if (s.includes('\u0000')) throw invalid(`${p + name}: must not contain a NUL character`);
+            if (b) stringCheck(p + name, s, b);
           });
+        } else if (!b) {
+          break;
         } else if (f.scalar === ScalarType.BYTES) {
           checks.push((m, p) => {
             if (presence && !m.isSet(f)) return;
@@ -123,7 +127,10 @@ function checksFor(desc: DescMessage): Check[] {
             const item = list.get(i);
             const ip = `${p + name}[${i}]`;
             if (f.listKind === 'enum') enumCheck(ip, f as any, item as number);
-            else if (f.listKind === 'scalar' && typeof item === 'string' && itemBounds) stringCheck(ip, item, itemBounds);
+            else if (typeof item === 'string') {
+              if (item.includes('\u0000')) throw invalid(`${ip}: must not contain a NUL character`);
+              if (itemBounds) stringCheck(ip, item, itemBounds);
+            }
             else if (f.listKind === 'message') for (const c of inner) c(item as ReflectMessage, `${ip}.`);
           }
         });

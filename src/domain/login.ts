@@ -288,16 +288,24 @@ export function createLogin({ db, config, tokens }: LoginDeps): Login {
         } else if (!parsed.userHandle) {
           throw invalid('checks.web_auth_n.credential_assertion_data.response.userHandle: is required for a login without a user');
         }
-        if (parsed.userHandle && !parsed.userHandle.equals(Buffer.from(passkey.webauthn_user_handle))) throw unauthenticated('userHandle does not belong to this credential');
+        if (parsed.userHandle && !parsed.userHandle.equals(Buffer.from(passkey.webauthn_user_handle))) throw new Refused('userHandle does not belong to this credential');
         // The credential's stored RP ID decides; a challenge issued for another RP ID cannot be used with it.
-        if (passkey.rp_id !== session.rp_id) throw unauthenticated(`this credential is registered for another relying party than "${session.rp_id}"`);
-        const verified = await verifyAssertion(parsed, {
-          challenge: session.challenge!,
-          origins: config.origins,
-          rpId: passkey.rp_id,
-          requireUserVerification: session.user_verification === 'required',
-          publicKey: passkey.public_key,
-        });
+        if (passkey.rp_id !== session.rp_id) throw new Refused(`this credential is registered for another relying party than "${session.rp_id}"`);
+        let verified: Awaited<ReturnType<typeof verifyAssertion>>;
+        try {
+          verified = await verifyAssertion(parsed, {
+            challenge: session.challenge!,
+            origins: config.origins,
+            rpId: passkey.rp_id,
+            requireUserVerification: session.user_verification === 'required',
+            publicKey: passkey.public_key,
+          });
+        } catch (err) {
+          // Before the signature is known good, every refusal reads the same to the caller: a different
+          // message for a real credential would tell an anonymous caller that the login name exists.
+          if (err instanceof DomainError && err.kind === 'unauthenticated') throw new Refused(err.message);
+          throw err;
+        }
         const stored = Number(passkey.sign_count);
         const regressed = (verified.signCount > 0 || stored > 0) && verified.signCount <= stored;
         const counterEvent = regressed
@@ -310,7 +318,13 @@ export function createLogin({ db, config, tokens }: LoginDeps): Login {
       } catch (err) {
         if (err instanceof DomainError) {
           const userEvent = err instanceof CounterRegression && passkey ? { userId: passkey.user_id, orgId: passkey.org_id, ...err.event } : undefined;
-          await recordLoginFailure(db, { id: session.id, owner: session.owner }, { reason: err.message, code: err.kind, passkey_id: passkey?.id ?? null }, creator, userEvent);
+          // The reason may quote client text (origin, challenge): no NUL into jsonb.
+          const reason = (err instanceof Refused ? err.reason : err.message).replace(/\u0000/g, '');
+          try {
+            await recordLoginFailure(db, { id: session.id, owner: session.owner }, { reason, code: err.kind, passkey_id: passkey?.id ?? null }, creator, userEvent);
+          } catch {
+            // Failing to record must not replace the refusal the caller is owed.
+          }
         }
         throw err;
       }
@@ -376,6 +390,13 @@ export function createLogin({ db, config, tokens }: LoginDeps): Login {
     const remaining = Math.floor((session.expires_at.getTime() - Date.now()) / 1000);
     const issued = await tokens.issue({ subject: userId, orgId: passkey.org_id, sessionId: session.id, ttlSeconds: Math.max(1, Math.min(config.tokenTtlSeconds, remaining)) });
     return { details, sessionToken, accessToken: issued.token, accessTokenExpiresAt: issued.expiresAt };
+  }
+}
+
+/** A refusal the caller sees as NOT_ACCEPTED, whatever its reason; the reason goes to the audit event only. */
+class Refused extends DomainError {
+  constructor(readonly reason: string) {
+    super('unauthenticated', NOT_ACCEPTED);
   }
 }
 

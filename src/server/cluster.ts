@@ -15,6 +15,7 @@ export function workerCount(requested: number, embedded: boolean): number {
  */
 export function runPrimary(count: number, log: Logger): void {
   let stopping = false;
+  let deaths: number[] = [];
   for (let i = 0; i < count; i++) cluster.fork();
   cluster.on('exit', (worker, code, signal) => {
     if (stopping) {
@@ -24,8 +25,20 @@ export function runPrimary(count: number, log: Logger): void {
       }
       return;
     }
-    log.error({ pid: worker.process.pid, code, signal }, 'worker died; starting another');
-    cluster.fork();
+    // A worker that cannot start (bad certificate, port taken) would die again at once: back off, and
+    // give up when workers keep dying, instead of a fork storm.
+    const now = Date.now();
+    deaths = deaths.filter((t) => now - t < 60_000);
+    deaths.push(now);
+    if (deaths.length > count * 5) {
+      log.fatal({ deaths: deaths.length }, 'workers keep dying; stopping');
+      process.exit(1);
+    }
+    const delay = Math.min(30_000, 250 * 2 ** (deaths.length - 1));
+    log.error({ pid: worker.process.pid, code, signal, restartInMs: delay }, 'worker died; starting another');
+    setTimeout(() => {
+      if (!stopping) cluster.fork();
+    }, delay);
   });
   const stop = (signal: NodeJS.Signals) => {
     if (stopping) return;

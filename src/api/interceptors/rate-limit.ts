@@ -83,6 +83,8 @@ const AVAILABILITY = UserService.method.checkPasskeyAvailability;
  * whether a name has a passkey, so it is counted (against its own, lower budget) with or without a
  * token; any account holder could otherwise probe names at full speed.
  */
+const BEARER = /^Bearer\s+\S+$/i;
+
 export function rateLimitInterceptor(limits: RateLimits): Interceptor {
   return (next) => async (req) => {
     const address = req.contextValues.get(clientAddressKey);
@@ -90,7 +92,9 @@ export function rateLimitInterceptor(limits: RateLimits): Interceptor {
       await limits.consume('availability', address);
       return next(req);
     }
-    if (req.header.has('authorization')) return next(req);
+    // Only a well-formed Bearer token exempts the call (the auth interceptor then verifies it); an
+    // empty or malformed header is a token-less call and counts.
+    if (BEARER.test(req.header.get('authorization') ?? '')) return next(req);
     const allow = ruleOf(req.method)?.allow ?? [];
     if (!allow.some((a) => TOKENLESS.has(a))) return next(req);
     await limits.consume('general', address);

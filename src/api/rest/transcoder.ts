@@ -249,7 +249,8 @@ export function createRestTranscoder(options: RestTranscoderOptions): RestTransc
         send(res, err.status, JSON.stringify(err.body), err.headers);
         return;
       }
-      options.log.error({ err, path: req.url }, 'REST transcoding failed');
+      // The path only: a query string may carry a session token.
+      options.log.error({ err, path: (req.url ?? '').split('?', 1)[0] }, 'REST transcoding failed');
       send(res, 500, JSON.stringify(statusBody(Code.Internal, 'internal error')));
     });
   }) as RestTranscoder;
