@@ -219,7 +219,7 @@ describe(`sessions: read, list, log out (${BACKEND})`, () => {
     const sessions = clientFor(SessionService, 'connect', srv.url);
     const created = await sessions.createSession({ checks: { user: { search: { case: 'userId', value: userId } } } });
     expect(created.challenges).toBeUndefined();
-    expect(await codeOf(finishLogin(srv.url, created.sessionId, await authenticator.authenticate({ challenge: 'AAAA', rpId: 'localhost' }, { origin: 'http://localhost:8080' })))).toBe(Code.FailedPrecondition);
+    expect(await codeOf(finishLogin(srv.url, created.sessionId, await authenticator.authenticate({ challenge: 'AAAA', rpId: 'localhost' }, { origin: 'http://localhost:8080' }), { sessionToken: created.sessionToken }))).toBe(Code.FailedPrecondition);
     expect(await codeOf(sessions.setSession({ sessionId: created.sessionId, challenges: { webAuthN: {} } }))).toBe(Code.Unauthenticated);
     const challenged = await sessions.setSession({ sessionId: created.sessionId, sessionToken: created.sessionToken, challenges: { webAuthN: {} } });
     const options = challenged.challenges!.webAuthN!.publicKeyCredentialRequestOptions!.publicKey as any;

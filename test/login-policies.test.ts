@@ -45,7 +45,7 @@ describe(`configured login policies (${BACKEND})`, () => {
     // A 30 s session: its access token does not outlive it.
     const short = await sessions.createSession({ checks: { user: { search: { case: 'userId', value: userId } } }, challenges: { webAuthN: {} }, lifetime: { seconds: 30n, nanos: 0 } });
     const options = requestOptionsOf(short.challenges?.webAuthN?.publicKeyCredentialRequestOptions);
-    const shortDone = await finishLogin(srv.url, short.sessionId, await sign(authenticator, { sessionId: short.sessionId, sessionToken: short.sessionToken, options }));
+    const shortDone = await finishLogin(srv.url, short.sessionId, await sign(authenticator, { sessionId: short.sessionId, sessionToken: short.sessionToken, options }), { sessionToken: short.sessionToken });
     const shortClaims = decodeJwt(shortDone.accessToken);
     expect(shortClaims.exp! - shortClaims.iat!).toBeLessThanOrEqual(30);
     expect(shortClaims.exp! - shortClaims.iat!).toBeGreaterThanOrEqual(28);

@@ -144,7 +144,10 @@ describe(`registration codes and links (${BACKEND})`, () => {
     const [pending] = (await passkeyRows(userId)).filter((p) => p.state === 'not_ready');
     const row = await srv.app.store.db.selectFrom('challenges').select('challenge').where('passkey_id', '=', pending!.id).executeTakeFirstOrThrow();
     const late = await createSoftAuthenticator().register({ ...options, challenge: row.challenge }, { origin: DEFAULT_ORIGIN });
-    expect(await codeOf(users.verifyPasskeyRegistration({ userId, passkeyId: pending!.id, publicKeyCredential: late as unknown as JsonObject, passkeyName: 'x' }))).toBe(Code.Unauthenticated);
+    // The code it was begun with is used now: a code failure (INVALID_ARGUMENT), recorded.
+    expect(await codeOf(users.verifyPasskeyRegistration({ userId, passkeyId: pending!.id, publicKeyCredential: late as unknown as JsonObject, passkeyName: 'x' }))).toBe(Code.InvalidArgument);
+    const failed = await srv.app.store.db.selectFrom('events').select('payload').where('aggregate_id', '=', userId).where('event_type', '=', 'user.passkey.code.failed').execute();
+    expect(failed.map((e) => e.payload)).toContainEqual({ code_id: code.id, reason: 'used' });
   });
 
   it('refused codes: wrong code, another user\'s code, an expired code → INVALID_ARGUMENT, recorded, nothing stored', async () => {
@@ -179,7 +182,7 @@ describe(`registration codes and links (${BACKEND})`, () => {
     expect(await codeOf(users.registerPasskey({ userId: 'no-such-user', code: theirs }))).toBe(Code.InvalidArgument);
   });
 
-  it('token-less verification needs a registration begun with a still-valid code', async () => {
+  it('token-less verification needs a registration begun with a code; an expired one is a recorded code failure', async () => {
     const userId = await createUser(srv.url, admin);
     const users = clientFor(UserService, 'connect', srv.url);
     expect(await codeOf(users.registerPasskey({ userId }))).toBe(Code.Unauthenticated);
@@ -195,7 +198,9 @@ describe(`registration codes and links (${BACKEND})`, () => {
     const r2 = await createSoftAuthenticator().register(creationOptionsOf(withCode.publicKeyCredentialCreationOptions), { origin: DEFAULT_ORIGIN });
     await srv.app.store.db.updateTable('registration_codes').set({ expires_at: new Date(Date.now() - 1000) }).where('id', '=', code.id).execute();
     const req2 = { userId, passkeyId: withCode.passkeyId, publicKeyCredential: r2 as unknown as JsonObject, passkeyName: 'x' };
-    expect(await codeOf(users.verifyPasskeyRegistration(req2))).toBe(Code.Unauthenticated);
+    expect(await codeOf(users.verifyPasskeyRegistration(req2))).toBe(Code.InvalidArgument);
+    const failed = await srv.app.store.db.selectFrom('events').select('payload').where('aggregate_id', '=', userId).where('event_type', '=', 'user.passkey.code.failed').execute();
+    expect(failed.map((e) => e.payload)).toContainEqual({ code_id: code.id, reason: 'expired' });
     expect(await codeOf(users.verifyPasskeyRegistration(req2, bearer(admin)))).toBe('ok');
     expect(await codeOf(users.verifyPasskeyRegistration(req, bearer(admin)))).toBe('ok');
   });

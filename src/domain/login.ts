@@ -268,10 +268,14 @@ export function createLogin({ db, config, tokens }: LoginDeps): Login {
       }
       const [session, passkey] = parsed ? await loadSessionAndPasskey(input.sessionId, parsed.credentialId) : [await loadSession(input.sessionId), undefined];
       if (!session) throw notFound(`session ${input.sessionId}`);
+      // Only the holder of the session token may check it; anyone else is refused before anything is
+      // recorded (no failure events written onto someone else's session).
+      if (input.sessionToken === undefined || !sessionTokenMatches(session.token_hash, input.sessionToken)) {
+        throw unauthenticated('session_token is missing or does not match this session');
+      }
       try {
         const now = Date.now();
         if (session.expires_at.getTime() <= now) throw precondition('the session has expired; start a new login');
-        if (input.sessionToken !== undefined && !sessionTokenMatches(session.token_hash, input.sessionToken)) throw unauthenticated('session_token does not match this session');
         if (!parsed) throw parseError;
         if (session.challenge_id === null) {
           // The challenge row goes with the first success: an assertion arriving after it is a replay.

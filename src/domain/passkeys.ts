@@ -8,8 +8,8 @@ import type { Database, PasskeysTable } from '../store/schema.js';
 import { inTransaction, isUniqueViolation } from '../store/transaction.js';
 import { creationOptions, type AuthenticatorAttachment } from '../webauthn/creation-options.js';
 import { parseRegistrationResponse, verifyRegistration } from '../webauthn/registration-response.js';
-import { alreadyExists, denied, notFound, precondition, unauthenticated } from './errors.js';
-import { isCodeUsable, touchUser } from './registration-codes.js';
+import { alreadyExists, denied, invalid, notFound, precondition, unauthenticated } from './errors.js';
+import { CODE_REFUSED, isCodeUsable, recordCodeFailure, touchUser } from './registration-codes.js';
 import type { ChangeDetails, ListResult, Page } from './types.js';
 import { getUser } from './users.js';
 
@@ -168,7 +168,14 @@ export async function completePasskeyRegistration(db: Kysely<Database>, input: C
     // Say nothing about passkeys to a caller without a token unless it holds the registration's code.
     if (!owned || !passkey.registration_code_id) throw unauthenticated(NEEDS_TOKEN);
     const code = await db.selectFrom('registration_codes').select(['user_id', 'used_at', 'expires_at']).where('id', '=', passkey.registration_code_id).executeTakeFirst();
-    if (!code || code.user_id !== input.userId || !isCodeUsable(code, now)) throw unauthenticated(NEEDS_TOKEN);
+    if (!code || code.user_id !== input.userId) throw unauthenticated(NEEDS_TOKEN);
+    if (!isCodeUsable(code, now) && passkey.state === 'ready') throw unauthenticated(NEEDS_TOKEN);
+    if (!isCodeUsable(code, now)) {
+      // The registration was begun with this code, which has since expired or been used: a code
+      // failure like any other (recorded, INVALID_ARGUMENT), not a missing token.
+      await recordCodeFailure(db, input.userId, passkey.registration_code_id, code.used_at ? 'used' : 'expired');
+      throw invalid(CODE_REFUSED);
+    }
   }
   if (!owned) throw notFound(`passkey ${input.passkeyId}`);
   if (passkey.state === 'ready') throw precondition(`passkey ${input.passkeyId} is already verified`);

@@ -15,7 +15,8 @@ export type RegistrationCode = Selectable<RegistrationCodesTable>;
 export type CodeFailure = 'unknown' | 'mismatch' | 'expired' | 'used';
 
 /** One message for every refusal, so a caller learns nothing about which codes exist. */
-const REFUSED = 'the registration code is invalid or has expired';
+/** The one message for every refused code (no hint whether it exists, expired or was used). */
+export const CODE_REFUSED = 'the registration code is invalid or has expired';
 
 /** SHA-256 of a code: the code has 256 bits of entropy, so a fast hash is enough (nothing to brute-force). */
 export function hashCode(code: string): Buffer {
@@ -95,7 +96,7 @@ export async function checkRegistrationCode(db: Kysely<Database>, userId: string
   else if (!isCodeUsable(row)) failure = 'expired';
   if (failure === undefined) return row!;
   await recordCodeFailure(db, userId, presented.id, failure);
-  throw invalid(REFUSED);
+  throw invalid(CODE_REFUSED);
 }
 
 /** Appends `user.passkey.code.failed` to the user's aggregate (nothing when the user does not exist). */

@@ -42,6 +42,7 @@ export async function beginLogin(baseUrl: string, o: BeginLoginOptions = {}): Pr
     checks: search ? { user: { search } } : undefined,
     challenges: { webAuthN: { domain: o.domain ?? '', userVerificationRequirement: o.userVerification ?? UserVerificationRequirement.UNSPECIFIED } },
   });
+  sessionTokens.set(created.sessionId, created.sessionToken);
   return { sessionId: created.sessionId, sessionToken: created.sessionToken, options: requestOptionsOf(created.challenges?.webAuthN?.publicKeyCredentialRequestOptions) };
 }
 
@@ -53,8 +54,14 @@ export function sign(authenticator: SoftAuthenticator, begun: BegunLogin, overri
 /** SetSession with an assertion. */
 export async function finishLogin(baseUrl: string, sessionId: string, assertion: unknown, o: { protocol?: Protocol; sessionToken?: string } = {}) {
   const sessions = clientFor(SessionService, o.protocol ?? 'connect', baseUrl);
-  return sessions.setSession({ sessionId, sessionToken: o.sessionToken ?? '', checks: { webAuthN: { credentialAssertionData: assertion as JsonObject } } });
+  const done = await sessions.setSession({ sessionId, sessionToken: o.sessionToken ?? sessionTokens.get(sessionId) ?? '', checks: { webAuthN: { credentialAssertionData: assertion as JsonObject } } });
+  // A successful check rotates the session token.
+  if (done.sessionToken) sessionTokens.set(sessionId, done.sessionToken);
+  return done;
 }
+
+/** The current token of each session begun here, as a client keeps it (SetSession needs it). */
+const sessionTokens = new Map<string, string>();
 
 /** A whole login; returns the begun session and SetSession's response. */
 export async function login(baseUrl: string, authenticator: SoftAuthenticator, o: BeginLoginOptions & { overrides?: Partial<CeremonyOverrides> } = {}) {

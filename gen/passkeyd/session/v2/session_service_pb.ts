@@ -91,7 +91,8 @@ export type SetSessionRequest = Message<"passkeyd.session.v2.SetSessionRequest">
   sessionId: string;
 
   /**
-   * Optional; when given it must be the session's token.
+   * The session's current token (from CreateSession, or the last SetSession): required to check a
+   * factor or to request a new challenge.
    *
    * @generated from field: string session_token = 2;
    */
