@@ -24,7 +24,8 @@ async function scenarioEnv(): Promise<Env> {
   delete base.DATABASE_URL;
   if (TEST_DATABASE_URL) {
     const { schema, drop } = await createSchema(TEST_DATABASE_URL);
-    return { env: { ...base, DATABASE_URL: TEST_DATABASE_URL, PASSKEYD_DATABASE_SCHEMA: schema }, cleanup: drop };
+    // Two workers: `serve --workers` is exercised on PostgreSQL.
+    return { env: { ...base, DATABASE_URL: TEST_DATABASE_URL, PASSKEYD_DATABASE_SCHEMA: schema, PASSKEYD_WORKERS: '2' }, cleanup: drop };
   }
   const dir = mkdtempSync(path.join(os.tmpdir(), 'passkeyd-cli-'));
   return { env: { ...base, PASSKEYD_DATA_DIR: dir }, cleanup: async () => rmSync(dir, { recursive: true, force: true }) };
@@ -106,6 +107,12 @@ describe(`passkeyd CLI (${BACKEND})`, () => {
       child.kill('SIGTERM');
       expect(await exited(child)).toBe(0);
       expect(logs.join('\n')).toContain('passkeyd stopped');
+      if (env.DATABASE_URL) {
+        // A primary and two workers that share the port; SIGTERM drains both.
+        expect(logs.join('\n')).toContain('"workers":2,"msg":"passkeyd primary started"');
+        expect(logs.filter((l) => l.includes('"msg":"passkeyd listening"'))).toHaveLength(2);
+        expect(logs.filter((l) => l.includes('"msg":"passkeyd stopped"'))).toHaveLength(2);
+      }
       if (env.PASSKEYD_DATA_DIR) {
         expect(existsSync(path.join(env.PASSKEYD_DATA_DIR, 'passkeyd.lock'))).toBe(false);
         expect(existsSync(path.join(env.PASSKEYD_DATA_DIR, 'passkeyd.sock'))).toBe(false);

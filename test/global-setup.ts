@@ -1,4 +1,5 @@
 import pg from 'pg';
+import { isProcessAlive } from '../src/server/data-dir-lock.js';
 
 /**
  * Test schemas on PostgreSQL are named t_<vitest pid>_<random> and dropped only here, after every test
@@ -19,18 +20,9 @@ async function dropSchemas(url: string, which: (pid: number) => boolean): Promis
   }
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 export default async function setup(): Promise<(() => Promise<void>) | void> {
   const url = process.env.PASSKEYD_TEST_DATABASE_URL;
   if (!url) return;
-  await dropSchemas(url, (pid) => !alive(pid));
+  await dropSchemas(url, (pid) => !isProcessAlive(pid));
   return () => dropSchemas(url, (pid) => pid === process.pid);
 }

@@ -2,13 +2,14 @@ import { createHash } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { JsonObject } from '@bufbuild/protobuf';
-import { Code, ConnectError } from '@connectrpc/connect';
+import { Code } from '@connectrpc/connect';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { UserService } from '../gen/passkeyd/user/v2/user_service_pb.js';
 import { createSoftAuthenticator } from './helpers/authenticator.js';
 import { bearer, clientFor, PROTOCOLS } from './helpers/clients.js';
 import { createUser, creationOptionsOf, DEFAULT_ORIGIN, registerPasskey } from './helpers/passkeys.js';
 import { BACKEND, startTestServer, type TestServer } from './helpers/server.js';
+import { codeOf, outcomeOf } from './helpers/codes.js';
 
 interface Delivery {
   body: Record<string, unknown>;
@@ -49,16 +50,6 @@ afterAll(async () => {
   await new Promise((r) => webhook?.close(r));
 });
 
-async function failure(p: Promise<unknown>): Promise<{ code: Code | 'ok'; message: string }> {
-  try {
-    await p;
-    return { code: 'ok', message: '' };
-  } catch (err) {
-    const e = ConnectError.from(err);
-    return { code: e.code, message: e.rawMessage };
-  }
-}
-const codeOf = async (p: Promise<unknown>) => (await failure(p)).code;
 
 async function events(userId: string): Promise<{ type: string; payload: Record<string, unknown>; creator: string }[]> {
   const rows = await srv.app.store.db.selectFrom('events').select(['event_type', 'payload', 'creator']).where('aggregate_id', '=', userId).orderBy('sequence').execute();
@@ -112,7 +103,7 @@ describe(`registration codes and links (${BACKEND})`, () => {
     expect(r.sequence).toBe(4n);
     // After a success the code no longer opens anything, and the refusal is recorded.
     const users = clientFor(UserService, protocol, srv.url);
-    const again = await failure(users.registerPasskey({ userId, code }));
+    const again = await outcomeOf(users.registerPasskey({ userId, code }));
     expect(again.code).toBe(Code.InvalidArgument);
     expect(again.message).toMatch(/registration code is invalid or has expired/);
     const last = (await events(userId)).at(-1);
@@ -129,7 +120,7 @@ describe(`registration codes and links (${BACKEND})`, () => {
     const options = creationOptionsOf(begun.publicKeyCredentialCreationOptions);
     const authenticator = createSoftAuthenticator();
     const bad = await authenticator.register(options, { origin: 'https://evil.example' });
-    const refused = await failure(users.verifyPasskeyRegistration({ userId, passkeyId: begun.passkeyId, publicKeyCredential: bad as unknown as JsonObject, passkeyName: 'x' }));
+    const refused = await outcomeOf(users.verifyPasskeyRegistration({ userId, passkeyId: begun.passkeyId, publicKeyCredential: bad as unknown as JsonObject, passkeyName: 'x' }));
     expect(refused.code).toBe(Code.InvalidArgument);
     expect(refused.message).toMatch(/origin/);
     const stillUsable = await srv.app.store.db.selectFrom('registration_codes').select('used_at').where('id', '=', code.id).executeTakeFirstOrThrow();
@@ -248,7 +239,7 @@ describe(`registration codes and links (${BACKEND})`, () => {
     deliveries.length = 0;
     webhookStatus = 500;
     try {
-      const r = await failure(users.createPasskeyRegistrationLink({ userId, medium: { case: 'sendLink', value: {} } }, bearer(admin)));
+      const r = await outcomeOf(users.createPasskeyRegistrationLink({ userId, medium: { case: 'sendLink', value: {} } }, bearer(admin)));
       expect(r.code).toBe(Code.Unavailable);
       expect(r.message).toMatch(/HTTP 500/);
     } finally {

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { JsonObject } from '@bufbuild/protobuf';
-import { Code, ConnectError } from '@connectrpc/connect';
+import { Code } from '@connectrpc/connect';
 import type { RegistrationResponseJSON } from '@simplewebauthn/server';
 import { isoCBOR } from '@simplewebauthn/server/helpers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -9,6 +9,7 @@ import { b64url, createSoftAuthenticator, fromB64url, type CeremonyOverrides } f
 import { bearer, clientFor, type Protocol } from './helpers/clients.js';
 import { createUser, creationOptionsOf, DEFAULT_ORIGIN, registerPasskey } from './helpers/passkeys.js';
 import { BACKEND, startTestServer, type TestServer } from './helpers/server.js';
+import { outcomeOf } from './helpers/codes.js';
 
 let srv: TestServer;
 let admin: string;
@@ -18,16 +19,6 @@ beforeAll(async () => {
   admin = await srv.adminToken();
 });
 afterAll(() => srv?.close());
-
-async function failure(p: Promise<unknown>): Promise<{ code: Code | 'ok'; message: string }> {
-  try {
-    await p;
-    return { code: 'ok', message: '' };
-  } catch (err) {
-    const e = ConnectError.from(err);
-    return { code: e.code, message: e.rawMessage };
-  }
-}
 
 interface Pending {
   userId: string;
@@ -73,7 +64,7 @@ async function expectNothingStored(p: Pending): Promise<void> {
 
 /** After refusals, the same pending registration still completes with a correct response. */
 async function expectStillCompletes(p: Pending): Promise<void> {
-  expect((await failure(verify(p, await respond(p)))).code).toBe('ok');
+  expect((await outcomeOf(verify(p, await respond(p)))).code).toBe('ok');
 }
 
 describe(`refused registration responses (${BACKEND})`, () => {
@@ -86,7 +77,7 @@ describe(`refused registration responses (${BACKEND})`, () => {
     ['webauthn.get type', { type: 'webauthn.get' }, /type/],
   ] as const)('%s → INVALID_ARGUMENT, nothing stored, the registration can still complete', async (_name, overrides, message) => {
     const p = await pending();
-    const r = await failure(verify(p, await respond(p, overrides)));
+    const r = await outcomeOf(verify(p, await respond(p, overrides)));
     expect(r.code).toBe(Code.InvalidArgument);
     expect(r.message).toMatch(message);
     await expectNothingStored(p);
@@ -96,7 +87,7 @@ describe(`refused registration responses (${BACKEND})`, () => {
   it('user verification is enforced from the pending registration\'s stored requirement', async () => {
     const p = await pending();
     await srv.app.store.db.updateTable('challenges').set({ user_verification: 'preferred' }).where('passkey_id', '=', p.passkeyId).execute();
-    expect((await failure(verify(p, await respond(p, { userVerified: false })))).code).toBe('ok');
+    expect((await outcomeOf(verify(p, await respond(p, { userVerified: false })))).code).toBe('ok');
   });
 
   it('tampered CBOR, bad base64url, an id that is not the credential\'s → INVALID_ARGUMENT, nothing stored', async () => {
@@ -120,7 +111,7 @@ describe(`refused registration responses (${BACKEND})`, () => {
     for (const [name, credential] of cases) {
       const c = credential as { id: string; rawId?: string };
       if (c.rawId === undefined) c.rawId = c.id;
-      const r = await failure(verify(p, credential));
+      const r = await outcomeOf(verify(p, credential));
       expect([name, r.code]).toEqual([name, Code.InvalidArgument]);
     }
     await expectNothingStored(p);
@@ -147,13 +138,13 @@ describe(`refused registration responses (${BACKEND})`, () => {
     ];
     for (const [name, credential, message] of cases) {
       const json = JSON.parse(JSON.stringify(credential)) as JsonObject;
-      const r = await failure(verify(p, json));
+      const r = await outcomeOf(verify(p, json));
       expect([name, r.code]).toEqual([name, Code.InvalidArgument]);
       expect(r.message).toMatch(message);
     }
-    expect((await failure(verify(p, { a: 1 }))).message).toMatch(/at least 55 bytes/);
-    expect((await failure(verify(p, undefined))).message).toMatch(/public_key_credential: is required/);
-    expect((await failure(verify(p, good, 'connect', ''))).code).toBe(Code.InvalidArgument);
+    expect((await outcomeOf(verify(p, { a: 1 }))).message).toMatch(/at least 55 bytes/);
+    expect((await outcomeOf(verify(p, undefined))).message).toMatch(/public_key_credential: is required/);
+    expect((await outcomeOf(verify(p, good, 'connect', ''))).code).toBe(Code.InvalidArgument);
     await expectNothingStored(p);
     await expectStillCompletes(p);
   });
@@ -168,12 +159,12 @@ describe(`refused registration responses (${BACKEND})`, () => {
     const big = { ...good, pad };
     expect(JSON.stringify(big).length).toBe(1024 * 1024 + 1);
     for (const protocol of ['connect', 'grpc-web'] as const) {
-      const r = await failure(verify(p, big, protocol));
+      const r = await outcomeOf(verify(p, big, protocol));
       expect([protocol, r.code]).toEqual([protocol, Code.ResourceExhausted]);
     }
     // Small on the wire (binary) but over 1 MiB as JSON: refused by the field bound.
     const escaped = { ...good, pad: '\u0001'.repeat(180_000) };
-    const r = await failure(verify(p, escaped, 'grpc'));
+    const r = await outcomeOf(verify(p, escaped, 'grpc'));
     expect(r.code).toBe(Code.InvalidArgument);
     expect(r.message).toMatch(/public_key_credential: must be at most 1048576 bytes/);
     await expectNothingStored(p);
@@ -184,13 +175,13 @@ describe(`refused registration responses (${BACKEND})`, () => {
     const userId = await createUser(srv.url, admin);
     const first = await pending(userId);
     const response = await respond(first);
-    expect((await failure(verify(first, response))).code).toBe('ok');
+    expect((await outcomeOf(verify(first, response))).code).toBe('ok');
     const clientData = JSON.parse(fromB64url(response.response.clientDataJSON).toString()) as { challenge: string };
     // Replay the same (valid) credential into a second pending registration whose challenge is set, in
     // the test's database only, to the one the credential signed: only the duplicate check can refuse it.
     for (const target of [await pending(userId), await pending()]) {
       await srv.app.store.db.updateTable('challenges').set({ challenge: clientData.challenge }).where('passkey_id', '=', target.passkeyId).execute();
-      const r = await failure(verify(target, response));
+      const r = await outcomeOf(verify(target, response));
       expect(r.code).toBe(Code.AlreadyExists);
       expect(r.message).toMatch(/already registered/);
       await expectNothingStored(target);
@@ -207,25 +198,25 @@ describe(`refused registration responses (${BACKEND})`, () => {
     const response = await respond(victim);
     const users = clientFor(UserService, 'grpc', srv.url);
     const req = { userId: attacker, passkeyId: victim.passkeyId, publicKeyCredential: response as unknown as JsonObject, passkeyName: 'mine now' };
-    expect((await failure(users.verifyPasskeyRegistration(req, bearer(attackerToken)))).code).toBe(Code.NotFound);
-    expect((await failure(users.verifyPasskeyRegistration(req, bearer(admin)))).code).toBe(Code.NotFound);
+    expect((await outcomeOf(users.verifyPasskeyRegistration(req, bearer(attackerToken)))).code).toBe(Code.NotFound);
+    expect((await outcomeOf(users.verifyPasskeyRegistration(req, bearer(admin)))).code).toBe(Code.NotFound);
     // And the victim's own path with the attacker's token is not theirs to call.
-    expect((await failure(users.verifyPasskeyRegistration({ ...req, userId: victim.userId }, bearer(attackerToken)))).code).toBe(Code.PermissionDenied);
+    expect((await outcomeOf(users.verifyPasskeyRegistration({ ...req, userId: victim.userId }, bearer(attackerToken)))).code).toBe(Code.PermissionDenied);
     await expectNothingStored(victim);
-    expect((await failure(verify(victim, response))).code).toBe('ok');
+    expect((await outcomeOf(verify(victim, response))).code).toBe('ok');
   });
 
   it('verifying twice: the same response succeeds once, also when sent concurrently', async () => {
     const p = await pending();
     const response = await respond(p);
-    expect((await failure(verify(p, response))).code).toBe('ok');
-    const again = await failure(verify(p, response));
+    expect((await outcomeOf(verify(p, response))).code).toBe('ok');
+    const again = await outcomeOf(verify(p, response));
     expect(again.code).toBe(Code.FailedPrecondition);
     expect(again.message).toMatch(/already verified/);
 
     const q = await pending();
     const r = await respond(q);
-    const results = await Promise.all([verify(q, r, 'connect'), verify(q, r, 'grpc'), verify(q, r, 'grpc-web')].map((x) => failure(x).then((f) => f.code)));
+    const results = await Promise.all([verify(q, r, 'connect'), verify(q, r, 'grpc'), verify(q, r, 'grpc-web')].map((x) => outcomeOf(x).then((f) => f.code)));
     expect(results.filter((c) => c === 'ok')).toHaveLength(1);
     expect(results.filter((c) => c !== 'ok').every((c) => c === Code.FailedPrecondition || c === Code.AlreadyExists)).toBe(true);
     const verified = await srv.app.store.db.selectFrom('events').select('sequence').where('aggregate_id', '=', q.userId).where('event_type', '=', 'user.passkey.verified').execute();
@@ -237,7 +228,7 @@ describe(`refused registration responses (${BACKEND})`, () => {
     const other = await pending(p.userId);
     const response = await respond(p);
     await srv.app.store.db.updateTable('challenges').set({ expires_at: new Date(Date.now() - 1000) }).where('passkey_id', '=', p.passkeyId).execute();
-    const r = await failure(verify(p, response));
+    const r = await outcomeOf(verify(p, response));
     expect(r.code).toBe(Code.FailedPrecondition);
     expect(r.message).toMatch(/expired/);
     const db = srv.app.store.db;
@@ -245,14 +236,14 @@ describe(`refused registration responses (${BACKEND})`, () => {
     expect(await db.selectFrom('challenges').select('id').where('passkey_id', '=', p.passkeyId).execute()).toEqual([]);
     // A live registration of the same user is left alone; retrying the expired one is still refused.
     await expectNothingStored(other);
-    expect((await failure(verify(p, response))).code).toBe(Code.NotFound);
+    expect((await outcomeOf(verify(p, response))).code).toBe(Code.NotFound);
   });
 
   it('registering for an unknown user → NOT_FOUND; verifying an unknown passkey → NOT_FOUND', async () => {
     const users = clientFor(UserService, 'connect', srv.url);
-    expect((await failure(users.registerPasskey({ userId: 'no-such-user' }, bearer(admin)))).code).toBe(Code.NotFound);
+    expect((await outcomeOf(users.registerPasskey({ userId: 'no-such-user' }, bearer(admin)))).code).toBe(Code.NotFound);
     const p = await pending();
-    expect((await failure(verify({ ...p, passkeyId: 'no-such-passkey' }, await respond(p)))).code).toBe(Code.NotFound);
+    expect((await outcomeOf(verify({ ...p, passkeyId: 'no-such-passkey' }, await respond(p)))).code).toBe(Code.NotFound);
   });
 
   it('a registered credential is excluded from the next registration\'s options', async () => {

@@ -2,20 +2,12 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Code } from '@connectrpc/connect';
-import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import { Health, HealthCheckResponse_ServingStatus } from '../gen/health/v1/health_pb.js';
 import { UserService } from '../gen/passkeyd/user/v2/user_service_pb.js';
-import { loadConfig } from '../src/config/config.js';
-import { createApp } from '../src/server/app.js';
-import { listen } from '../src/server/listen.js';
-import { openStore } from '../src/store/db.js';
 import { bearer, clientFor } from './helpers/clients.js';
 import { codeOf } from './helpers/codes.js';
-import { createSchema, startTestServer, TEST_DATABASE_URL } from './helpers/server.js';
-import { startTcpProxy } from './helpers/tcp-proxy.js';
-
-const quiet = pino({ level: 'silent' });
+import { createSchema, startServerBehindProxy, startTestServer, TEST_DATABASE_URL } from './helpers/server.js';
 
 describe('storage lifecycle', () => {
   it('a restart on the same PGlite directory keeps users, events and signing keys', async () => {
@@ -70,18 +62,9 @@ describe('storage lifecycle', () => {
   });
 
   it.skipIf(!TEST_DATABASE_URL)('database down → UNAVAILABLE and readyz 503; back up → the service recovers by itself', async () => {
-    const target = new URL(TEST_DATABASE_URL!);
-    const proxy = await startTcpProxy(target.hostname, Number(target.port || 5432));
-    const { schema, drop } = await createSchema(TEST_DATABASE_URL!);
-    const viaProxy = new URL(TEST_DATABASE_URL!);
-    viaProxy.hostname = '127.0.0.1';
-    viaProxy.port = String(proxy.port);
-    const store = await openStore({ databaseUrl: viaProxy.toString(), schema, poolSize: 3 });
-    const app = await createApp(loadConfig({ port: '0', 'log-level': 'silent' }, {}), { store, log: quiet });
-    const server = await listen(app);
-    const url = `http://127.0.0.1:${server.port}`;
+    const { url, proxy, adminToken, close } = await startServerBehindProxy();
     try {
-      const token = (await app.tokens.issue({ subject: 'admin', orgId: 'x', roles: ['instance_admin'], ttlSeconds: 300 })).token;
+      const token = await adminToken();
       const users = clientFor(UserService, 'connect', url);
       const health = clientFor(Health, 'grpc', url);
       expect(await codeOf(users.listUsers({}, bearer(token)))).toBe('ok');
@@ -97,9 +80,7 @@ describe('storage lifecycle', () => {
       expect((await fetch(`${url}/readyz`)).status).toBe(200);
       expect((await health.check({})).status).toBe(HealthCheckResponse_ServingStatus.SERVING);
     } finally {
-      await server.close();
-      await proxy.close();
-      await drop();
+      await close();
     }
   });
 });

@@ -6,16 +6,10 @@
 import http2 from 'node:http2';
 import { Code } from '@connectrpc/connect';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createApp } from '../src/server/app.js';
-import { listen } from '../src/server/listen.js';
-import { loadConfig } from '../src/config/config.js';
-import { openStore } from '../src/store/db.js';
-import { pino } from 'pino';
 import { createSoftAuthenticator } from './helpers/authenticator.js';
 import { requestOptionsOf } from './helpers/login.js';
 import { createUser, creationOptionsOf, DEFAULT_ORIGIN, registerPasskey } from './helpers/passkeys.js';
-import { BACKEND, createSchema, startTestServer, TEST_DATABASE_URL, type TestServer } from './helpers/server.js';
-import { startTcpProxy } from './helpers/tcp-proxy.js';
+import { BACKEND, startServerBehindProxy, startTestServer, TEST_DATABASE_URL, type TestServer } from './helpers/server.js';
 
 let srv: TestServer;
 let admin: string;
@@ -110,18 +104,10 @@ describe(`REST errors: HTTP status and google.rpc.Status body per code (${BACKEN
   });
 
   it.skipIf(!TEST_DATABASE_URL)('503 UNAVAILABLE while the database is down', async () => {
-    const target = new URL(TEST_DATABASE_URL!);
-    const proxy = await startTcpProxy(target.hostname, Number(target.port || 5432));
-    const { schema, drop } = await createSchema(TEST_DATABASE_URL!);
-    const viaProxy = new URL(TEST_DATABASE_URL!);
-    viaProxy.hostname = '127.0.0.1';
-    viaProxy.port = String(proxy.port);
-    const store = await openStore({ databaseUrl: viaProxy.toString(), schema, poolSize: 2 });
-    const app = await createApp(loadConfig({ port: '0', 'log-level': 'silent' }, {}), { store, log: pino({ level: 'silent' }) });
-    const server = await listen(app);
+    const { url, proxy, adminToken, close } = await startServerBehindProxy();
     try {
-      const token = (await app.tokens.issue({ subject: 'admin', orgId: 'x', roles: ['instance_admin'], ttlSeconds: 300 })).token;
-      const list = () => fetch(`http://127.0.0.1:${server.port}/v2/users`, { method: 'POST', headers: { authorization: `Bearer ${token}` }, body: '{}' });
+      const token = await adminToken();
+      const list = () => fetch(`${url}/v2/users`, { method: 'POST', headers: { authorization: `Bearer ${token}` }, body: '{}' });
       expect((await list()).status).toBe(200);
       await proxy.cut();
       const down = await list();
@@ -129,9 +115,7 @@ describe(`REST errors: HTTP status and google.rpc.Status body per code (${BACKEN
       expect(down.status).toBe(503);
       expect(json).toEqual({ code: Code.Unavailable, message: expect.stringMatching(/database/), details: [] });
     } finally {
-      await server.close();
-      await proxy.close();
-      await drop();
+      await close();
     }
   });
 });

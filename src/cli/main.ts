@@ -100,7 +100,7 @@ async function serve(config: Config): Promise<void> {
     return;
   }
   const unlock = config.databaseUrl ? () => {} : lockDataDir(config.dataDir);
-  const app = await createApp(config, { log });
+  const app = await createApp(config, { log, migrated: cluster.isWorker });
   const closeSocket = config.databaseUrl ? async () => {} : await startAdminSocket(app);
   const server = await listen(app);
   const stop = async (signal: string) => {

@@ -110,11 +110,6 @@ export async function insertChallenge(trx: Transaction<Database>, sessionId: str
     .execute();
 }
 
-/** A live (unexpired) session, or undefined. */
-export async function findLiveSession(db: Kysely<Database>, id: string): Promise<SessionRow | undefined> {
-  return db.selectFrom('sessions').selectAll().where('id', '=', id).where('expires_at', '>', sql<Date>`now()`).executeTakeFirst();
-}
-
 /** True when a session exists and has not expired: one primary-key lookup (access tokens carry `sid`). */
 export async function isSessionLive(db: Kysely<Database>, id: string): Promise<boolean> {
   const row = await db.selectFrom('sessions').select('id').where('id', '=', id).where('expires_at', '>', sql<Date>`now()`).executeTakeFirst();

@@ -64,14 +64,18 @@ export interface AppOptions {
   log?: Logger;
   /** An already open store (tests); otherwise opened from the configuration. */
   store?: Store;
+  /** The database is migrated and bootstrapped already (cluster workers: the primary did it). */
+  migrated?: boolean;
 }
 
 /** Opens the database, migrates, bootstraps, and wires every protocol to one handler set. */
 export async function createApp(config: Config, options: AppOptions = {}): Promise<App> {
   const log = options.log ?? createLogger(config.logLevel);
   const store = options.store ?? (await openStore({ databaseUrl: config.databaseUrl, schema: config.databaseSchema, dataDir: config.dataDir }));
-  await migrateToLatest(store.db, store.schema);
-  await bootstrap(store.db);
+  if (!options.migrated) {
+    await migrateToLatest(store.db, store.schema);
+    await bootstrap(store.db);
+  }
   const tokens = await createTokenService(store.db, { issuer: config.issuer, audience: config.audience });
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });

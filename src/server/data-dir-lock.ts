@@ -4,7 +4,8 @@ import path from 'node:path';
 /** Thrown when another live process holds the PGlite data directory. */
 export class DataDirBusyError extends Error {}
 
-function alive(pid: number): boolean {
+/** True while a process with this pid exists (it may belong to another user). */
+export function isProcessAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
@@ -29,7 +30,7 @@ export function lockDataDir(dataDir: string): () => void {
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
       const pid = Number(readFileSync(file, 'utf8').trim());
-      if (pid && pid !== process.pid && alive(pid)) throw new DataDirBusyError(`data directory ${dataDir} is in use by passkeyd process ${pid}`);
+      if (pid && pid !== process.pid && isProcessAlive(pid)) throw new DataDirBusyError(`data directory ${dataDir} is in use by passkeyd process ${pid}`);
       rmSync(file, { force: true });
     }
   }

@@ -19,3 +19,14 @@ export async function errorOf(p: Promise<unknown>): Promise<ConnectError> {
   }
   throw new Error('expected the call to fail');
 }
+
+/** How a call ended: 'ok', or the code and raw message of its ConnectError. */
+export async function outcomeOf(p: Promise<unknown>): Promise<{ code: Code | 'ok'; message: string }> {
+  try {
+    await p;
+    return { code: 'ok', message: '' };
+  } catch (err) {
+    const e = ConnectError.from(err);
+    return { code: e.code, message: e.rawMessage };
+  }
+}

@@ -6,6 +6,7 @@ import { mintAdminToken } from '../../src/domain/admin.js';
 import { createApp, type App } from '../../src/server/app.js';
 import { listen, type RunningServer } from '../../src/server/listen.js';
 import { openStore, type Store } from '../../src/store/db.js';
+import { startTcpProxy, type TcpProxy } from './tcp-proxy.js';
 
 /** The PostgreSQL URL tests use; unset means the tests run on embedded PGlite. */
 export const TEST_DATABASE_URL = process.env.PASSKEYD_TEST_DATABASE_URL || undefined;
@@ -26,14 +27,15 @@ export async function createSchema(url: string): Promise<{ schema: string; drop(
 }
 
 /** A database for one test server: an in-memory PGlite, or a private schema on PostgreSQL. */
-export async function openTestStore(options: { dataDir?: string; schema?: string; embedded?: boolean } = {}): Promise<{ store: Store; schema?: string; cleanup(): Promise<void> }> {
-  if (!TEST_DATABASE_URL || options.embedded) {
+export async function openTestStore(options: { dataDir?: string; schema?: string; embedded?: boolean; databaseUrl?: string } = {}): Promise<{ store: Store; schema?: string; cleanup(): Promise<void> }> {
+  const url = options.databaseUrl ?? TEST_DATABASE_URL;
+  if (!url || options.embedded) {
     const store = await openStore({ dataDir: options.dataDir ?? 'memory://' });
     return { store, cleanup: async () => {} };
   }
-  const owned = options.schema ? undefined : await createSchema(TEST_DATABASE_URL);
+  const owned = options.schema ? undefined : await createSchema(url);
   const schema = options.schema ?? owned!.schema;
-  const store = await openStore({ databaseUrl: TEST_DATABASE_URL, schema, poolSize: 5 });
+  const store = await openStore({ databaseUrl: url, schema, poolSize: 5 });
   return { store, schema, cleanup: async () => void (await owned?.drop()) };
 }
 
@@ -56,11 +58,13 @@ export interface TestServerOptions {
   dataDir?: string;
   /** Use PGlite even when the run targets PostgreSQL (PGlite-specific behaviour). */
   embedded?: boolean;
+  /** Another way to the test PostgreSQL (through a proxy). */
+  databaseUrl?: string;
 }
 
 /** Starts a real passkeyd on 127.0.0.1, port 0, on the test backend. */
 export async function startTestServer(options: TestServerOptions = {}): Promise<TestServer> {
-  const { store, schema, cleanup } = await openTestStore({ schema: options.schema, dataDir: options.dataDir, embedded: options.embedded });
+  const { store, schema, cleanup } = await openTestStore({ schema: options.schema, dataDir: options.dataDir, embedded: options.embedded, databaseUrl: options.databaseUrl });
   const config = loadConfig({ port: '0', host: '127.0.0.1', 'log-level': 'silent', ...options.config }, {});
   const app = await createApp(config, { store, log: pino({ level: process.env.PASSKEYD_TEST_LOG ?? 'silent' }) });
   const server = await listen(app);
@@ -75,6 +79,27 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
     async close() {
       await server.close();
       await cleanup();
+    },
+  };
+}
+
+/**
+ * A test server on PostgreSQL whose connections go through a TCP proxy: `proxy.cut()` is a database
+ * outage for this server only, `proxy.restore()` ends it.
+ */
+export async function startServerBehindProxy(): Promise<TestServer & { proxy: TcpProxy }> {
+  const target = new URL(TEST_DATABASE_URL!);
+  const proxy = await startTcpProxy(target.hostname, Number(target.port || 5432));
+  const viaProxy = new URL(TEST_DATABASE_URL!);
+  viaProxy.hostname = '127.0.0.1';
+  viaProxy.port = String(proxy.port);
+  const srv = await startTestServer({ databaseUrl: viaProxy.toString() });
+  return {
+    ...srv,
+    proxy,
+    async close() {
+      await srv.close();
+      await proxy.close();
     },
   };
 }

@@ -38,10 +38,17 @@ export function readPath(message: unknown, path: string): unknown {
   return v;
 }
 
+const BEARER = /^Bearer\s+(\S+)$/i;
+
+/** True when the request carries a well-formed Bearer token (not yet verified). */
+export function hasBearer(header: Headers): boolean {
+  return BEARER.test(header.get('authorization') ?? '');
+}
+
 function bearer(header: Headers): string | undefined {
   const h = header.get('authorization');
   if (!h) return undefined;
-  const m = /^Bearer\s+(\S+)$/i.exec(h);
+  const m = BEARER.exec(h);
   if (!m) throw unauthenticated('authorization header must be "Bearer <token>"');
   return m[1];
 }

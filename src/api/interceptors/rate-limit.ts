@@ -6,7 +6,7 @@ import type { Config } from '../../config/config.js';
 import { DomainError } from '../../domain/errors.js';
 import type { Store } from '../../store/db.js';
 import { clientAddressKey } from '../context.js';
-import { ruleOf } from './auth.js';
+import { hasBearer, ruleOf } from './auth.js';
 
 /** Which budget a call spends: CheckPasskeyAvailability has its own, lower one. */
 export type RateLimitGroup = 'general' | 'availability';
@@ -83,8 +83,6 @@ const AVAILABILITY = UserService.method.checkPasskeyAvailability;
  * whether a name has a passkey, so it is counted (against its own, lower budget) with or without a
  * token; any account holder could otherwise probe names at full speed.
  */
-const BEARER = /^Bearer\s+\S+$/i;
-
 export function rateLimitInterceptor(limits: RateLimits): Interceptor {
   return (next) => async (req) => {
     const address = req.contextValues.get(clientAddressKey);
@@ -94,7 +92,7 @@ export function rateLimitInterceptor(limits: RateLimits): Interceptor {
     }
     // Only a well-formed Bearer token exempts the call (the auth interceptor then verifies it); an
     // empty or malformed header is a token-less call and counts.
-    if (BEARER.test(req.header.get('authorization') ?? '')) return next(req);
+    if (hasBearer(req.header)) return next(req);
     const allow = ruleOf(req.method)?.allow ?? [];
     if (!allow.some((a) => TOKENLESS.has(a))) return next(req);
     await limits.consume('general', address);
