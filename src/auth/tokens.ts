@@ -1,5 +1,5 @@
-import { randomUUID, type KeyObject } from 'node:crypto';
-import { SignJWT, errors as joseErrors, jwtVerify, type JWTPayload } from 'jose';
+import { randomUUID, sign, type KeyObject } from 'node:crypto';
+import { errors as joseErrors, jwtVerify, type JWTPayload } from 'jose';
 import type { Kysely } from 'kysely';
 import { unauthenticated } from '../domain/errors.js';
 import type { Database } from '../store/schema.js';
@@ -45,6 +45,16 @@ export interface TokenServiceOptions {
   refreshSeconds?: number;
 }
 
+/** base64url of a JSON value. */
+const segment = (value: unknown) => Buffer.from(JSON.stringify(value)).toString('base64url');
+
+/** A compact ES256 JWS (RFC 7515/7518: the signature is r || s, 64 bytes). */
+function signJwt(key: SigningKey, payload: JWTPayload): string {
+  const input = `${segment({ alg: 'ES256', kid: key.kid, typ: 'JWT' })}.${segment(payload)}`;
+  const signature = sign('sha256', Buffer.from(input), { key: key.privateKey, dsaEncoding: 'ieee-p1363' });
+  return `${input}.${signature.toString('base64url')}`;
+}
+
 /**
  * Signs and verifies ES256 access tokens with keys kept in the database. Keys are parsed once into
  * KeyObjects; an unknown `kid` triggers one reload (a rotation elsewhere), at most once a second.
@@ -80,18 +90,12 @@ export async function createTokenService(db: Kysely<Database>, options: TokenSer
       const tokenId = randomUUID();
       const now = Math.floor(Date.now() / 1000);
       const exp = now + claims.ttlSeconds;
-      const payload: JWTPayload = { org: claims.orgId };
+      // Claims in a fixed order; the key is a KeyObject parsed once, so signing is one synchronous
+      // node:crypto call (no per-token key import or WebCrypto job).
+      const payload: JWTPayload = { iss: options.issuer, sub: claims.subject, aud: options.audience, exp, iat: now, jti: tokenId, org: claims.orgId };
       if (claims.roles?.length) payload.roles = claims.roles;
       if (claims.sessionId) payload.sid = claims.sessionId;
-      const token = await new SignJWT(payload)
-        .setProtectedHeader({ alg: 'ES256', kid: active.kid, typ: 'JWT' })
-        .setIssuer(options.issuer)
-        .setAudience(options.audience)
-        .setSubject(claims.subject)
-        .setIssuedAt(now)
-        .setExpirationTime(exp)
-        .setJti(tokenId)
-        .sign(active.privateKey);
+      const token = signJwt(active, payload);
       return { token, expiresAt: new Date(exp * 1000), tokenId };
     },
 

@@ -4,7 +4,7 @@ import type { TokenService } from '../auth/tokens.js';
 import type { Config } from '../config/config.js';
 import { appendCtes, appendEvents, appendResultOf, type AppendedRow } from '../store/events.js';
 import type { ChallengesTable, Database } from '../store/schema.js';
-import { inTransaction } from '../store/transaction.js';
+import { inTransaction, refusal, retryingConflicts } from '../store/transaction.js';
 import { parseAssertion, requestOptions, verifyAssertion, type ParsedAssertion } from '../webauthn/authentication-response.js';
 import { resolveRpId } from '../webauthn/relying-party.js';
 import { defaultOrgId } from './bootstrap.js';
@@ -336,10 +336,11 @@ export function createLogin({ db, config, tokens }: LoginDeps): Login {
   };
 
   /**
-   * A verified login, in one transaction of ONE statement (three round trips with BEGIN and COMMIT):
-   * consume the challenge (a second use finds nothing), record the factor on the session, update the
-   * passkey, then the access token. Each step of the statement is conditioned on the one before, and
-   * its flags say which step found nothing, so the same errors as ever are thrown (and roll back).
+   * A verified login in ONE statement, atomic on its own (one round trip: no BEGIN or COMMIT): consume
+   * the challenge (a second use finds nothing), record the factor on the session, update the passkey,
+   * then the access token. Each step of the statement is conditioned on the one before; when one found
+   * nothing, the final SELECT calls `passkeyd_refuse()`, whose error aborts the statement (undoing
+   * every step) and names the step, so the caller gets the same errors as ever.
    *
    * Aggregates are touched in one order everywhere (session, then user), so concurrent logins cannot
    * deadlock on them. The CTEs of one statement run in no documented order, but each one here needs
@@ -362,8 +363,8 @@ export function createLogin({ db, config, tokens }: LoginDeps): Login {
     // The counter policy is checked again against the row as it is now: two logins racing with one
     // credential cannot both pass with the same counter.
     const counterGuard = config.signCountPolicy === 'reject' ? sql<boolean>`(sign_count < ${verified.signCount} or (${verified.signCount} = 0 and sign_count = 0))` : sql<boolean>`true`;
-    const details = await inTransaction(db, async (trx) => {
-      const { rows } = await sql<AppendedRow & { consumed: boolean; live: boolean; accepted: boolean }>`
+    const completed = async () => {
+      const { rows } = await sql<AppendedRow>`
         with consumed as (
           delete from challenges where id = ${session.challenge_id!}::text returning id
         ), ${appendCtes('sess', sessionAggregate(session.id, session.owner), [checked], userId, sql<boolean>`exists (select 1 from consumed)`)}, live as (
@@ -382,15 +383,26 @@ export function createLogin({ db, config, tokens }: LoginDeps): Login {
         ), bumped as (
           update users u set sequence = usr.sequence, updated_at = usr.updated_at from usr where u.id = ${userId}::text
         )
-        select exists (select 1 from consumed) as consumed, exists (select 1 from live) as live, exists (select 1 from accepted) as accepted,
-          sess.sequence, sess.created_at, sess.updated_at, sess.resource_owner
-        from (select 1) one left join sess on true`.execute(trx);
-      const r = rows[0]!;
-      if (!r.consumed) throw unauthenticated('this assertion was already used');
-      if (!r.live) throw precondition('the session has ended; start a new login');
-      if (!r.accepted) throw unauthenticated(NOT_ACCEPTED);
-      return appendResultOf(r);
-    });
+        select sess.sequence, sess.created_at, sess.updated_at, sess.resource_owner,
+          case
+            when not exists (select 1 from consumed) then passkeyd_refuse('consumed')
+            when not exists (select 1 from live) then passkeyd_refuse('ended')
+            when not exists (select 1 from accepted) then passkeyd_refuse('not accepted')
+            else true
+          end as ok
+        from (select 1) one left join sess on true`.execute(db);
+      return appendResultOf(rows[0]!);
+    };
+    let details: ChangeDetails;
+    try {
+      details = await retryingConflicts(completed);
+    } catch (err) {
+      const reason = refusal(err);
+      if (reason === 'consumed') throw unauthenticated('this assertion was already used');
+      if (reason === 'ended') throw precondition('the session has ended; start a new login');
+      if (reason === 'not accepted') throw unauthenticated(NOT_ACCEPTED);
+      throw err;
+    }
     const remaining = Math.floor((session.expires_at.getTime() - Date.now()) / 1000);
     const issued = await tokens.issue({ subject: userId, orgId: passkey.org_id, sessionId: session.id, ttlSeconds: Math.max(1, Math.min(config.tokenTtlSeconds, remaining)) });
     return { details, sessionToken, accessToken: issued.token, accessTokenExpiresAt: issued.expiresAt };

@@ -9,9 +9,17 @@ const RETRYABLE = new Set(['40001', '40P01']);
  * retried a few times with jitter; if it keeps losing, the caller gets ABORTED and nothing is written.
  */
 export async function inTransaction<T>(db: Kysely<Database>, fn: (trx: Transaction<Database>) => Promise<T>, attempts = 5): Promise<T> {
+  return retryingConflicts(() => db.transaction().execute(fn), attempts);
+}
+
+/**
+ * Runs a command (one transaction, or one statement) again when it lost to a concurrent writer
+ * (serialization failure or deadlock), a few times with jitter; then ABORTED, with nothing written.
+ */
+export async function retryingConflicts<T>(run: () => Promise<T>, attempts = 5): Promise<T> {
   for (let attempt = 1; ; attempt++) {
     try {
-      return await db.transaction().execute(fn);
+      return await run();
     } catch (err) {
       const code = (err as { code?: string }).code;
       if (!code || !RETRYABLE.has(code)) throw err;
@@ -27,4 +35,13 @@ export function isUniqueViolation(err: unknown, constraint?: string): boolean {
   if (e?.code !== '23505') return false;
   if (!constraint) return true;
   return e.constraint === constraint || (e.message ?? '').includes(constraint);
+}
+
+/** The SQLSTATE `passkeyd_refuse()` raises (migration 005). */
+const REFUSED = 'PK001';
+
+/** The reason a one-statement command refused itself with `passkeyd_refuse(reason)`, else undefined. */
+export function refusal(err: unknown): string | undefined {
+  const e = err as { code?: string; message?: string };
+  return e?.code === REFUSED ? e.message : undefined;
 }

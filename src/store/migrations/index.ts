@@ -2,10 +2,12 @@ import type { Migration } from 'kysely/migration';
 import * as initial from './2026-11-22-001-initial.js';
 import * as passkeysSessions from './2026-11-22-002-passkeys-sessions.js';
 import * as sessionLogin from './2026-11-22-004-session-login.js';
+import * as refuseFunction from './2026-11-22-005-refuse-function.js';
 
 /** Every migration, by date-prefixed name; Kysely applies them in name order. */
 export const migrations: Record<string, Migration> = {
   '2026-11-22-001-initial': initial,
   '2026-11-22-002-passkeys-sessions': passkeysSessions,
   '2026-11-22-004-session-login': sessionLogin,
+  '2026-11-22-005-refuse-function': refuseFunction,
 };
