@@ -1,5 +1,5 @@
 import type { Interceptor } from '@connectrpc/connect';
-import { RateLimiterMemory, RateLimiterPostgres, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
+import { RateLimiterMemory, RateLimiterPostgres, RateLimiterRes } from 'rate-limiter-flexible';
 import { Access } from '../../../gen/passkeyd/options/v1/options_pb.js';
 import { UserService } from '../../../gen/passkeyd/user/v2/user_service_pb.js';
 import type { Config } from '../../config/config.js';
@@ -7,6 +7,7 @@ import { DomainError } from '../../domain/errors.js';
 import type { Store } from '../../store/db.js';
 import { clientAddressKey } from '../context.js';
 import { hasBearer, ruleOf } from './auth.js';
+import { LeasedLimiter } from './leased-limiter.js';
 
 /** Which budget a call spends: CheckPasskeyAvailability has its own, lower one. */
 export type RateLimitGroup = 'general' | 'availability';
@@ -43,18 +44,19 @@ function postgresLimiter(store: Store, keyPrefix: string, points: number, durati
 
 /**
  * The rate limits: on PostgreSQL the counters are rows in one table every instance shares, so a limit
- * holds across instances and worker processes; on PGlite (one process by construction) they are kept
+ * holds across instances and worker processes (a busy key spends leased parts of its budget without a
+ * round trip each: see LeasedLimiter); on PGlite (one process by construction) they are kept
  * in memory. Resolves once the table exists.
  */
 export async function createRateLimits(store: Store, config: Pick<Config, 'rateLimitPerMinute' | 'availabilityRateLimitPerMinute' | 'rateLimitWindowSeconds'>): Promise<RateLimits> {
   const duration = config.rateLimitWindowSeconds;
   const budgets: Record<RateLimitGroup, number> = { general: config.rateLimitPerMinute, availability: config.availabilityRateLimitPerMinute };
-  const limiters = {} as Record<RateLimitGroup, RateLimiterAbstract>;
+  const limiters = {} as Record<RateLimitGroup, { consume(key: string): Promise<unknown> }>;
   const shared = store.kind === 'postgres' && store.pgPool !== undefined;
   for (const group of Object.keys(budgets) as RateLimitGroup[]) {
     const memory = new RateLimiterMemory({ keyPrefix: group, points: budgets[group], duration });
     // Sequential: the first creates the table, the second finds it.
-    limiters[group] = shared ? await postgresLimiter(store, group, budgets[group], duration, memory) : memory;
+    limiters[group] = shared ? new LeasedLimiter(await postgresLimiter(store, group, budgets[group], duration, memory)) : memory;
   }
   return {
     store: shared ? 'postgres' : 'memory',
