@@ -5,7 +5,8 @@ import type { Config } from '../config/config.js';
 import { appendCtes, appendEvents, appendResultOf, type AppendedRow } from '../store/events.js';
 import type { ChallengesTable, Database } from '../store/schema.js';
 import { inTransaction, refusal, retryingConflicts } from '../store/transaction.js';
-import { parseAssertion, requestOptions, verifyAssertion, type ParsedAssertion } from '../webauthn/authentication-response.js';
+import { parseAssertion, requestOptions, type ParsedAssertion } from '../webauthn/authentication-response.js';
+import { verifyAssertionWith } from '../webauthn/assertion-verifier.js';
 import { resolveRpId } from '../webauthn/relying-party.js';
 import { defaultOrgId } from './bootstrap.js';
 import { DomainError, invalid, notFound, precondition, unauthenticated } from './errors.js';
@@ -295,9 +296,11 @@ export function createLogin({ db, config, tokens }: LoginDeps): Login {
         if (parsed.userHandle && !parsed.userHandle.equals(Buffer.from(passkey.webauthn_user_handle))) throw new Refused('userHandle does not belong to this credential');
         // The credential's stored RP ID decides; a challenge issued for another RP ID cannot be used with it.
         if (passkey.rp_id !== session.rp_id) throw new Refused(`this credential is registered for another relying party than "${session.rp_id}"`);
-        let verified: Awaited<ReturnType<typeof verifyAssertion>>;
+        let verified: Awaited<ReturnType<typeof verifyAssertionWith>>;
         try {
-          verified = await verifyAssertion(parsed, {
+          // SimpleWebAuthn's checks with a cached node:crypto key (test/assertion-verifier.test.ts proves
+          // it accepts and refuses exactly what SimpleWebAuthn does); odd key types go to SimpleWebAuthn.
+          verified = await verifyAssertionWith(parsed, {
             challenge: session.challenge!,
             origins: config.origins,
             rpId: passkey.rp_id,

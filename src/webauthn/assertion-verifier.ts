@@ -1,0 +1,450 @@
+/**
+ * A synchronous WebAuthn assertion verifier for the login hot path.
+ *
+ * It makes the same checks as SimpleWebAuthn's `verifyAuthenticationResponse` (v14) called the way
+ * `verifyAssertion` calls it (expectedType 'webauthn.get', one expected challenge string, a list of
+ * origins, one RP ID, a stored counter of 0, no expectedTopOrigin, no advancedFIDOConfig), in the same
+ * order and with the same accept/refuse outcome. What differs is the cost:
+ *
+ * - the COSE public key is decoded once per distinct key into a node:crypto KeyObject and cached
+ *   (SimpleWebAuthn decodes it twice and runs WebCrypto importKey on every call);
+ * - hashing and signature verification are synchronous node:crypto calls. `crypto.verify` runs the
+ *   same native SignJob that Node's WebCrypto `subtle.verify` runs, with the same key handle, hash,
+ *   padding, salt length and signature encoding, only synchronously (no promise/job round trips);
+ * - base64url is decoded natively when the string is in a form where that gives the same bytes as
+ *   SimpleWebAuthn's decoder (see decodeBase64url).
+ *
+ * Where SimpleWebAuthn's behaviour is intricate and rare, this module calls the very same code
+ * instead of re-creating it: `parseAuthenticatorData` when the AT or ED flag is set (CBOR decode and
+ * re-encode of extensions and attested data), `isoBase64URL.toBuffer` for unusually padded base64url,
+ * and `AsnParser` + `ECDSASigValue` for ECDSA signatures that are not plain DER (asn1js is a lenient
+ * BER parser: it accepts trailing bytes, long or indefinite lengths, context tags, extra elements...).
+ *
+ * Keys the fast path cannot map with certainty (AKP/ML-DSA, odd kty/alg/crv combinations, malformed
+ * keys) are never guessed at: `verifyAssertionFast` throws UnsupportedKeyError for them and
+ * `verifyAssertionWith` hands them to the SimpleWebAuthn-based `verifyAssertion`.
+ */
+import { constants, createHash, createPublicKey, verify as cryptoVerify, type JsonWebKey, type KeyObject } from 'node:crypto';
+import { ECDSASigValue } from '@peculiar/asn1-ecc';
+import { AsnParser } from '@peculiar/asn1-schema';
+import { decodeCredentialPublicKey, isoBase64URL, parseAuthenticatorData } from '@simplewebauthn/server/helpers';
+import { LRUCache } from 'lru-cache';
+import { unauthenticated } from '../domain/errors.js';
+import { verifyAssertion, type AssertionExpectation, type ParsedAssertion, type VerifiedAssertion } from './authentication-response.js';
+
+// ---------------------------------------------------------------------------------------------
+// Public key cache
+
+type HashName = 'sha1' | 'sha256' | 'sha384' | 'sha512';
+
+/** A credential public key the fast path verifies with. */
+type FastKey =
+  | { kind: 'ecdsa'; hash: HashName; componentLength: number; options: { key: KeyObject; dsaEncoding: 'ieee-p1363' } }
+  | { kind: 'ed25519'; key: KeyObject }
+  | { kind: 'rsa'; hash: HashName; options: { key: KeyObject; padding: number; saltLength?: number } };
+
+type KeyEntry = FastKey | { kind: 'fallback'; reason: string };
+
+/** Thrown by verifyAssertionFast for a key it does not handle; use verifyAssertionWith for those. */
+export class UnsupportedKeyError extends Error {
+  constructor(reason: string) {
+    super(`credential public key not supported by the fast verifier: ${reason}`);
+    this.name = 'UnsupportedKeyError';
+  }
+}
+
+const KEY_CACHE_SIZE = 4096;
+const keyCache = new LRUCache<string, KeyEntry>({ max: KEY_CACHE_SIZE });
+let keyParses = 0;
+let keyHits = 0;
+
+/** Empties the key and RP ID hash caches and zeroes the statistics (tests). */
+export function clearKeyCache(): void {
+  keyCache.clear();
+  rpIdHashes.clear();
+  keyParses = 0;
+  keyHits = 0;
+}
+
+/** How often a public key was parsed (cache miss) or found already parsed (hit). */
+export function keyCacheStats(): { parses: number; hits: number; size: number } {
+  return { parses: keyParses, hits: keyHits, size: keyCache.size };
+}
+
+/** The cached KeyObject for a COSE public key, if it was parsed for the fast path (tests). */
+export function cachedKeyObject(publicKey: Uint8Array): KeyObject | undefined {
+  const entry = keyCache.peek(cacheKey(publicKey));
+  if (!entry) return undefined;
+  if (entry.kind === 'ed25519') return entry.key;
+  if (entry.kind === 'fallback') return undefined;
+  return entry.options.key;
+}
+
+/** Whether verifyAssertionFast can verify assertions for this COSE public key. */
+export function fastPathSupports(publicKey: Uint8Array): boolean {
+  return keyEntry(publicKey).kind !== 'fallback';
+}
+
+function cacheKey(publicKey: Uint8Array): string {
+  return Buffer.from(publicKey.buffer, publicKey.byteOffset, publicKey.byteLength).toString('base64');
+}
+
+function keyEntry(publicKey: Uint8Array): KeyEntry {
+  const k = cacheKey(publicKey);
+  const hit = keyCache.get(k);
+  if (hit) {
+    keyHits++;
+    return hit;
+  }
+  keyParses++;
+  const entry = parseKey(publicKey);
+  keyCache.set(k, entry);
+  return entry;
+}
+
+// COSE labels and values (RFC 9052/9053, IANA COSE registry), as SimpleWebAuthn names them.
+const COSE_KTY = 1;
+const COSE_ALG = 3;
+const COSE_CRV = -1; // EC2/OKP
+const COSE_X = -2; // EC2/OKP
+const COSE_Y = -3; // EC2
+const COSE_N = -1; // RSA
+const COSE_E = -2; // RSA
+const KTY_OKP = 1;
+const KTY_EC2 = 2;
+const KTY_RSA = 3;
+const ALG_EDDSA = -8;
+
+/** SimpleWebAuthn's mapCoseAlgToWebCryptoHashAlgName, in node:crypto digest names. */
+const HASH_OF_ALG = new Map<number, HashName>([
+  [-65535, 'sha1'], // RS1
+  [-7, 'sha256'], // ES256
+  [-37, 'sha256'], // PS256
+  [-257, 'sha256'], // RS256
+  [-35, 'sha384'], // ES384
+  [-38, 'sha384'], // PS384
+  [-258, 'sha384'], // RS384
+  [-36, 'sha512'], // ES512
+  [-39, 'sha512'], // PS512
+  [-259, 'sha512'], // RS512
+  [-8, 'sha512'], // EdDSA
+]);
+/** RSASSA-PKCS1-v1_5 algorithms (RS*) and RSA-PSS algorithms (PS*) with the salt length SimpleWebAuthn sets. */
+const RSA_PKCS1_ALGS = new Set([-257, -258, -259, -65535]);
+const RSA_PSS_SALT = new Map<number, number>([[-37, 32], [-38, 48], [-39, 64]]);
+/** EC2 curves: COSE crv -> JWK crv and ECDSA r/s component length (SimpleWebAuthn's getSignatureComponentLength). */
+const EC_CURVES = new Map<number, { crv: string; size: number }>([
+  [1, { crv: 'P-256', size: 32 }],
+  [2, { crv: 'P-384', size: 48 }],
+  [3, { crv: 'P-521', size: 66 }],
+]);
+
+function b64url(bytes: Uint8Array): string {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64url');
+}
+
+/**
+ * COSE key -> KeyObject, for exactly the shapes where SimpleWebAuthn's verify() builds the same key
+ * and verification parameters (same JWK through the same Node key import); anything else falls back.
+ */
+function parseKey(publicKey: Uint8Array): KeyEntry {
+  let cose: unknown;
+  try {
+    cose = decodeCredentialPublicKey(new Uint8Array(publicKey));
+  } catch (err) {
+    return { kind: 'fallback', reason: `COSE key does not decode (${errorMessage(err)})` };
+  }
+  if (!(cose instanceof Map)) return { kind: 'fallback', reason: 'COSE key is not a map' };
+  const alg: unknown = cose.get(COSE_ALG);
+  if (typeof alg !== 'number') return { kind: 'fallback', reason: 'COSE key has no numeric alg' };
+  const kty: unknown = cose.get(COSE_KTY);
+
+  let jwk: JsonWebKey;
+  let make: (key: KeyObject) => FastKey;
+  if (kty === KTY_EC2) {
+    const crv: unknown = cose.get(COSE_CRV);
+    const curve = typeof crv === 'number' ? EC_CURVES.get(crv) : undefined;
+    const hash = HASH_OF_ALG.get(alg);
+    const x: unknown = cose.get(COSE_X);
+    const y: unknown = cose.get(COSE_Y);
+    if (!curve || !hash) return { kind: 'fallback', reason: `EC2 key with crv ${String(crv)} and alg ${alg}` };
+    if (!(x instanceof Uint8Array) || !(y instanceof Uint8Array) || x.length !== curve.size || y.length !== curve.size) {
+      return { kind: 'fallback', reason: 'EC2 key coordinates are not byte strings of the curve size' };
+    }
+    jwk = { kty: 'EC', crv: curve.crv, x: b64url(x), y: b64url(y) };
+    // The hash comes from alg, the r/s size from the curve, as in SimpleWebAuthn (verifyEC2, unwrapEC2Signature).
+    make = (key) => ({ kind: 'ecdsa', hash, componentLength: curve.size, options: { key, dsaEncoding: 'ieee-p1363' } });
+  } else if (kty === KTY_OKP) {
+    const x: unknown = cose.get(COSE_X);
+    if (cose.get(COSE_CRV) !== 6 || alg !== ALG_EDDSA || !(x instanceof Uint8Array) || x.length !== 32) {
+      return { kind: 'fallback', reason: 'OKP key that is not a plain Ed25519 EdDSA key' };
+    }
+    jwk = { kty: 'OKP', crv: 'Ed25519', x: b64url(x) };
+    make = (key) => ({ kind: 'ed25519', key });
+  } else if (kty === KTY_RSA) {
+    const n: unknown = cose.get(COSE_N);
+    const e: unknown = cose.get(COSE_E);
+    const hash = HASH_OF_ALG.get(alg);
+    const salt = RSA_PSS_SALT.get(alg);
+    if (!hash || (!RSA_PKCS1_ALGS.has(alg) && salt === undefined)) return { kind: 'fallback', reason: `RSA key with alg ${alg}` };
+    if (!(n instanceof Uint8Array) || !(e instanceof Uint8Array) || n.length === 0 || e.length === 0) {
+      return { kind: 'fallback', reason: 'RSA key n/e are not byte strings' };
+    }
+    jwk = { kty: 'RSA', n: b64url(n), e: b64url(e) };
+    make = (key) =>
+      salt === undefined
+        ? { kind: 'rsa', hash, options: { key, padding: constants.RSA_PKCS1_PADDING } }
+        : { kind: 'rsa', hash, options: { key, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: salt } };
+  } else {
+    return { kind: 'fallback', reason: `kty ${String(kty)}` };
+  }
+
+  let key: KeyObject;
+  try {
+    key = createPublicKey({ key: jwk, format: 'jwk' });
+  } catch (err) {
+    return { kind: 'fallback', reason: `key import failed (${errorMessage(err)})` };
+  }
+  // Only keys whose parameters come back unchanged: no reduced coordinates, no stripped leading zeros.
+  const back = key.export({ format: 'jwk' });
+  for (const member of ['x', 'y', 'n', 'e'] as const) {
+    if (jwk[member] !== undefined && back[member] !== jwk[member]) return { kind: 'fallback', reason: `key parameter ${member} is not canonical` };
+  }
+  return make(key);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Verification
+
+const FLAG_UP = 0x01;
+const FLAG_UV = 0x04;
+const FLAG_BE = 0x08;
+const FLAG_BS = 0x10;
+const FLAG_AT = 0x40;
+const FLAG_ED = 0x80;
+/** rpIdHash (32) + flags (1) + signCount (4). */
+const AUTH_DATA_MIN = 37;
+/** The counter we pass to SimpleWebAuthn: 0, so the counter policy stays the caller's. */
+const STORED_COUNTER: number = 0;
+const TOKEN_BINDING_STATUSES = ['present', 'supported', 'notSupported'];
+
+/** What SimpleWebAuthn's isoBase64URL.isBase64URL accepts: base64url characters, '=' anywhere. */
+const BASE64URL_LOOSE = /^[A-Za-z0-9_=-]*$/;
+const BASE64URL_UNPADDED = /^[A-Za-z0-9_-]*$/;
+const BASE64URL_PADDED = /^[A-Za-z0-9_-]*={1,2}$/;
+
+/** Same decoder instance settings as SimpleWebAuthn's (utf-8, replacement characters, BOM stripped). */
+const UTF8 = new TextDecoder();
+
+const rpIdHashes = new LRUCache<string, Buffer>({ max: 256 });
+
+/**
+ * The bytes SimpleWebAuthn's isoBase64URL.toBuffer gives. Node's decoder gives the same bytes for
+ * unpadded strings and correctly padded ones (length a multiple of 4); for other paddings SimpleWebAuthn's
+ * decoder sizes the output as length * 3/4 minus the '=' count (e.g. "VkN8==" is 2 bytes, not 3), so
+ * those strings go through it.
+ */
+function decodeBase64url(s: string): Buffer {
+  if (BASE64URL_UNPADDED.test(s) || (s.length % 4 === 0 && BASE64URL_PADDED.test(s))) return Buffer.from(s, 'base64url');
+  const bytes = isoBase64URL.toBuffer(s);
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+/** SHA-256 of the RP ID as matchExpectedRPID hashes it: one byte per UTF-16 code unit, low 8 bits. */
+function rpIdHash(rpId: string): Buffer {
+  let hash = rpIdHashes.get(rpId);
+  if (!hash) {
+    const bytes = Buffer.allocUnsafe(rpId.length);
+    for (let i = 0; i < rpId.length; i++) bytes[i] = rpId.charCodeAt(i) & 0xff;
+    hash = createHash('sha256').update(bytes).digest();
+    rpIdHashes.set(rpId, hash);
+  }
+  return hash;
+}
+
+function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+/** A client-controlled JSON value, quoted and bounded, for an error message. */
+function show(v: unknown): string {
+  let s: string | undefined;
+  try {
+    s = JSON.stringify(v);
+  } catch {
+    s = undefined;
+  }
+  s ??= typeof v;
+  return s.length > 120 ? `${s.slice(0, 120)}...` : s;
+}
+
+function refuse(reason: string): never {
+  throw unauthenticated(`assertion refused: ${reason.slice(0, 300)}`);
+}
+
+/**
+ * Verifies an assertion exactly as `verifyAssertion` (SimpleWebAuthn) would, synchronously. Refusals
+ * throw UNAUTHENTICATED "assertion refused: ...". Throws UnsupportedKeyError (before any other check)
+ * when the public key is not one the fast path handles; `verifyAssertionWith` covers every key.
+ */
+export function verifyAssertionFast(parsed: ParsedAssertion, expected: AssertionExpectation): VerifiedAssertion {
+  const key = keyEntry(expected.publicKey);
+  if (key.kind === 'fallback') throw new UnsupportedKeyError(key.reason);
+  return verifyWithKey(parsed, expected, key);
+}
+
+/** The fast verifier when the key allows it, otherwise the SimpleWebAuthn-based `verifyAssertion`. */
+export async function verifyAssertionWith(parsed: ParsedAssertion, expected: AssertionExpectation): Promise<VerifiedAssertion> {
+  const key = keyEntry(expected.publicKey);
+  if (key.kind === 'fallback') return verifyAssertion(parsed, expected);
+  return verifyWithKey(parsed, expected, key);
+}
+
+function verifyWithKey(parsed: ParsedAssertion, expected: AssertionExpectation, key: FastKey): VerifiedAssertion {
+  // Read the JSON as untyped: every member is checked as SimpleWebAuthn checks it.
+  const credential = parsed.json as unknown as Record<string, unknown> | null | undefined;
+  if (credential === null || credential === undefined) refuse('no credential');
+  const { id, rawId, type } = credential;
+  if (!id) refuse('missing credential id');
+  if (id !== rawId) refuse('credential id and rawId differ');
+  if (type !== 'public-key') refuse(`unexpected credential type ${show(type)}, expected "public-key"`);
+  const response = credential.response as Record<string, unknown> | undefined;
+  if (!response) refuse('credential has no response');
+  const { clientDataJSON, authenticatorData, signature, userHandle } = response;
+  if (typeof clientDataJSON !== 'string') refuse('clientDataJSON is not a string');
+
+  // Client data: decoded like decodeClientDataJSON (base64url -> UTF-8 without BOM -> JSON).
+  const clientDataBytes = decodeBase64url(clientDataJSON);
+  let clientData: unknown;
+  try {
+    clientData = JSON.parse(UTF8.decode(clientDataBytes));
+  } catch {
+    refuse('clientDataJSON is not JSON');
+  }
+  if (clientData === null || clientData === undefined) refuse('clientDataJSON is null');
+  const { type: clientDataType, challenge, origin, tokenBinding, crossOrigin, topOrigin } = clientData as Record<string, unknown>;
+  if (clientDataType !== 'webauthn.get') refuse(`unexpected client data type ${show(clientDataType)}, expected "webauthn.get"`);
+  if (challenge !== expected.challenge) refuse(`unexpected challenge ${show(challenge)}`);
+  // No expected top origin is configured, so any (truthy) topOrigin is refused, cross-origin or not.
+  if (topOrigin) {
+    refuse(crossOrigin ? `unexpected cross-origin top origin ${show(topOrigin)}` : `top origin ${show(topOrigin)} in a response that is not cross-origin`);
+  }
+  if (!expected.origins.includes(origin as string)) refuse(`unexpected origin ${show(origin)}, expected one of: ${expected.origins.join(', ')}`);
+  if (typeof authenticatorData !== 'string' || !BASE64URL_LOOSE.test(authenticatorData)) refuse('authenticatorData is not a base64url string');
+  if (typeof signature !== 'string' || !BASE64URL_LOOSE.test(signature)) refuse('signature is not a base64url string');
+  if (userHandle && typeof userHandle !== 'string') refuse('userHandle is not a string');
+  if (tokenBinding) {
+    if (typeof tokenBinding !== 'object') refuse('clientDataJSON tokenBinding is not an object');
+    const status = (tokenBinding as Record<string, unknown>).status;
+    if (TOKEN_BINDING_STATUSES.indexOf(status as string) < 0) refuse(`unexpected tokenBinding status ${show(status)}`);
+  }
+
+  // Authenticator data, as parseAuthenticatorData reads it.
+  const authData = decodeBase64url(authenticatorData);
+  if (authData.length < AUTH_DATA_MIN) refuse(`authenticator data is ${authData.length} bytes, expected at least ${AUTH_DATA_MIN}`);
+  const flags = authData[32]!;
+  let counter: number;
+  if (flags & (FLAG_AT | FLAG_ED)) {
+    // Attested credential data or extensions: SimpleWebAuthn's own parser decides (CBOR decoding,
+    // re-encoding and the leftover-bytes check), on a private copy as it may patch bytes while parsing.
+    try {
+      counter = parseAuthenticatorData(new Uint8Array(authData)).counter;
+    } catch (err) {
+      refuse(`authenticator data does not parse: ${errorMessage(err)}`);
+    }
+  } else {
+    if (authData.length > AUTH_DATA_MIN) refuse('leftover bytes after the authenticator data');
+    counter = authData.readUInt32BE(33);
+  }
+  if (rpIdHash(expected.rpId).compare(authData, 0, 32, 0, 32) !== 0) refuse('unexpected RP ID hash');
+  if (!(flags & FLAG_UP)) refuse('user not present');
+  if (expected.requireUserVerification && !(flags & FLAG_UV)) refuse('user verification required, but the user was not verified');
+
+  const clientDataHash = createHash('sha256').update(clientDataBytes).digest();
+  const sig = decodeBase64url(signature);
+  // With a stored counter of 0 this never refuses (the counter policy is the caller's); kept for parity.
+  if ((counter > 0 || STORED_COUNTER > 0) && counter <= STORED_COUNTER) refuse(`counter ${counter} is not above ${STORED_COUNTER}`);
+  // parseBackupFlags: backed up (BS) but not backup eligible (BE) is impossible.
+  if (flags & FLAG_BS && !(flags & FLAG_BE)) refuse('single-device credential says it is backed up');
+
+  const signed = Buffer.allocUnsafe(authData.length + clientDataHash.length);
+  authData.copy(signed, 0);
+  clientDataHash.copy(signed, authData.length);
+  let ok: boolean;
+  try {
+    ok = verifySignature(key, signed, sig);
+  } catch (err) {
+    refuse(`signature does not verify: ${errorMessage(err)}`);
+  }
+  if (!ok) refuse('the signature does not verify');
+  return { signCount: counter, userVerified: (flags & FLAG_UV) !== 0, backedUp: (flags & FLAG_BS) !== 0 };
+}
+
+function verifySignature(key: FastKey, data: Buffer, sig: Buffer): boolean {
+  switch (key.kind) {
+    case 'ecdsa':
+      return cryptoVerify(key.hash, data, key.options, unwrapEcdsaSignature(sig, key.componentLength));
+    case 'ed25519':
+      return cryptoVerify(null, data, key.key, sig);
+    case 'rsa':
+      return cryptoVerify(key.hash, data, key.options, sig);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// ECDSA signature unwrapping, as SimpleWebAuthn's unwrapEC2Signature
+
+/**
+ * DER ECDSA-Sig-Value -> r || s, each left-padded to the curve's component length. Plain DER
+ * (SEQUENCE of two INTEGERs with short lengths, nothing after it, which is what authenticators send)
+ * is read here; asn1js reads exactly these content bytes for it. Any other encoding goes through
+ * the same AsnParser.parse(signature, ECDSASigValue) SimpleWebAuthn uses, so BER leniencies are the same.
+ */
+function unwrapEcdsaSignature(sig: Buffer, size: number): Buffer {
+  const out = Buffer.alloc(2 * size);
+  const plain = plainDerPositions(sig);
+  if (plain) {
+    placeComponent(sig.subarray(plain.r, plain.r + plain.rLength), out, 0, size);
+    placeComponent(sig.subarray(plain.s, plain.s + plain.sLength), out, size, size);
+  } else {
+    const value = AsnParser.parse(new Uint8Array(sig), ECDSASigValue);
+    placeComponent(new Uint8Array(value.r), out, 0, size);
+    placeComponent(new Uint8Array(value.s), out, size, size);
+  }
+  return out;
+}
+
+/** Offsets of r and s in 30 L 02 Lr r 02 Ls s (L short or 0x81 form, Lr/Ls short and > 0), else undefined. */
+function plainDerPositions(sig: Buffer): { r: number; rLength: number; s: number; sLength: number } | undefined {
+  if (sig.length < 8 || sig[0] !== 0x30) return undefined;
+  let at = 2;
+  let length = sig[1]!;
+  if (length === 0x81) {
+    length = sig[2]!;
+    at = 3;
+  } else if (length >= 0x80) {
+    return undefined;
+  }
+  if (at + length !== sig.length) return undefined;
+  if (sig[at] !== 0x02) return undefined;
+  const rLength = sig[at + 1]!;
+  const r = at + 2;
+  if (rLength === 0 || rLength >= 0x80) return undefined;
+  at = r + rLength;
+  if (at + 2 > sig.length || sig[at] !== 0x02) return undefined;
+  const sLength = sig[at + 1]!;
+  const s = at + 2;
+  if (sLength === 0 || sLength >= 0x80 || s + sLength !== sig.length) return undefined;
+  return { r, rLength, s, sLength };
+}
+
+/** SimpleWebAuthn's toNormalizedBytes: pad short values, drop one sign byte, refuse anything else. */
+function placeComponent(bytes: Uint8Array, out: Buffer, offset: number, size: number): void {
+  if (bytes.length <= size) {
+    out.set(bytes, offset + size - bytes.length);
+  } else if (bytes.length === size + 1 && bytes[0] === 0 && (bytes[1]! & 0x80) === 0x80) {
+    out.set(bytes.subarray(1), offset);
+  } else {
+    throw new Error(`invalid signature component length ${bytes.length}, expected ${size}`);
+  }
+}
