@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { PGlite } from '@electric-sql/pglite';
 import { Kysely, PostgresDialect, sql } from 'kysely';
@@ -43,6 +44,29 @@ async function ensureSchema(url: string, schema: string): Promise<void> {
   }
 }
 
+/** Most distinct statements one connection prepares; past that, statements run unprepared. */
+const MAX_PREPARED_PER_CONNECTION = 256;
+
+/**
+ * A pg client that prepares every parameterized statement once per connection (named by a hash of its
+ * text), so PostgreSQL parses and plans a hot statement once instead of on every call: the login's
+ * statements are long CTE chains, and planning them was most of the database's CPU per login.
+ */
+class PreparingClient extends pg.Client {
+  private readonly prepared = new Set<string>();
+
+  override query(config: any, values?: any, callback?: any): any {
+    if (typeof config === 'string' && Array.isArray(values) && values.length > 0) {
+      const name = `p_${createHash('sha1').update(config).digest('base64url')}`;
+      if (this.prepared.has(name) || this.prepared.size < MAX_PREPARED_PER_CONNECTION) {
+        this.prepared.add(name);
+        return super.query({ name, text: config, values }, callback);
+      }
+    }
+    return super.query(config, values, callback);
+  }
+}
+
 /** Opens the database named by the options: PostgreSQL when a URL is given, PGlite otherwise. */
 export async function openStore(options: StoreOptions): Promise<Store> {
   let db: Kysely<Database>;
@@ -52,6 +76,7 @@ export async function openStore(options: StoreOptions): Promise<Store> {
     kind = 'postgres';
     if (options.schema) await ensureSchema(options.databaseUrl, options.schema);
     const pool = new pg.Pool({
+      Client: PreparingClient,
       connectionString: options.databaseUrl,
       max: options.poolSize ?? 10,
       connectionTimeoutMillis: 5000,
