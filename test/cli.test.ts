@@ -1,3 +1,4 @@
+import { Code } from '@connectrpc/connect';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
@@ -7,6 +8,7 @@ import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
 import { UserService } from '../gen/passkeyd/user/v2/user_service_pb.js';
 import { bearer, clientFor } from './helpers/clients.js';
+import { codeOf } from './helpers/codes.js';
 import { createSchema, TEST_DATABASE_URL, BACKEND } from './helpers/server.js';
 
 const run = promisify(execFile);
@@ -99,10 +101,15 @@ describe(`passkeyd CLI (${BACKEND})`, () => {
       expect((await users.listUsers({}, bearer(online))).details).toBeTruthy();
       expect((await users.listUsers({}, bearer(fresh))).details).toBeTruthy();
 
+      // At the default level a failed call is logged (a successful one only at debug): one line, no token.
+      expect(await codeOf(users.listUsers({}, bearer('not-a-token')))).toBe(Code.Unauthenticated);
+      await new Promise((r) => setTimeout(r, 200)); // pino writes asynchronously
       const logged = logs.join('\n');
-      expect(logged).toContain('"procedure":"passkeyd.user.v2.UserService/ListUsers"');
-      expect(logged).toContain('"protocol":"grpc"');
+      const line = logged.split('\n').find((l) => l.includes('"procedure":"passkeyd.user.v2.UserService/ListUsers"'));
+      expect(line).toBeDefined();
+      expect(JSON.parse(line!)).toMatchObject({ level: 30, protocol: 'grpc', code: 'Unauthenticated', msg: 'rpc' });
       expect(logged).not.toContain(online);
+      expect(logged).not.toContain('not-a-token');
 
       child.kill('SIGTERM');
       expect(await exited(child)).toBe(0);

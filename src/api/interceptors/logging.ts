@@ -12,7 +12,11 @@ export function protocolOf(contentType: string | null, rest: boolean): string {
   return 'connect';
 }
 
-/** One log line and one metric sample per RPC: procedure, protocol, code, duration. Never tokens or payloads. */
+/**
+ * One metric sample per RPC and one log line (procedure, protocol, code, duration; never tokens or
+ * payloads): at `debug` for a call that succeeded, at `info` for one that failed. A line per login at
+ * `info` was measurable CPU on the login path; the metrics count every call anyway.
+ */
 export function loggingInterceptor(log: Logger, registry: Registry): Interceptor {
   const requests = new Counter({ name: 'passkeyd_rpc_requests_total', help: 'RPCs handled', labelNames: ['procedure', 'protocol', 'code'], registers: [registry] });
   const duration = new Histogram({
@@ -36,7 +40,8 @@ export function loggingInterceptor(log: Logger, registry: Registry): Interceptor
       const ms = performance.now() - start;
       requests.inc({ procedure, protocol, code });
       duration.observe({ procedure, protocol }, ms / 1000);
-      if (log.isLevelEnabled('info')) log.info({ procedure, protocol, code, ms: Math.round(ms * 100) / 100 }, 'rpc');
+      const level = code === 'ok' ? 'debug' : 'info';
+      if (log.isLevelEnabled(level)) log[level]({ procedure, protocol, code, ms: Math.round(ms * 100) / 100 }, 'rpc');
     }
   };
 }
