@@ -48,6 +48,18 @@ async function waitReady(url: string): Promise<void> {
   throw new Error('passkeyd did not become ready');
 }
 
+const us = (seconds: number) => Math.round(seconds * 1e6);
+
+/** The PostgreSQL server's main process on this machine (its backends are its children), if found. */
+function postmasterPid(): number | undefined {
+  try {
+    const out = execFileSync('pgrep', ['-o', '-x', 'postgres']).toString().trim();
+    return out ? Number(out) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 async function main() {
   if (flags['no-build'] !== 'true') execFileSync('npm', ['run', '--silent', 'build'], { stdio: 'inherit' });
   const port = await freePort();
@@ -77,6 +89,7 @@ async function main() {
   const server = spawn(process.execPath, [...nodeArgs, 'bin/passkeyd.js', 'serve'], { env, stdio: ['ignore', 'ignore', 'inherit'] });
   let result: { registration: PhaseStats; login: PhaseStats } | undefined;
   const cpu: Record<string, number> = {};
+  const split: Record<string, { service: number; database: number; loadGenerator: number }> = {};
   try {
     await waitReady(url);
     const adminToken = execFileSync(process.execPath, ['bin/passkeyd.js', 'admin', 'token', '--role', 'instance_admin', '--ttl', '2h'], { env }).toString().trim();
@@ -93,14 +106,20 @@ async function main() {
       registrationConcurrency: num('registration-concurrency', 16),
     };
     const load = fork('bench/load.ts', [], { execArgv: ['--import', 'tsx'], stdio: 'inherit' });
-    const marks: Record<string, number> = {};
+    // Where the machine's CPU goes during a phase: the service, the database server, the load generator.
+    const postmaster = embedded ? undefined : postmasterPid();
+    const sample = () => ({ service: treeCpuSeconds(server.pid!), database: postmaster ? treeCpuSeconds(postmaster) : 0, load: treeCpuSeconds(load.pid!) });
+    const marks: Record<string, ReturnType<typeof sample>> = {};
     result = await new Promise((resolve, reject) => {
       load.on('message', (m: any) => {
         if (m.type === 'phase-start') {
-          marks[m.phase] = treeCpuSeconds(server.pid!);
+          marks[m.phase] = sample();
           load.send({ ack: m.type });
         } else if (m.type === 'phase-end') {
-          cpu[m.phase] = (treeCpuSeconds(server.pid!) - marks[m.phase]!) / Math.max(1, m.ops);
+          const now = sample();
+          const per = (k: keyof typeof now) => (now[k] - marks[m.phase]![k]) / Math.max(1, m.ops);
+          cpu[m.phase] = per('service');
+          split[m.phase] = { service: us(per('service')), database: us(per('database')), loadGenerator: us(per('load')) };
           load.send({ ack: m.type });
         } else if (m.type === 'result') resolve(m);
         else if (m.type === 'error') reject(new Error(m.message));
@@ -127,8 +146,8 @@ async function main() {
     backend: embedded ? 'pglite' : 'postgres',
     protocol,
     workers: flags.workers ?? 'all cores',
-    login: { ...result!.login, serviceCpuMicrosPerOp: loginCpuMicros },
-    registration: { ...result!.registration, serviceCpuMicrosPerOp: Math.round((cpu.registration ?? 0) * 1e6) },
+    login: { ...result!.login, serviceCpuMicrosPerOp: loginCpuMicros, cpuMicrosPerOp: split.login },
+    registration: { ...result!.registration, serviceCpuMicrosPerOp: Math.round((cpu.registration ?? 0) * 1e6), cpuMicrosPerOp: split.registration },
     floor: { ...floor, ratio: Math.round((loginCpuMicros / floor.floorMicros) * 10) / 10 },
   };
   writeFileSync(out, `${JSON.stringify(report, null, 2)}\n`);
@@ -141,6 +160,7 @@ passkeyd bench: ${report.backend}, ${protocol}, ${report.machine.cpus} cores (${
 ${row('login', report.login)}
 ${row('registration', report.registration)}
 floor (ES256 verify ${floor.verifyMicros} µs + JWT sign ${floor.jwtSignMicros} µs) = ${floor.floorMicros} µs; login CPU = ${report.floor.ratio}× floor
+CPU per login: service ${split.login?.service} µs, database ${split.login?.database} µs, load generator ${split.login?.loadGenerator} µs (registration: ${split.registration?.service} / ${split.registration?.database} / ${split.registration?.loadGenerator} µs)
 ${result!.login.firstError ? `first login error: ${result!.login.firstError}\n` : ''}${result!.registration.firstError ? `first registration error: ${result!.registration.firstError}\n` : ''}written to ${out}`);
 }
 
