@@ -1,4 +1,6 @@
+import type { DescService } from '@bufbuild/protobuf';
 import type { ConnectRouter, Interceptor } from '@connectrpc/connect';
+import type { ServiceRegistration } from './grpc-unary.js';
 import { Health } from '../../gen/health/v1/health_pb.js';
 import { OrganizationService } from '../../gen/passkeyd/org/v2/org_service_pb.js';
 import { SessionService } from '../../gen/passkeyd/session/v2/session_service_pb.js';
@@ -16,14 +18,24 @@ import { createUserService } from './services/user-service.js';
 /** passkeyd's own services, in the order reflection lists them. */
 export const SERVICES = [UserService, SessionService, OrganizationService] as const;
 
-/** Registers every service on one router; the same router serves gRPC, gRPC-web, Connect and REST. */
+/**
+ * Registers every service on one router; the same router serves gRPC, gRPC-web, Connect and REST.
+ * Returns the registrations (implementation and interceptors), which the unary gRPC fast path serves
+ * with the very same objects.
+ */
 export function createRoutes(deps: ServiceDeps, ping: () => Promise<void>, interceptors: Interceptor[]) {
-  return (router: ConnectRouter) => {
-    router.service(UserService, { ...createUserService(deps), ...createPasskeyService(deps), ...createAvailabilityService(deps) }, { interceptors });
-    router.service(SessionService, createSessionService(deps), { interceptors });
-    router.service(OrganizationService, createOrgService(deps), { interceptors });
-    router.service(Health, createHealthService(ping, SERVICES.map((s) => s.typeName)));
+  return (router: ConnectRouter): ServiceRegistration[] => {
+    const registered: ServiceRegistration[] = [];
+    const register = (service: DescService, impl: object, withInterceptors: Interceptor[]) => {
+      router.service(service, impl as never, { interceptors: withInterceptors });
+      registered.push({ service, impl, interceptors: withInterceptors });
+    };
+    register(UserService, { ...createUserService(deps), ...createPasskeyService(deps), ...createAvailabilityService(deps) }, interceptors);
+    register(SessionService, createSessionService(deps), interceptors);
+    register(OrganizationService, createOrgService(deps), interceptors);
+    register(Health, createHealthService(ping, SERVICES.map((s) => s.typeName)), []);
     // Infrastructure, like health: no passkeyd auth (the interceptor would make them admin-only).
     for (const r of createReflectionServices(() => distinctServices(router.handlers))) router.service(r.service, r.impl);
+    return registered;
   };
 }

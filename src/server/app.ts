@@ -9,6 +9,7 @@ import { createRateLimits, rateLimitInterceptor } from '../api/interceptors/rate
 import { createRpcNodeHandler, type NodeServerRequest } from '../api/rest/node-bridge.js';
 import { openApiRoute } from '../api/rest/openapi.js';
 import { createRestTranscoder } from '../api/rest/transcoder.js';
+import { createGrpcUnaryFastPath } from '../api/grpc-unary.js';
 import { createRoutes } from '../api/router.js';
 import type { ServiceDeps } from '../api/services/deps.js';
 import { createTokenService, type TokenService } from '../auth/tokens.js';
@@ -110,9 +111,11 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     // the bench showed zlib on the login path); only large responses (long lists) are worth it.
     compressMinBytes: 32 * 1024,
   });
-  createRoutes(deps, ping, interceptors)(router);
+  const registrations = createRoutes(deps, ping, interceptors)(router);
   const contextValues = (req: NodeServerRequest) => createContextValues().set(clientAddressKey, req.socket?.remoteAddress ?? 'unknown');
-  const connect = createRpcNodeHandler(router.handlers, { contextValues, fallback: notFound as any, log });
+  // Plain unary gRPC calls (the login's two, among others) skip Connect's per-call machinery.
+  const fastPath = createGrpcUnaryFastPath(registrations, { maxBodyBytes: MAX_BODY_BYTES, log, registry });
+  const connect = createRpcNodeHandler(router.handlers, { contextValues, fallback: notFound as any, log, fastPath });
   const rest = createRestTranscoder({ handlers: router.handlers, contextValues, maxBodyBytes: MAX_BODY_BYTES, log });
   publicRoutes.set('/openapi.json', openApiRoute(rest.table.routes, { title: 'passkeyd', version: OPENAPI_VERSION }));
   const cors = createCors(config.origins);

@@ -2,6 +2,7 @@ import { Code, ConnectError, type ContextValues } from '@connectrpc/connect';
 import type { UniversalHandler, UniversalServerResponse } from '@connectrpc/connect/protocol';
 import { universalRequestFromNodeRequest, universalResponseToNodeResponse } from '@connectrpc/connect-node';
 import type { Logger } from '../../log.js';
+import type { GrpcUnaryFastPath } from '../grpc-unary.js';
 
 /** A request of node:http or node:http2 (the type connect-node accepts; it does not export the name). */
 export type NodeServerRequest = Parameters<typeof universalRequestFromNodeRequest>[0];
@@ -57,6 +58,13 @@ export interface RpcNodeHandlerOptions {
   /** Serves paths that name no RPC. */
   fallback: (req: NodeServerRequest, res: NodeServerResponse) => void;
   log: Logger;
+  /** Serves plain unary gRPC calls without Connect's per-call machinery (see grpc-unary.ts). */
+  fastPath?: GrpcUnaryFastPath;
+}
+
+/** A body already read from the request: handed to Connect as the request's whole body. */
+async function* bodyOf(bytes: Uint8Array): AsyncIterable<Uint8Array> {
+  yield bytes;
 }
 
 /**
@@ -66,13 +74,9 @@ export interface RpcNodeHandlerOptions {
 export function createRpcNodeHandler(handlers: readonly UniversalHandler[], options: RpcNodeHandlerOptions) {
   const byPath = new Map<string, UniversalHandler>();
   for (const h of handlers) byPath.set(h.requestPath, h);
-  return (req: NodeServerRequest, res: NodeServerResponse): void => {
-    const path = (req.url ?? '').split('?', 1)[0]!;
-    const h = byPath.get(path);
-    if (!h) {
-      options.fallback(req, res);
-      return;
-    }
+
+  /** Runs one request through Connect's handler; `body`: the bytes the fast path read already. */
+  const viaConnect = (h: UniversalHandler, req: NodeServerRequest, res: NodeServerResponse, body?: Uint8Array): void => {
     let uReq;
     try {
       uReq = universalRequestFromNodeRequest(req, res, undefined, options.contextValues(req));
@@ -83,6 +87,7 @@ export function createRpcNodeHandler(handlers: readonly UniversalHandler[], opti
       res.end();
       return;
     }
+    if (body) uReq = { ...uReq, body: bodyOf(body) };
     h(uReq)
       .then((uRes) => universalResponseToNodeResponse(withSpecGrpcMessage(uRes), res))
       .catch((reason) => {
@@ -90,5 +95,17 @@ export function createRpcNodeHandler(handlers: readonly UniversalHandler[], opti
         if (ConnectError.from(reason).code === Code.Aborted || ConnectError.from(reason).code === Code.Canceled) return;
         options.log.error({ err: reason, procedure: `${h.service.typeName}/${h.method.name}` }, 'rpc handler failed');
       });
+  };
+
+  return (req: NodeServerRequest, res: NodeServerResponse): void => {
+    const path = (req.url ?? '').split('?', 1)[0]!;
+    const h = byPath.get(path);
+    if (!h) {
+      options.fallback(req, res);
+      return;
+    }
+    const fast = options.fastPath;
+    if (fast && req.httpVersionMajor === 2 && fast.take(req as any, res as any, path, () => options.contextValues(req), (body) => viaConnect(h, req, res, body))) return;
+    viaConnect(h, req, res);
   };
 }

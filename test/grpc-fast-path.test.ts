@@ -1,0 +1,195 @@
+import http2 from 'node:http2';
+import { create, fromBinary, toBinary, toJson, type DescMessage, type MessageInitShape } from '@bufbuild/protobuf';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CreateSessionRequestSchema, CreateSessionResponseSchema } from '../gen/passkeyd/session/v2/session_service_pb.js';
+import { AddHumanUserRequestSchema, AddHumanUserResponseSchema, GetUserByIDRequestSchema, ListUsersRequestSchema } from '../gen/passkeyd/user/v2/user_service_pb.js';
+import { BACKEND, startTestServer, type TestServer } from './helpers/server.js';
+
+/**
+ * The unary gRPC fast path (src/api/grpc-unary.ts) against Connect's own gRPC handler, on one server:
+ * the same call sent with a `grpc-timeout` header is served by Connect (the fast path leaves deadlines
+ * to it), without one by the fast path. Both must answer alike; the fast path's counter in /metrics
+ * shows which one served.
+ */
+
+interface RawAnswer {
+  status: string;
+  message: string | undefined;
+  contentType: string | undefined;
+  metadata: Record<string, string>;
+  body: Buffer;
+}
+
+let srv: TestServer;
+let admin: string;
+let session: http2.ClientHttp2Session;
+
+beforeAll(async () => {
+  srv = await startTestServer({ config: { 'rate-limit': '6', 'rate-limit-window': '60s' } });
+  admin = await srv.adminToken();
+  session = http2.connect(srv.url);
+});
+afterAll(async () => {
+  session?.close();
+  await srv?.close();
+});
+
+function frame(message: Uint8Array, flags = 0): Buffer {
+  const out = Buffer.alloc(5 + message.length);
+  out[0] = flags;
+  out.writeUInt32BE(message.length, 1);
+  out.set(message, 5);
+  return out;
+}
+
+/** One gRPC call with raw bytes; `viaConnect` adds a deadline, which sends the call to Connect's handler. */
+function call(path: string, body: Uint8Array, headers: Record<string, string>, viaConnect: boolean, own?: http2.ClientHttp2Session): Promise<RawAnswer> {
+  return new Promise((resolve, reject) => {
+    const req = (own ?? session).request({
+      ':method': 'POST',
+      ':path': path,
+      'content-type': 'application/grpc',
+      te: 'trailers',
+      ...(viaConnect ? { 'grpc-timeout': '30S' } : {}),
+      ...headers,
+    });
+    let head: http2.IncomingHttpHeaders = {};
+    let trailers: http2.IncomingHttpHeaders = {};
+    const chunks: Buffer[] = [];
+    req.on('response', (h) => (head = h));
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('error', reject);
+    // The answer is complete with its trailers (or, trailers-only, when the stream closes). A server
+    // may answer before it read the whole body; the rest of an oversized upload is then not wanted.
+    let done = false;
+    const finish = () => {
+      if (done) return;
+      done = true;
+      own?.destroy();
+      // Trailers-only answers carry the status in the headers.
+      const all = { ...head, ...trailers } as Record<string, string>;
+      const metadata: Record<string, string> = {};
+      for (const [k, v] of Object.entries(all)) if (!k.startsWith(':') && !['content-type', 'date', 'grpc-status', 'grpc-message', 'grpc-accept-encoding', 'accept-encoding'].includes(k)) metadata[k] = String(v);
+      resolve({ status: String(all['grpc-status']), message: all['grpc-message'], contentType: head['content-type'] as string | undefined, metadata, body: Buffer.concat(chunks) });
+    };
+    req.on('trailers', (t) => {
+      trailers = t;
+      // Data frames before the trailers are delivered first; let them through, then finish.
+      setImmediate(finish);
+    });
+    req.on('close', finish);
+    req.end(body);
+  });
+}
+
+const encode = <D extends DescMessage>(schema: D, init: MessageInitShape<D>) => frame(toBinary(schema, create(schema, init)));
+
+async function fastCalls(): Promise<number> {
+  const text = await (await fetch(`${srv.url}/metrics`)).text();
+  const line = text.split('\n').find((l) => l.startsWith('passkeyd_grpc_fast_path_calls_total'));
+  return Number(line?.split(' ')[1] ?? NaN);
+}
+
+/** Sends the call both ways; returns [fast, connect] and checks that exactly one went the fast way. */
+async function both(path: string, body: Uint8Array, headers: Record<string, string> = {}, fastExpected = true): Promise<[RawAnswer, RawAnswer]> {
+  const before = await fastCalls();
+  const fast = await call(path, body, headers, false);
+  const afterFast = await fastCalls();
+  const connect = await call(path, body, headers, true);
+  expect(await fastCalls()).toBe(afterFast);
+  expect(afterFast - before).toBe(fastExpected ? 1 : 0);
+  return [fast, connect];
+}
+
+const auth = () => ({ authorization: `Bearer ${admin}` });
+const ADD = '/passkeyd.user.v2.UserService/AddHumanUser';
+const GET = '/passkeyd.user.v2.UserService/GetUserByID';
+const LIST = '/passkeyd.user.v2.UserService/ListUsers';
+const CREATE_SESSION = '/passkeyd.session.v2.SessionService/CreateSession';
+
+describe(`unary gRPC fast path (${BACKEND})`, () => {
+  it('answers a successful call like Connect: status, content type, message shape', async () => {
+    let n = 0;
+    const body = () => encode(AddHumanUserRequestSchema, { username: `fast-${n++}`, profile: { givenName: 'F', familyName: 'P' }, email: { email: `fast${n}@example.com` } });
+    const before = await fastCalls();
+    const fast = await call(ADD, body(), auth(), false);
+    expect(await fastCalls()).toBe(before + 1);
+    const connect = await call(ADD, body(), auth(), true);
+    for (const a of [fast, connect]) {
+      expect(a.status).toBe('0');
+      expect(a.contentType).toBe('application/grpc+proto');
+      expect(a.body.readUInt32BE(1)).toBe(a.body.length - 5);
+    }
+    const shape = (a: RawAnswer) => Object.keys(toJson(AddHumanUserResponseSchema, fromBinary(AddHumanUserResponseSchema, a.body.subarray(5))) as object).sort();
+    expect(shape(fast)).toEqual(shape(connect));
+    expect(shape(fast)).toContain('userId');
+    // Created for real: the fast path's user reads back.
+    const userId = fromBinary(AddHumanUserResponseSchema, fast.body.subarray(5)).userId;
+    const [read] = await both(GET, encode(GetUserByIDRequestSchema, { userId }), auth());
+    expect(read.status).toBe('0');
+  });
+
+  it('answers errors like Connect: code, spec-encoded message, metadata', async () => {
+    const cases: [string, Uint8Array, Record<string, string>, string][] = [
+      [GET, encode(GetUserByIDRequestSchema, { userId: 'nö-such-user' }), auth(), '5'],
+      [LIST, encode(ListUsersRequestSchema, {}), {}, '16'],
+      [LIST, encode(ListUsersRequestSchema, {}), { authorization: 'Bearer not-a-token' }, '16'],
+      [ADD, encode(AddHumanUserRequestSchema, { username: 'bad-mail', profile: { givenName: 'B', familyName: 'M' }, email: { email: 'not an address' } }), auth(), '3'],
+    ];
+    for (const [path, body, headers, status] of cases) {
+      const [fast, connect] = await both(path, body, headers);
+      expect(fast.status, path).toBe(status);
+      expect(connect.status, path).toBe(status);
+      expect(fast.message, path).toBe(connect.message);
+      expect(fast.metadata, path).toEqual(connect.metadata);
+      expect(fast.body.length).toBe(0);
+    }
+    // gRPC's percent-encoding: printable ASCII as is, the rest (here ö) as %XX.
+    const [fast] = await both(GET, cases[0]![1], auth());
+    expect(fast.message).toContain('n%C3%B6-such-user');
+    expect(fast.message).not.toContain('%20');
+  });
+
+  it('rate limits apply on both paths, with the same retry hint', async () => {
+    const body = encode(CreateSessionRequestSchema, { challenges: { webAuthN: {} } });
+    const answers: RawAnswer[] = [];
+    for (let i = 0; i < 4; i++) answers.push(...(await both(CREATE_SESSION, body)));
+    const ok = answers.filter((a) => a.status === '0');
+    const refused = answers.filter((a) => a.status === '8');
+    expect(ok).toHaveLength(6);
+    expect(refused).toHaveLength(2);
+    expect(fromBinary(CreateSessionResponseSchema, ok[0]!.body.subarray(5)).sessionToken).not.toBe('');
+    for (const r of refused) expect(r.metadata['retry-after']).toMatch(/^\d+$/);
+    expect(refused[0]!.message).toBe(refused[1]!.message);
+  });
+
+  it('hands what it does not serve to Connect, with the bytes it read: same answers, not counted', async () => {
+    const valid = toBinary(GetUserByIDRequestSchema, create(GetUserByIDRequestSchema, { userId: 'x' }));
+    const oversized = Buffer.alloc(1024 * 1024 + 64, 0x41);
+    const cases: [string, Buffer][] = [
+      ['bytes that are not the request message', frame(Buffer.from([0x0a, 0xff, 0xff, 0xff]))],
+      ['two messages in one unary call', Buffer.concat([frame(valid), frame(valid)])],
+      ['the compressed flag without an encoding', frame(valid, 1)],
+      ['a body shorter than the prefix', Buffer.from([0, 0])],
+      ['a prefix announcing more than the body holds', frame(valid).subarray(0, 7)],
+      ['a message over the size limit', frame(oversized)],
+    ];
+    for (const [what, body] of cases) {
+      const fastBefore = await fastCalls();
+      const fast = await call(GET, body, auth(), false, http2.connect(srv.url));
+      const connect = await call(GET, body, auth(), true, http2.connect(srv.url));
+      expect(await fastCalls(), what).toBe(fastBefore);
+      expect(fast.status, what).toBe(connect.status);
+      expect(fast.message, what).toBe(connect.message);
+      expect(fast.status, what).not.toBe('0');
+    }
+  });
+
+  it('leaves compressed calls to Connect, which serves them', async () => {
+    const { gzipSync } = await import('node:zlib');
+    const message = toBinary(GetUserByIDRequestSchema, create(GetUserByIDRequestSchema, { userId: 'no-such-user' }));
+    const [fast, connect] = await both(GET, frame(gzipSync(message), 1), { ...auth(), 'grpc-encoding': 'gzip' }, false);
+    expect(fast.status).toBe('5');
+    expect(connect.status).toBe('5');
+  });
+});
