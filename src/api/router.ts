@@ -1,6 +1,6 @@
 import type { DescService } from '@bufbuild/protobuf';
 import type { ConnectRouter, Interceptor } from '@connectrpc/connect';
-import type { ServiceRegistration } from './grpc-unary.js';
+import type { ServiceRegistration } from './unary-fast-path.js';
 import { Health } from '../../gen/health/v1/health_pb.js';
 import { OrganizationService } from '../../gen/passkeyd/org/v2/org_service_pb.js';
 import { SessionService } from '../../gen/passkeyd/session/v2/session_service_pb.js';

@@ -9,7 +9,7 @@ import { createRateLimits, rateLimitInterceptor } from '../api/interceptors/rate
 import { createRpcNodeHandler, type NodeServerRequest } from '../api/rest/node-bridge.js';
 import { openApiRoute } from '../api/rest/openapi.js';
 import { createRestTranscoder } from '../api/rest/transcoder.js';
-import { createGrpcUnaryFastPath } from '../api/grpc-unary.js';
+import { createUnaryFastPath } from '../api/unary-fast-path.js';
 import { createRoutes } from '../api/router.js';
 import type { ServiceDeps } from '../api/services/deps.js';
 import { createTokenService, type TokenService } from '../auth/tokens.js';
@@ -102,7 +102,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
   const notFound = (_req: NodeRequest, res: NodeResponse) => sendJson(res, 404, { code: 5, message: 'not found', details: [] });
   // One router, one set of handlers (with their interceptors): the Node adapter serves gRPC, gRPC-web
   // and Connect from it, the REST transcoder hands /v2/... requests to the very same handlers.
-  const router = createConnectRouter({
+  const codecs = {
     readMaxBytes: MAX_BODY_BYTES,
     // Unknown JSON fields are a client mistake (a typo would otherwise be silently dropped).
     jsonOptions: { ignoreUnknownFields: false },
@@ -110,11 +110,12 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     // Compressing a 1–2 KiB login response costs more CPU than it saves on any network (the profile of
     // the bench showed zlib on the login path); only large responses (long lists) are worth it.
     compressMinBytes: 32 * 1024,
-  });
+  };
+  const router = createConnectRouter(codecs);
   const registrations = createRoutes(deps, ping, interceptors)(router);
   const contextValues = (req: NodeServerRequest) => createContextValues().set(clientAddressKey, req.socket?.remoteAddress ?? 'unknown');
-  // Plain unary gRPC calls (the login's two, among others) skip Connect's per-call machinery.
-  const fastPath = createGrpcUnaryFastPath(registrations, { maxBodyBytes: MAX_BODY_BYTES, log, registry });
+  // Plain unary gRPC and Connect calls (the login's two, among others) skip Connect's per-call machinery.
+  const fastPath = createUnaryFastPath(registrations, { ...codecs, maxBodyBytes: MAX_BODY_BYTES, log, registry });
   const connect = createRpcNodeHandler(router.handlers, { contextValues, fallback: notFound as any, log, fastPath });
   const rest = createRestTranscoder({ handlers: router.handlers, contextValues, maxBodyBytes: MAX_BODY_BYTES, log });
   publicRoutes.set('/openapi.json', openApiRoute(rest.table.routes, { title: 'passkeyd', version: OPENAPI_VERSION }));

@@ -2,7 +2,7 @@ import { Code, ConnectError, type ContextValues } from '@connectrpc/connect';
 import type { UniversalHandler, UniversalServerResponse } from '@connectrpc/connect/protocol';
 import { universalRequestFromNodeRequest, universalResponseToNodeResponse } from '@connectrpc/connect-node';
 import type { Logger } from '../../log.js';
-import type { GrpcUnaryFastPath } from '../grpc-unary.js';
+import type { UnaryFastPath } from '../unary-fast-path.js';
 
 /** A request of node:http or node:http2 (the type connect-node accepts; it does not export the name). */
 export type NodeServerRequest = Parameters<typeof universalRequestFromNodeRequest>[0];
@@ -58,8 +58,8 @@ export interface RpcNodeHandlerOptions {
   /** Serves paths that name no RPC. */
   fallback: (req: NodeServerRequest, res: NodeServerResponse) => void;
   log: Logger;
-  /** Serves plain unary gRPC calls without Connect's per-call machinery (see grpc-unary.ts). */
-  fastPath?: GrpcUnaryFastPath;
+  /** Serves plain unary gRPC and Connect calls without Connect's per-call machinery (see unary-fast-path.ts). */
+  fastPath?: UnaryFastPath;
 }
 
 /** A body already read from the request: handed to Connect as the request's whole body. */
@@ -105,7 +105,7 @@ export function createRpcNodeHandler(handlers: readonly UniversalHandler[], opti
       return;
     }
     const fast = options.fastPath;
-    if (fast && req.httpVersionMajor === 2 && fast.take(req as any, res as any, path, () => options.contextValues(req), (body) => viaConnect(h, req, res, body))) return;
+    if (fast?.take(req as any, res as any, path, () => options.contextValues(req), (body) => viaConnect(h, req, res, body))) return;
     viaConnect(h, req, res);
   };
 }

@@ -6,10 +6,10 @@ import { AddHumanUserRequestSchema, AddHumanUserResponseSchema, GetUserByIDReque
 import { BACKEND, startTestServer, type TestServer } from './helpers/server.js';
 
 /**
- * The unary gRPC fast path (src/api/grpc-unary.ts) against Connect's own gRPC handler, on one server:
- * the same call sent with a `grpc-timeout` header is served by Connect (the fast path leaves deadlines
- * to it), without one by the fast path. Both must answer alike; the fast path's counter in /metrics
- * shows which one served.
+ * The unary fast path (src/api/unary-fast-path.ts) against Connect's own handlers, on one server: the
+ * same call sent with a deadline (`grpc-timeout`, `connect-timeout-ms`) is served by Connect (the fast
+ * path leaves deadlines to it), without one by the fast path. Both must answer alike; the fast path's
+ * counter in /metrics shows which one served.
  */
 
 interface RawAnswer {
@@ -84,10 +84,10 @@ function call(path: string, body: Uint8Array, headers: Record<string, string>, v
 
 const encode = <D extends DescMessage>(schema: D, init: MessageInitShape<D>) => frame(toBinary(schema, create(schema, init)));
 
-async function fastCalls(): Promise<number> {
+async function fastCalls(protocol: 'grpc' | 'connect' = 'grpc'): Promise<number> {
   const text = await (await fetch(`${srv.url}/metrics`)).text();
-  const line = text.split('\n').find((l) => l.startsWith('passkeyd_grpc_fast_path_calls_total'));
-  return Number(line?.split(' ')[1] ?? NaN);
+  const line = text.split('\n').find((l) => l.startsWith(`passkeyd_unary_fast_path_calls_total{protocol="${protocol}"}`));
+  return Number(line?.split(' ')[1] ?? 0);
 }
 
 /** Sends the call both ways; returns [fast, connect] and checks that exactly one went the fast way. */
@@ -107,7 +107,7 @@ const GET = '/passkeyd.user.v2.UserService/GetUserByID';
 const LIST = '/passkeyd.user.v2.UserService/ListUsers';
 const CREATE_SESSION = '/passkeyd.session.v2.SessionService/CreateSession';
 
-describe(`unary gRPC fast path (${BACKEND})`, () => {
+describe(`unary fast path, gRPC (${BACKEND})`, () => {
   it('answers a successful call like Connect: status, content type, message shape', async () => {
     let n = 0;
     const body = () => encode(AddHumanUserRequestSchema, { username: `fast-${n++}`, profile: { givenName: 'F', familyName: 'P' }, email: { email: `fast${n}@example.com` } });
@@ -191,5 +191,90 @@ describe(`unary gRPC fast path (${BACKEND})`, () => {
     const [fast, connect] = await both(GET, frame(gzipSync(message), 1), { ...auth(), 'grpc-encoding': 'gzip' }, false);
     expect(fast.status).toBe('5');
     expect(connect.status).toBe('5');
+  });
+});
+
+interface HttpAnswer {
+  status: number;
+  headers: Record<string, string>;
+  body: Buffer;
+}
+
+/** One Connect-protocol call over HTTP/1.1; `viaConnect` adds a deadline, which sends it to Connect's handler. */
+async function connectCall(path: string, body: Uint8Array | string, contentType: string, headers: Record<string, string>, viaConnect: boolean): Promise<HttpAnswer> {
+  const res = await fetch(`${srv.url}${path}`, {
+    method: 'POST',
+    headers: { 'content-type': contentType, 'connect-protocol-version': '1', ...(viaConnect ? { 'connect-timeout-ms': '30000' } : {}), ...headers },
+    body,
+  });
+  const out: Record<string, string> = {};
+  res.headers.forEach((v, k) => {
+    if (!['date', 'connection', 'keep-alive'].includes(k)) out[k] = v;
+  });
+  return { status: res.status, headers: out, body: Buffer.from(await res.arrayBuffer()) };
+}
+
+async function connectBoth(path: string, body: Uint8Array | string, contentType: string, headers: Record<string, string> = {}, fastExpected = true): Promise<[HttpAnswer, HttpAnswer]> {
+  const before = await fastCalls('connect');
+  const fast = await connectCall(path, body, contentType, headers, false);
+  const afterFast = await fastCalls('connect');
+  const connect = await connectCall(path, body, contentType, headers, true);
+  expect(await fastCalls('connect')).toBe(afterFast);
+  expect(afterFast - before, `${path} ${contentType}`).toBe(fastExpected ? 1 : 0);
+  return [fast, connect];
+}
+
+describe(`unary fast path, Connect protocol (${BACKEND})`, () => {
+  const json = 'application/json';
+  const proto = 'application/proto';
+
+  it('answers successful JSON and protobuf calls like Connect: status, headers, body', async () => {
+    const added = await connectCall(ADD, JSON.stringify({ username: 'connect-fast', profile: { givenName: 'C', familyName: 'F' }, email: { email: 'cf@example.com' } }), json, auth(), false);
+    expect(added.status).toBe(200);
+    const userId = JSON.parse(added.body.toString()).userId as string;
+    const [fast, connect] = await connectBoth(GET, JSON.stringify({ userId }), json, auth());
+    expect(fast.status).toBe(200);
+    expect(fast.headers).toEqual(connect.headers);
+    expect(JSON.parse(fast.body.toString())).toEqual(JSON.parse(connect.body.toString()));
+    const [fastProto, connectProto] = await connectBoth(GET, toBinary(GetUserByIDRequestSchema, create(GetUserByIDRequestSchema, { userId })), proto, auth());
+    expect(fastProto.status).toBe(200);
+    expect(fastProto.headers['content-type']).toBe(proto);
+    expect(fastProto.headers).toEqual(connectProto.headers);
+    expect(fastProto.body.equals(connectProto.body)).toBe(true);
+  });
+
+  it('answers errors like Connect: HTTP status, JSON error body, metadata headers', async () => {
+    const cases: [string, string, Record<string, string>, number][] = [
+      [GET, JSON.stringify({ userId: 'nö-such-user' }), auth(), 404],
+      [LIST, '{}', {}, 401],
+      [LIST, '{}', { authorization: 'Bearer not-a-token' }, 401],
+      [ADD, JSON.stringify({ username: 'bad-mail', profile: { givenName: 'B', familyName: 'M' }, email: { email: 'not an address' } }), auth(), 400],
+    ];
+    for (const [path, body, headers, status] of cases) {
+      const [fast, connect] = await connectBoth(path, body, json, headers);
+      expect(fast.status, path).toBe(status);
+      expect(connect.status, path).toBe(status);
+      expect(fast.headers, path).toEqual(connect.headers);
+      expect(JSON.parse(fast.body.toString()), path).toEqual(JSON.parse(connect.body.toString()));
+    }
+  });
+
+  it('hands what it does not serve to Connect: same answers, not counted', async () => {
+    const cases: [string, string | Uint8Array, string, Record<string, string>][] = [
+      ['JSON that is not JSON', '{"userId": ', json, {}],
+      ['an unknown JSON field', '{"userId": "x", "nope": 1}', json, {}],
+      ['an empty JSON body', '', json, {}],
+      ['protobuf bytes that do not decode', Buffer.from([0x0a, 0xff, 0xff]), proto, {}],
+      ['a body over the size limit', JSON.stringify({ userId: 'x'.repeat(1024 * 1024) }), json, {}],
+      ['a compressed body', (await import('node:zlib')).gzipSync(JSON.stringify({ userId: 'x' })), json, { 'content-encoding': 'gzip' }],
+    ];
+    for (const [what, body, type, headers] of cases) {
+      const before = await fastCalls('connect');
+      const fast = await connectCall(GET, body, type, { ...auth(), ...headers }, false);
+      const connect = await connectCall(GET, body, type, { ...auth(), ...headers }, true);
+      expect(await fastCalls('connect'), what).toBe(before);
+      expect(fast.status, what).toBe(connect.status);
+      expect(fast.body.toString(), what).toBe(connect.body.toString());
+    }
   });
 });
