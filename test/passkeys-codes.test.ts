@@ -112,6 +112,29 @@ describe(`registration codes and links (${BACKEND})`, () => {
     expect(await codeOf(users.listPasskeys({ userId }))).toBe(Code.Unauthenticated);
   });
 
+  it('two registrations begun with one code: the first to finish uses it; a token holder completes the other without it, a token-less caller cannot', async () => {
+    const userId = await createUser(srv.url, admin);
+    const code = await newCode(userId);
+    const users = clientFor(UserService, 'grpc', srv.url);
+    const begin = async () => {
+      const begun = await users.registerPasskey({ userId, code });
+      const credential = await createSoftAuthenticator().register(creationOptionsOf(begun.publicKeyCredentialCreationOptions), { origin: DEFAULT_ORIGIN });
+      return { passkeyId: begun.passkeyId, publicKeyCredential: credential as unknown as JsonObject };
+    };
+    const [first, second] = [await begin(), await begin()];
+    expect(await codeOf(users.verifyPasskeyRegistration({ userId, ...first, passkeyName: 'first' }))).toBe('ok');
+    // Token-less: the code is used up now, so this registration has no standing.
+    expect(await codeOf(users.verifyPasskeyRegistration({ userId, ...second, passkeyName: 'second' }))).toBe(Code.InvalidArgument);
+    // With a token it completes; its event says no code was used for it.
+    expect(await codeOf(users.verifyPasskeyRegistration({ userId, ...second, passkeyName: 'second' }, bearer(admin)))).toBe('ok');
+    const verified = (await events(userId)).filter((e) => e.type === 'user.passkey.verified');
+    expect(verified.map((e) => [e.payload.passkey_id, e.payload.registration_code_id])).toEqual([
+      [first.passkeyId, code.id],
+      [second.passkeyId, null],
+    ]);
+    expect((await passkeyRows(userId)).map((p) => p.state)).toEqual(['ready', 'ready']);
+  });
+
   it('a failed verification does not burn the code: the same registration and new ones still work', async () => {
     const userId = await createUser(srv.url, admin);
     const code = await newCode(userId);

@@ -205,7 +205,7 @@ async function connectCall(path: string, body: Uint8Array | string, contentType:
   const res = await fetch(`${srv.url}${path}`, {
     method: 'POST',
     headers: { 'content-type': contentType, 'connect-protocol-version': '1', ...(viaConnect ? { 'connect-timeout-ms': '30000' } : {}), ...headers },
-    body,
+    body: typeof body === 'string' ? body : new Uint8Array(body),
   });
   const out: Record<string, string> = {};
   res.headers.forEach((v, k) => {

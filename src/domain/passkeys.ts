@@ -1,11 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import type { PublicKeyCredentialCreationOptionsJSON } from '@simplewebauthn/server';
-import type { Kysely, Selectable, Transaction } from 'kysely';
+import { sql, type Kysely, type RawBuilder, type Selectable, type Transaction } from 'kysely';
 import type { Config } from '../config/config.js';
 import { newId } from '../ids.js';
-import { appendEvents, latestPosition } from '../store/events.js';
+import { appendCtes, appendEvents, appendResultOf, latestPosition, type AppendedRow } from '../store/events.js';
 import type { Database, PasskeysTable } from '../store/schema.js';
-import { inTransaction, isUniqueViolation } from '../store/transaction.js';
+import { inTransaction, isUniqueViolation, refusal, retryingConflicts } from '../store/transaction.js';
 import { creationOptions, type AuthenticatorAttachment } from '../webauthn/creation-options.js';
 import { parseRegistrationResponse, verifyRegistration } from '../webauthn/registration-response.js';
 import { alreadyExists, denied, invalid, notFound, precondition, unauthenticated } from './errors.js';
@@ -29,13 +29,22 @@ export function base64url(bytes: Uint8Array | null): string {
  * only), so no event is written: `user.passkey.added` without `.verified` already says "never finished".
  */
 async function dropStaleRegistrations(trx: Transaction<Database>, userId: string, now: Date): Promise<void> {
-  await trx.deleteFrom('challenges').where('user_id', '=', userId).where('kind', '=', 'registration').where('expires_at', '<=', now).execute();
-  await trx
-    .deleteFrom('passkeys')
-    .where('user_id', '=', userId)
-    .where('state', '=', 'not_ready')
-    .where(({ not, exists, selectFrom }) => not(exists(selectFrom('challenges').select('challenges.id').whereRef('challenges.passkey_id', '=', 'passkeys.id'))))
-    .execute();
+  await sql`with ${staleRegistrationCtes(userId, now)} select 1`.execute(trx);
+}
+
+/**
+ * {@link dropStaleRegistrations} as two entries of a WITH list (`stale_challenges`, `stale_passkeys`),
+ * for commands done in one statement. The CTEs see one snapshot, so the passkey test names the
+ * challenges the first one deletes instead of relying on their absence.
+ */
+function staleRegistrationCtes(userId: string, now: Date): RawBuilder<unknown> {
+  const expired = (c: string) => sql`${sql.ref(`${c}.user_id`)} = ${userId}::text and ${sql.ref(`${c}.kind`)} = 'registration' and ${sql.ref(`${c}.expires_at`)} <= ${now}::timestamptz`;
+  return sql`stale_challenges as (
+      delete from challenges c where ${expired('c')}
+    ), stale_passkeys as (
+      delete from passkeys p where p.user_id = ${userId}::text and p.state = 'not_ready'
+        and not exists (select 1 from challenges c where c.passkey_id = p.id and not (${expired('c')}))
+    )`;
 }
 
 export interface BeginRegistrationInput {
@@ -58,82 +67,67 @@ export interface BegunRegistration {
 
 /**
  * Begins a passkey registration: a NOT_READY passkey, its challenge (32 random bytes, stored with the
- * RP ID, user-verification requirement and expiry) and `user.passkey.added`, in one transaction.
+ * RP ID, user-verification requirement and expiry) and `user.passkey.added`, in one statement.
  */
 export async function beginPasskeyRegistration(db: Kysely<Database>, input: BeginRegistrationInput, creator: string): Promise<BegunRegistration> {
   const now = new Date();
-  return inTransaction(db, async (trx) => {
-    const user = await getUser(trx, input.userId);
-    await dropStaleRegistrations(trx, user.id, now);
-    const existing = await trx.selectFrom('passkeys').select(['credential_id', 'transports']).where('user_id', '=', user.id).where('state', '=', 'ready').execute();
-    const challenge = randomBytes(32);
-    const options = await creationOptions({
-      rpId: input.rpId,
-      rpName: input.rpName,
-      userHandle: user.webauthn_user_handle,
-      userName: user.username,
-      userDisplayName: user.display_name,
-      exclude: existing.map((p) => ({ id: base64url(p.credential_id), transports: p.transports })),
-      userVerification: input.userVerification,
-      attachment: input.attachment,
-      attestation: input.attestation,
-      challenge,
-      timeoutMs: input.challengeTtlSeconds * 1000,
-    });
-    const passkeyId = newId();
-    const details = await appendEvents(
-      trx,
-      { type: USER, id: user.id, owner: user.org_id },
-      [
-        {
-          type: 'user.passkey.added',
-          payload: {
-            passkey_id: passkeyId,
-            rp_id: input.rpId,
-            authenticator_attachment: input.attachment ?? '',
-            registration_code_id: input.registrationCodeId ?? null,
-          },
-        },
-      ],
-      creator,
-    );
-    await trx
-      .insertInto('passkeys')
-      .values({
-        id: passkeyId,
-        user_id: user.id,
-        org_id: user.org_id,
-        state: 'not_ready',
-        rp_id: input.rpId,
-        authenticator_attachment: input.attachment ?? '',
-        registration_code_id: input.registrationCodeId ?? null,
-        credential_id: null,
-        public_key: null,
-        algorithm: null,
-        created_at: details.changeDate,
-        updated_at: details.changeDate,
-        last_used_at: null,
-      })
-      .execute();
-    await trx
-      .insertInto('challenges')
-      .values({
-        id: newId(),
-        kind: 'registration',
-        challenge: options.challenge,
-        user_id: user.id,
-        passkey_id: passkeyId,
-        session_id: null,
-        rp_id: input.rpId,
-        user_verification: input.userVerification,
-        registration_code_id: input.registrationCodeId ?? null,
-        created_at: now,
-        expires_at: new Date(now.getTime() + input.challengeTtlSeconds * 1000),
-      })
-      .execute();
-    await touchUser(trx, user.id, details);
-    return { passkeyId, options, details };
+  // The user and its READY credentials (excluded from the new registration), in one read.
+  const rows = await db
+    .selectFrom('users as u')
+    .leftJoin('passkeys as p', (j) => j.onRef('p.user_id', '=', 'u.id').on('p.state', '=', 'ready'))
+    .select(['u.id', 'u.org_id', 'u.username', 'u.display_name', 'u.webauthn_user_handle', 'p.credential_id', 'p.transports'])
+    .where('u.id', '=', input.userId)
+    .execute();
+  const user = rows[0];
+  if (!user) throw notFound(`user ${input.userId}`);
+  const challenge = randomBytes(32);
+  const options = await creationOptions({
+    rpId: input.rpId,
+    rpName: input.rpName,
+    userHandle: user.webauthn_user_handle,
+    userName: user.username,
+    userDisplayName: user.display_name,
+    exclude: rows.filter((r) => r.credential_id).map((p) => ({ id: base64url(p.credential_id), transports: p.transports ?? [] })),
+    userVerification: input.userVerification,
+    attachment: input.attachment,
+    attestation: input.attestation,
+    challenge,
+    timeoutMs: input.challengeTtlSeconds * 1000,
   });
+  const passkeyId = newId();
+  const added = {
+    type: 'user.passkey.added',
+    payload: { passkey_id: passkeyId, rp_id: input.rpId, authenticator_attachment: input.attachment ?? '', registration_code_id: input.registrationCodeId ?? null },
+  };
+  const code = input.registrationCodeId ?? null;
+  // ONE statement (atomic, one round trip): drop stale registrations, append `user.passkey.added`, store
+  // the NOT_READY passkey and its challenge, bump the user row.
+  const write = () =>
+    sql<AppendedRow>`
+      with ${staleRegistrationCtes(user.id, now)},
+      ${appendCtes('usr', { type: USER, id: user.id, owner: user.org_id }, [added], creator, sql<boolean>`exists (select 1 from users where id = ${user.id}::text)`)},
+      passkey as (
+        insert into passkeys (id, user_id, org_id, state, rp_id, authenticator_attachment, registration_code_id, created_at, updated_at)
+        select ${passkeyId}::text, ${user.id}::text, ${user.org_id}::text, 'not_ready', ${input.rpId}::text, ${input.attachment ?? ''}::text, ${code}::text, usr.updated_at, usr.updated_at
+        from usr
+      ), challenge as (
+        insert into challenges (id, kind, challenge, user_id, passkey_id, session_id, rp_id, user_verification, registration_code_id, created_at, expires_at)
+        select ${newId()}::text, 'registration', ${options.challenge}::text, ${user.id}::text, ${passkeyId}::text, null, ${input.rpId}::text, ${input.userVerification}::text,
+          ${code}::text, ${now}::timestamptz, ${new Date(now.getTime() + input.challengeTtlSeconds * 1000)}::timestamptz
+        from usr
+      ), touched as (
+        update users u set sequence = usr.sequence, updated_at = usr.updated_at from usr where u.id = ${user.id}::text
+      )
+      select usr.sequence, usr.created_at, usr.updated_at, usr.resource_owner,
+        case when not exists (select 1 from usr) then passkeyd_refuse('no user') else true end as ok
+      from (select 1) one left join usr on true`.execute(db);
+  try {
+    const { rows: appended } = await retryingConflicts(write);
+    return { passkeyId, options, details: appendResultOf(appended[0]!) };
+  } catch (err) {
+    if (refusal(err) === 'no user') throw notFound(`user ${input.userId}`);
+    throw err;
+  }
 }
 
 export interface CompleteRegistrationInput {
@@ -156,13 +150,21 @@ const NEEDS_TOKEN = 'this call needs a Bearer access token, or a registration be
 
 /**
  * Completes a registration: verifies the response against the pending challenge, then, in one
- * transaction, consumes the challenge (DELETE ... RETURNING: one success per challenge, on any number
+ * statement, consumes the challenge (DELETE ... RETURNING: one success per challenge, on any number
  * of instances), stores the credential (READY), marks a registration code used and appends
  * `user.passkey.verified`. A response that fails verification consumes nothing, so the user can retry.
  */
 export async function completePasskeyRegistration(db: Kysely<Database>, input: CompleteRegistrationInput): Promise<ChangeDetails> {
   const now = new Date();
-  const passkey = await db.selectFrom('passkeys').selectAll().where('id', '=', input.passkeyId).executeTakeFirst();
+  // The pending passkey with its registration challenge, in one read.
+  const found = await db
+    .selectFrom('passkeys as p')
+    .leftJoin('challenges as c', (j) => j.onRef('c.passkey_id', '=', 'p.id').on('c.kind', '=', 'registration'))
+    .selectAll('p')
+    .select(['c.id as challenge_id', 'c.challenge', 'c.rp_id as challenge_rp_id', 'c.user_verification', 'c.expires_at as challenge_expires_at', 'c.registration_code_id as challenge_code_id'])
+    .where('p.id', '=', input.passkeyId)
+    .executeTakeFirst();
+  const passkey = found;
   const owned = passkey !== undefined && passkey.user_id === input.userId;
   if (input.anonymous) {
     // Say nothing about passkeys to a caller without a token unless it holds the registration's code.
@@ -181,91 +183,109 @@ export async function completePasskeyRegistration(db: Kysely<Database>, input: C
   if (passkey.state === 'ready') throw precondition(`passkey ${input.passkeyId} is already verified`);
   const response = parseRegistrationResponse(input.credential);
 
-  const challenge = await db.selectFrom('challenges').selectAll().where('passkey_id', '=', passkey.id).where('kind', '=', 'registration').executeTakeFirst();
-  if (!challenge || new Date(challenge.expires_at).getTime() <= now.getTime()) {
+  if (!passkey.challenge_id || new Date(passkey.challenge_expires_at!).getTime() <= now.getTime()) {
     await inTransaction(db, (trx) => dropStaleRegistrations(trx, input.userId, now));
     throw precondition('the registration has expired or was already completed; begin a new one with RegisterPasskey');
   }
+  const challenge = { id: passkey.challenge_id, rpId: passkey.challenge_rp_id!, codeId: passkey.challenge_code_id };
 
   const credential = await verifyRegistration(response, {
-    challenge: challenge.challenge,
+    challenge: passkey.challenge!,
     origins: input.origins,
-    rpId: challenge.rp_id,
-    requireUserVerification: challenge.user_verification === 'required',
+    rpId: challenge.rpId,
+    requireUserVerification: passkey.user_verification === 'required',
   });
 
+  /**
+   * ONE statement (atomic, one round trip): consume the challenge (one success per challenge, on any
+   * number of instances), mark the registration code used, append `user.passkey.verified`, store the
+   * credential (READY), bump the user row. A step that finds nothing refuses the whole statement.
+   * `withCode`: the event names the code as used, and the statement refuses if it could not be.
+   */
+  const write = (withCode: boolean) => {
+    const codeId = withCode ? challenge.codeId : null;
+    const verified = {
+      type: 'user.passkey.verified',
+      payload: {
+        passkey_id: passkey.id,
+        name: input.name,
+        credential_id: credential.credentialIdText,
+        aaguid: credential.aaguid,
+        authenticator_name: credential.authenticatorName,
+        algorithm: credential.algorithm,
+        attestation_format: credential.attestationFormat,
+        backup_eligible: credential.backupEligible,
+        backed_up: credential.backedUp,
+        transports: credential.transports,
+        rp_id: challenge.rpId,
+        user_verified: credential.userVerified,
+        registration_code_id: codeId,
+      },
+    };
+    const creator = input.creator ?? `registration_code:${challenge.codeId ?? ''}`;
+    const code = codeId
+      ? sql`update registration_codes set used_at = ${now}::timestamptz
+          where id = ${codeId}::text and used_at is null and expires_at > ${now}::timestamptz and exists (select 1 from consumed) returning id`
+      : sql`select 1 as id`;
+    const store = db
+      .updateTable('passkeys')
+      .set({
+        state: 'ready',
+        name: input.name,
+        credential_id: Buffer.from(credential.credentialId),
+        public_key: Buffer.from(credential.publicKey),
+        algorithm: credential.algorithm,
+        sign_count: credential.signCount,
+        aaguid: credential.aaguid,
+        authenticator_name: credential.authenticatorName,
+        backup_eligible: credential.backupEligible,
+        backed_up: credential.backedUp,
+        device_type: credential.deviceType,
+        transports: credential.transports,
+        attestation_format: credential.attestationFormat,
+        ...(credential.authenticatorAttachment ? { authenticator_attachment: credential.authenticatorAttachment } : {}),
+        updated_at: sql<Date>`(select updated_at from usr)`,
+      })
+      .where('id', '=', passkey.id)
+      .where('state', '=', 'not_ready')
+      .where(sql<boolean>`exists (select 1 from usr)`)
+      .returning('id');
+    return sql<AppendedRow>`
+      with consumed as (
+        delete from challenges where id = ${challenge.id}::text and expires_at > ${now}::timestamptz returning id
+      ), code as (${code}),
+      ${appendCtes('usr', { type: USER, id: input.userId, owner: passkey.org_id }, [verified], creator, sql<boolean>`exists (select 1 from consumed) and exists (select 1 from code) and exists (select 1 from users where id = ${input.userId}::text)`)},
+      stored as (${store}), touched as (
+        update users u set sequence = usr.sequence, updated_at = usr.updated_at from usr where u.id = ${input.userId}::text
+      )
+      select usr.sequence, usr.created_at, usr.updated_at, usr.resource_owner,
+        case
+          when not exists (select 1 from consumed) then passkeyd_refuse('consumed')
+          when not exists (select 1 from code) then passkeyd_refuse('code')
+          when not exists (select 1 from usr) then passkeyd_refuse('no user')
+          when not exists (select 1 from stored) then passkeyd_refuse('not stored')
+          else true
+        end as ok
+      from (select 1) one left join usr on true`.execute(db);
+  };
+
   try {
-    return await inTransaction(db, async (trx) => {
-      const consumed = await trx.deleteFrom('challenges').where('id', '=', challenge.id).where('expires_at', '>', now).returning('id').executeTakeFirst();
-      if (!consumed) throw precondition('registration already completed or expired');
-      let codeUsed: string | null = null;
-      if (challenge.registration_code_id) {
-        const used = await trx
-          .updateTable('registration_codes')
-          .set({ used_at: now })
-          .where('id', '=', challenge.registration_code_id)
-          .where('used_at', 'is', null)
-          .where('expires_at', '>', now)
-          .returning('id')
-          .executeTakeFirst();
-        // Another registration with the same code won meanwhile; without a token this one has no standing.
-        if (!used && input.anonymous) throw unauthenticated(NEEDS_TOKEN);
-        codeUsed = used?.id ?? null;
-      }
-      const user = await getUser(trx, input.userId);
-      const details = await appendEvents(
-        trx,
-        { type: USER, id: user.id, owner: user.org_id },
-        [
-          {
-            type: 'user.passkey.verified',
-            payload: {
-              passkey_id: passkey.id,
-              name: input.name,
-              credential_id: credential.credentialIdText,
-              aaguid: credential.aaguid,
-              authenticator_name: credential.authenticatorName,
-              algorithm: credential.algorithm,
-              attestation_format: credential.attestationFormat,
-              backup_eligible: credential.backupEligible,
-              backed_up: credential.backedUp,
-              transports: credential.transports,
-              rp_id: challenge.rp_id,
-              user_verified: credential.userVerified,
-              registration_code_id: codeUsed,
-            },
-          },
-        ],
-        input.creator ?? `registration_code:${challenge.registration_code_id ?? ''}`,
-      );
-      const updated = await trx
-        .updateTable('passkeys')
-        .set({
-          state: 'ready',
-          name: input.name,
-          credential_id: Buffer.from(credential.credentialId),
-          public_key: Buffer.from(credential.publicKey),
-          algorithm: credential.algorithm,
-          sign_count: credential.signCount,
-          aaguid: credential.aaguid,
-          authenticator_name: credential.authenticatorName,
-          backup_eligible: credential.backupEligible,
-          backed_up: credential.backedUp,
-          device_type: credential.deviceType,
-          transports: credential.transports,
-          attestation_format: credential.attestationFormat,
-          ...(credential.authenticatorAttachment ? { authenticator_attachment: credential.authenticatorAttachment } : {}),
-          updated_at: details.changeDate,
-        })
-        .where('id', '=', passkey.id)
-        .where('state', '=', 'not_ready')
-        .executeTakeFirst();
-      if (Number(updated.numUpdatedRows) !== 1) throw precondition('registration already completed or expired');
-      await touchUser(trx, user.id, details);
-      return details;
-    });
+    let rows: AppendedRow[];
+    try {
+      ({ rows } = await retryingConflicts(() => write(challenge.codeId !== null)));
+    } catch (err) {
+      // Another registration used the code meanwhile: without a token this one has no standing; with
+      // one, it completes without the code.
+      if (refusal(err) !== 'code') throw err;
+      if (input.anonymous) throw unauthenticated(NEEDS_TOKEN);
+      ({ rows } = await retryingConflicts(() => write(false)));
+    }
+    return appendResultOf(rows[0]!);
   } catch (err) {
     if (isUniqueViolation(err, 'passkeys_credential_id_key')) throw alreadyExists('this credential is already registered');
+    const reason = refusal(err);
+    if (reason === 'consumed' || reason === 'not stored') throw precondition('registration already completed or expired');
+    if (reason === 'no user') throw notFound(`user ${input.userId}`);
     throw err;
   }
 }
