@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { OrganizationService } from '../gen/passkeyd/org/v2/org_service_pb.js';
 import { UserService } from '../gen/passkeyd/user/v2/user_service_pb.js';
 import { bearer, clientFor, PROTOCOLS } from './helpers/clients.js';
-import { codeOf } from './helpers/codes.js';
+import { codeOf, outcomeOf } from './helpers/codes.js';
 import { BACKEND, startTestServer, type TestServer } from './helpers/server.js';
 
 let srv: TestServer;
@@ -72,6 +72,17 @@ describe(`authentication and permissions (${BACKEND})`, () => {
     expect(await codeOf(users.getUserByID({ userId: userB }, bearer(token)))).toBe(Code.PermissionDenied);
     expect(await codeOf(users.listUsers({}, bearer(token)))).toBe(Code.PermissionDenied);
     expect(await codeOf(users.deleteUser({ userId: userA }, bearer(token)))).toBe(Code.PermissionDenied);
+  });
+
+  it('a token that worked is refused once it expires (verified tokens are remembered only until their expiry)', async () => {
+    const users = clientFor(UserService, 'grpc', srv.url);
+    const shortLived = await srv.adminToken('instance_admin', undefined, undefined, 1);
+    for (let i = 0; i < 3; i++) expect(await codeOf(users.getUserByID({ userId: userA }, bearer(shortLived)))).toBe('ok');
+    const exp = JSON.parse(Buffer.from(shortLived.split('.')[1]!, 'base64url').toString()).exp as number;
+    await new Promise((r) => setTimeout(r, Math.max(0, exp * 1000 - Date.now()) + 50));
+    const refused = await outcomeOf(users.getUserByID({ userId: userA }, bearer(shortLived)));
+    expect(refused.code).toBe(Code.Unauthenticated);
+    expect(refused.message).toMatch(/token expired/);
   });
 
   it('expired, foreign-signed, wrong-issuer and wrong-audience tokens → UNAUTHENTICATED', async () => {

@@ -1,6 +1,7 @@
 import { randomUUID, sign, type KeyObject } from 'node:crypto';
 import { errors as joseErrors, jwtVerify, type JWTPayload } from 'jose';
 import type { Kysely } from 'kysely';
+import { LRUCache } from 'lru-cache';
 import { unauthenticated } from '../domain/errors.js';
 import type { Database } from '../store/schema.js';
 import { loadSigningKeys, type SigningKey } from './signing-keys.js';
@@ -72,6 +73,10 @@ export async function createTokenService(db: Kysely<Database>, options: TokenSer
   const timer = setInterval(() => reload().catch(() => {}), (options.refreshSeconds ?? 60) * 1000);
   timer.unref();
 
+  // Tokens whose signature and claims were verified, until they expire (a caller sends the same token
+  // with every call; the signature check was most of an authenticated call's CPU).
+  const verified = new LRUCache<string, Principal>({ max: 10_000 });
+
   const keyFor = async (kid: string | undefined): Promise<KeyObject> => {
     if (!kid) throw unauthenticated('token has no key id');
     let key = byKid.get(kid);
@@ -100,6 +105,14 @@ export async function createTokenService(db: Kysely<Database>, options: TokenSer
     },
 
     async verify(token) {
+      // A token verified before is the same token (its signature is part of the key): only its expiry
+      // can have changed. Revocation (logout) is checked on every call by the caller, not here.
+      const known = verified.get(token);
+      if (known) {
+        if (known.expiresAt.getTime() > Date.now()) return known;
+        verified.delete(token);
+        throw unauthenticated('token expired');
+      }
       let payload: JWTPayload;
       try {
         ({ payload } = await jwtVerify(token, (header) => keyFor(header.kid), {
@@ -115,7 +128,7 @@ export async function createTokenService(db: Kysely<Database>, options: TokenSer
       }
       const roles = Array.isArray(payload.roles) ? payload.roles.filter((r): r is Role => ROLES.includes(r as Role)) : [];
       if (typeof payload.org !== 'string') throw unauthenticated('token has no organization');
-      return {
+      const principal: Principal = {
         subject: payload.sub!,
         orgId: payload.org,
         roles: new Set(roles),
@@ -123,6 +136,8 @@ export async function createTokenService(db: Kysely<Database>, options: TokenSer
         tokenId: payload.jti!,
         expiresAt: new Date(payload.exp! * 1000),
       };
+      verified.set(token, principal);
+      return principal;
     },
 
     async jwks() {
