@@ -209,29 +209,38 @@ export function createLogin({ db, config, tokens }: LoginDeps): Login {
         if (!(input.lifetimeSeconds > 0)) throw invalid('lifetime: must be positive');
         lifetime = Math.min(lifetime, input.lifetimeSeconds);
       }
-      const [found, ownerId] = await Promise.all([input.user ? allowList(rpId, input.user) : undefined, sessionOwner()]);
-      let options: Awaited<ReturnType<typeof optionsFor>> | undefined;
-      let userVerification: UserVerification | undefined;
-      if (input.webauthn) {
-        userVerification = input.webauthn.userVerification ?? config.userVerification;
-        options = await optionsFor(rpId, userVerification, found?.allow ?? []);
-      }
+      const [digest, ownerId] = await Promise.all([input.user ? pseudo.digest(input.user) : undefined, sessionOwner()]);
+      const userVerification = input.webauthn ? (input.webauthn.userVerification ?? config.userVerification) : undefined;
+      // The challenge is stored by the same statement that finds the user's passkeys, so it is drawn first.
+      const challenge = input.webauthn ? randomBytes(32) : undefined;
       const now = Date.now();
       const opened = await openSession(
         db,
         {
-          userId: found?.userId,
-          orgId: found?.orgId,
-          loginDigest: found?.digest,
+          lookup: input.user,
+          rpId,
+          loginDigest: digest,
           owner: ownerId,
           expiresAt: new Date(now + lifetime * 1000),
-          challenge: options && { challenge: options.challenge, rpId, userVerification: userVerification!, expiresAt: new Date(now + challengeTtlMs) },
-          // The user id only when known: events are read by admins, never by the anonymous caller.
-          payload: { user_id: found?.userId ?? null, usernameless: !input.user, ...(options ? { rp_id: rpId, user_verification: userVerification } : {}) },
+          challenge: challenge && { challenge: challenge.toString('base64url'), rpId, userVerification: userVerification!, expiresAt: new Date(now + challengeTtlMs) },
+          // The user id (added by the statement) only when known: events are read by admins, never by the anonymous caller.
+          payload: { usernameless: !input.user, ...(challenge ? { rp_id: rpId, user_verification: userVerification } : {}) },
         },
         creator,
       );
-      return { sessionId: opened.id, sessionToken: opened.token, details: opened.details, requestOptions: options && { publicKey: options.publicKey } };
+      let options: Record<string, unknown> | undefined;
+      if (challenge) {
+        // No passkey for this name and RP ID (or no such user): stand-in credentials, the same every time.
+        const allow: CredentialDescriptor[] = opened.credentials.length
+          ? opened.credentials.map((c) => ({ id: Buffer.from(c.id).toString('base64url'), transports: c.transports }))
+          : digest
+            ? await pseudo.derive(rpId, digest)
+            : [];
+        const publicKey = await requestOptions({ rpId, challenge, allow, userVerification: userVerification!, timeoutMs: challengeTtlMs });
+        if (publicKey.challenge !== challenge.toString('base64url')) throw new Error('the request options do not carry the stored challenge');
+        options = { publicKey };
+      }
+      return { sessionId: opened.id, sessionToken: opened.token, details: opened.details, requestOptions: options };
     },
 
     async challenge(input, creator) {

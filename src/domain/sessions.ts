@@ -44,16 +44,17 @@ export interface NewChallenge {
 }
 
 export interface OpenSessionInput {
-  /** The user the session is for, when the login name was known. */
-  userId: string | undefined;
-  orgId: string | undefined;
+  /** The login name or user id asked for (checks.user); undefined for a usernameless login. */
+  lookup: { loginName: string } | { userId: string } | undefined;
+  /** The RP ID whose READY passkeys of the user are returned (the allow list). */
+  rpId: string;
   /** For checks.user: the keyed digest of the name asked for, known or not; undefined for usernameless. */
   loginDigest: Uint8Array | undefined;
   /** The organization owning the session aggregate. */
   owner: string;
   expiresAt: Date;
   challenge: NewChallenge | undefined;
-  /** Recorded in the event; never the login name (it may be unknown, or personal data). */
+  /** Recorded in the event (with the user's id when found); never the login name (it may be unknown, or personal data). */
   payload: Record<string, unknown>;
 }
 
@@ -61,34 +62,58 @@ export interface OpenedSession {
   id: string;
   token: string;
   details: ChangeDetails;
+  /** The active user the lookup found, if any. */
+  userId: string | undefined;
+  orgId: string | undefined;
+  /** That user's READY passkeys for the RP ID, oldest first. */
+  credentials: { id: Uint8Array; transports: string[] }[];
 }
 
 /**
- * Opens a session and, when asked, its WebAuthn challenge, with `session.added`: ONE statement (atomic
- * on its own, so no BEGIN/COMMIT round trips), the same statement whether or not the login name exists.
- * The session row takes the aggregate's sequence and dates from the append's RETURNING.
+ * Opens a session and, when asked, its WebAuthn challenge, with `session.added`, for the user a login
+ * name or id names: ONE statement (atomic on its own, one round trip) that looks the user up, stores
+ * the session bound to whoever it found, and returns that user's passkeys for the allow list. The same
+ * statement runs whether or not the login name exists. The session row takes the aggregate's sequence
+ * and dates from the append's RETURNING.
  */
 export async function openSession(db: Kysely<Database>, input: OpenSessionInput, creator: string): Promise<OpenedSession> {
   const id = newId();
   const token = randomBytes(32).toString('base64url');
   const tokenHash = hashSessionToken(token);
   const added = [{ type: 'session.added', payload: { ...input.payload, expires_at: input.expiresAt.toISOString() } }];
+  const lookup = input.lookup;
+  const found =
+    lookup === undefined ? sql`false` : 'loginName' in lookup ? sql`username_lower = ${lookup.loginName.toLowerCase()}::text` : sql`id = ${lookup.userId}::text`;
   const c = input.challenge;
   const challenge = c
     ? sql`, challenge as (
         insert into challenges (id, kind, challenge, user_id, passkey_id, session_id, rp_id, user_verification, registration_code_id, expires_at)
-        values (${newId()}::text, 'authentication', ${c.challenge}::text, ${input.userId ?? null}::text, null, ${id}::text, ${c.rpId}::text, ${c.userVerification}::text, null, ${c.expiresAt}::timestamptz)
+        select ${newId()}::text, 'authentication', ${c.challenge}::text, (select id from u), null, ${id}::text, ${c.rpId}::text, ${c.userVerification}::text, null, ${c.expiresAt}::timestamptz
       )`
     : sql``;
-  const { rows } = await sql<AppendedRow>`
-    with ${appendCtes('agg', sessionAggregate(id, input.owner), added, creator)}, session as (
+  const { rows } = await sql<AppendedRow & { user_id: string | null; org_id: string | null; credential_id: Uint8Array | null; transports: string[] | null }>`
+    with u as (
+      select id, org_id from users where state = 'active' and ${found}
+    ), creds as (
+      select p.credential_id, p.transports, p.created_at from passkeys p join u on p.user_id = u.id where p.state = 'ready' and p.rp_id = ${input.rpId}::text
+    ), ${appendCtes('agg', sessionAggregate(id, input.owner), added, creator, undefined, sql`jsonb_build_object('user_id', (select id from u))`)}, session as (
       insert into sessions (id, token_hash, user_id, org_id, login_digest, created_at, updated_at, expires_at, sequence)
-      select ${id}::text, ${tokenHash}::bytea, ${input.userId ?? null}::text, ${input.orgId ?? null}::text,
+      select ${id}::text, ${tokenHash}::bytea, (select id from u), (select org_id from u),
         ${input.loginDigest ? Buffer.from(input.loginDigest) : null}::bytea, agg.created_at, agg.updated_at, ${input.expiresAt}::timestamptz, agg.sequence
       from agg
     )${challenge}
-    select sequence, created_at, updated_at, resource_owner from agg`.execute(db);
-  return { id, token, details: appendResultOf(rows[0]!) };
+    select agg.sequence, agg.created_at, agg.updated_at, agg.resource_owner, u.id as user_id, u.org_id, creds.credential_id, creds.transports
+    from agg left join u on true left join creds on true
+    order by creds.created_at`.execute(db);
+  const first = rows[0]!;
+  return {
+    id,
+    token,
+    details: appendResultOf(first),
+    userId: first.user_id ?? undefined,
+    orgId: first.org_id ?? undefined,
+    credentials: rows.filter((r) => r.credential_id !== null).map((r) => ({ id: r.credential_id!, transports: r.transports ?? [] })),
+  };
 }
 
 /** Stores an authentication challenge for a session. */

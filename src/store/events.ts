@@ -45,9 +45,10 @@ export function appendResultOf(row: AppendedRow): AppendResult {
  * - `<name>_events` inserts the events at the sequences just reserved (nothing when `<name>` is empty).
  * The unique key on (aggregate, sequence) stays the last line of defence. `when` is a boolean SQL
  * expression, typically `exists (select 1 from <earlier cte>)`: it also makes the append run after that
- * CTE, which is how callers fix the order in which one statement takes its locks.
+ * CTE, which is how callers fix the order in which one statement takes its locks. `patch`, a jsonb SQL
+ * expression, is merged into every payload: for values the statement itself finds (a user's id).
  */
-export function appendCtes(name: string, agg: AggregateRef, events: NewEvent[], creator: string, when?: RawBuilder<boolean>): RawBuilder<unknown> {
+export function appendCtes(name: string, agg: AggregateRef, events: NewEvent[], creator: string, when?: RawBuilder<boolean>, patch?: RawBuilder<unknown>): RawBuilder<unknown> {
   const n = events.length;
   const types = events.map((e) => e.type);
   const payloads = events.map((e) => JSON.stringify(e.payload));
@@ -63,7 +64,7 @@ export function appendCtes(name: string, agg: AggregateRef, events: NewEvent[], 
       returning a.sequence, a.created_at, a.updated_at, a.resource_owner
     ), ${sql.id(`${name}_events`)} as (
       insert into events (aggregate_type, aggregate_id, sequence, event_type, payload, resource_owner, creator)
-      select ${agg.type}::text, ${agg.id}::text, x.sequence - ${n}::bigint + e.ord, e.type, e.payload, x.resource_owner, ${creator}::text
+      select ${agg.type}::text, ${agg.id}::text, x.sequence - ${n}::bigint + e.ord, e.type, ${patch ? sql`e.payload || ${patch}` : sql`e.payload`}, x.resource_owner, ${creator}::text
       from ${self} x, unnest(${types}::text[], ${payloads}::jsonb[]) with ordinality as e(type, payload, ord)
     )`;
 }
