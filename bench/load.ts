@@ -9,12 +9,15 @@ import type { PublicKeyCredentialCreationOptionsJSON, PublicKeyCredentialRequest
 import { SessionService } from '../gen/passkeyd/session/v2/session_service_pb.js';
 import { UserService } from '../gen/passkeyd/user/v2/user_service_pb.js';
 import { createSoftAuthenticator, type SoftAuthenticator } from '../test/helpers/authenticator.js';
+import { createLeanGrpcClient } from './grpc-client.js';
 
 export interface LoadParams {
   url: string;
   origin: string;
   adminToken: string;
   protocol: 'grpc' | 'connect';
+  /** gRPC only: 'lean' (bench/grpc-client.ts) or 'connect' (Connect's gRPC transport). */
+  client: 'lean' | 'connect';
   users: number;
   concurrency: number;
   warmupSeconds: number;
@@ -51,6 +54,30 @@ function transports(p: LoadParams, lanes: number): Transport[] {
   return Array.from({ length: n }, () =>
     p.protocol === 'grpc' ? createGrpcTransport({ baseUrl: p.url } as any) : createConnectTransport({ baseUrl: p.url, httpVersion: '1.1' }),
   );
+}
+
+type Sessions = Pick<Client<typeof SessionService>, 'createSession' | 'setSession'>;
+type Users = Pick<Client<typeof UserService>, 'addHumanUser' | 'registerPasskey' | 'verifyPasskeyRegistration'>;
+
+/** The clients the lanes share: the lean gRPC client, or Connect's clients on its transports. */
+function clientsFor(p: LoadParams, lanes: number): { sessions: Sessions; users: Users }[] {
+  if (p.protocol === 'grpc' && p.client === 'lean') {
+    return Array.from({ length: Math.max(1, Math.ceil(lanes / 4)) }, () => {
+      const c = createLeanGrpcClient(p.url);
+      const headersOf = (o?: { headers?: Record<string, string> }) => o?.headers;
+      const sessions = {
+        createSession: (m: any, o?: any) => c.call(SessionService.method.createSession, m, headersOf(o)),
+        setSession: (m: any, o?: any) => c.call(SessionService.method.setSession, m, headersOf(o)),
+      } as unknown as Sessions;
+      const users = {
+        addHumanUser: (m: any, o?: any) => c.call(UserService.method.addHumanUser, m, headersOf(o)),
+        registerPasskey: (m: any, o?: any) => c.call(UserService.method.registerPasskey, m, headersOf(o)),
+        verifyPasskeyRegistration: (m: any, o?: any) => c.call(UserService.method.verifyPasskeyRegistration, m, headersOf(o)),
+      } as unknown as Users;
+      return { sessions, users };
+    });
+  }
+  return transports(p, lanes).map((t) => ({ sessions: createClient(SessionService, t), users: createClient(UserService, t) }));
 }
 
 function ask(msg: Record<string, unknown>): Promise<void> {
@@ -93,8 +120,7 @@ async function drive(lanes: number, seconds: number, work: (lane: number) => Pro
 
 async function main(p: LoadParams): Promise<void> {
   const auth = { headers: { authorization: `Bearer ${p.adminToken}` } };
-  const regTransports = transports(p, p.registrationConcurrency);
-  const userClients = regTransports.map((t) => createClient(UserService, t));
+  const userClients = clientsFor(p, p.registrationConcurrency).map((c) => c.users);
 
   // Users, untimed.
   const userIds: string[] = [];
@@ -115,7 +141,7 @@ async function main(p: LoadParams): Promise<void> {
   // Registrations, timed: RegisterPasskey + sign + VerifyPasskeyRegistration.
   const registered: { userId: string; authenticator: SoftAuthenticator }[] = [];
   let cursor = 0;
-  const register = async (users: Client<typeof UserService>, userId: string) => {
+  const register = async (users: Users, userId: string) => {
     const authenticator = createSoftAuthenticator({ counter: 'increment' });
     const begun = await users.registerPasskey({ userId }, auth);
     const options = (begun.publicKeyCredentialCreationOptions as unknown as { publicKey: PublicKeyCredentialCreationOptionsJSON }).publicKey;
@@ -134,8 +160,7 @@ async function main(p: LoadParams): Promise<void> {
   }));
 
   // Logins.
-  const loginTransports = transports(p, p.concurrency);
-  const sessions = loginTransports.map((t) => createClient(SessionService, t));
+  const sessions = clientsFor(p, p.concurrency).map((c) => c.sessions);
   // Each lane owns its own users, as people do: one authenticator never signs two logins at once
   // (that would reorder its sign counter, which the service rightly refuses).
   const turns = new Array<number>(p.concurrency).fill(0);

@@ -4,7 +4,7 @@
  * over gRPC (or Connect JSON on HTTP/1.1 with --protocol connect). Prints throughput, latency, errors,
  * the service's CPU per login and, measured in the same run, the crypto floor; writes JSON for comparing runs.
  *
- *   npm run bench -- [--pglite] [--protocol grpc|connect] [--concurrency 64] [--duration 20] [--warmup 5]
+ *   npm run bench -- [--pglite] [--protocol grpc|connect] [--client lean|connect] [--concurrency 64] [--duration 20] [--warmup 5]
  *                    [--users 500] [--registration-duration 10] [--registration-concurrency 16] [--workers 0]
  *                    [--database-url URL] [--out bench/results/latest.json] [--no-build] [--profile]
  */
@@ -98,6 +98,7 @@ async function main() {
       origin,
       adminToken,
       protocol,
+      client: flags.client === 'connect' ? 'connect' : 'lean',
       users: num('users', 500),
       concurrency: num('concurrency', 64),
       warmupSeconds: num('warmup', 5),
@@ -145,6 +146,7 @@ async function main() {
     machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, memoryGiB: Math.round(os.totalmem() / 2 ** 30), node: process.version },
     backend: embedded ? 'pglite' : 'postgres',
     protocol,
+    client: protocol === 'grpc' ? (flags.client === 'connect' ? 'connect-node gRPC transport' : 'lean gRPC client (bench/grpc-client.ts)') : 'connect-node Connect transport (JSON, HTTP/1.1)',
     workers: flags.workers ?? 'all cores',
     login: { ...result!.login, serviceCpuMicrosPerOp: loginCpuMicros, cpuMicrosPerOp: split.login },
     registration: { ...result!.registration, serviceCpuMicrosPerOp: Math.round((cpu.registration ?? 0) * 1e6), cpuMicrosPerOp: split.registration },
@@ -154,7 +156,7 @@ async function main() {
   const row = (name: string, s: PhaseStats & { serviceCpuMicrosPerOp: number }) =>
     `| ${name} | ${s.perSecond} | ${s.p50} | ${s.p95} | ${s.p99} | ${s.errors} | ${s.serviceCpuMicrosPerOp} |`;
   console.log(`
-passkeyd bench: ${report.backend}, ${protocol}, ${report.machine.cpus} cores (${report.machine.model}), node ${process.version}
+passkeyd bench: ${report.backend}, ${protocol} (${report.client}), ${report.machine.cpus} cores (${report.machine.model}), node ${process.version}
 | phase | per second | p50 ms | p95 ms | p99 ms | errors | service CPU µs/op |
 |---|---|---|---|---|---|---|
 ${row('login', report.login)}
