@@ -47,6 +47,17 @@ async function ensureSchema(url: string, schema: string): Promise<void> {
 /** Most distinct statements one connection prepares; past that, statements run unprepared. */
 const MAX_PREPARED_PER_CONNECTION = 256;
 
+/** Statement names by SQL text (hashing a long text on every call showed in the profile). */
+const names = new Map<string, string>();
+function statementName(text: string): string {
+  let name = names.get(text);
+  if (name === undefined) {
+    name = `p_${createHash('sha1').update(text).digest('base64url')}`;
+    if (names.size < 4 * MAX_PREPARED_PER_CONNECTION) names.set(text, name);
+  }
+  return name;
+}
+
 /**
  * A pg client that prepares every parameterized statement once per connection (named by a hash of its
  * text), so PostgreSQL parses and plans a hot statement once instead of on every call: the login's
@@ -57,7 +68,7 @@ class PreparingClient extends pg.Client {
 
   override query(config: any, values?: any, callback?: any): any {
     if (typeof config === 'string' && Array.isArray(values) && values.length > 0) {
-      const name = `p_${createHash('sha1').update(config).digest('base64url')}`;
+      const name = statementName(config);
       if (this.prepared.has(name) || this.prepared.size < MAX_PREPARED_PER_CONNECTION) {
         this.prepared.add(name);
         return super.query({ name, text: config, values }, callback);
