@@ -20,7 +20,7 @@ export const SERVICES = [UserService, SessionService, OrganizationService] as co
 
 /**
  * Registers every service on one router; the same router serves gRPC, gRPC-web, Connect and REST.
- * Returns the registrations (implementation and interceptors), which the unary gRPC fast path serves
+ * Returns the registrations (implementation and interceptors), which the unary fast path serves
  * with the very same objects.
  */
 export function createRoutes(deps: ServiceDeps, ping: () => Promise<void>, interceptors: Interceptor[]) {
