@@ -60,11 +60,19 @@ function statementName(text: string): string {
 
 /**
  * A pg client that prepares every parameterized statement once per connection (named by a hash of its
- * text), so PostgreSQL parses and plans a hot statement once instead of on every call: the login's
+ * text) and survives its connection dropping while checked out, so PostgreSQL parses and plans a hot statement once instead of on every call: the login's
  * statements are long CTE chains, and planning them was most of the database's CPU per login.
  */
 class PreparingClient extends pg.Client {
   private readonly prepared = new Set<string>();
+
+  constructor(config?: string | pg.ClientConfig) {
+    super(config);
+    // A connection that drops while the client is checked out (the pool listens only to idle ones)
+    // emits 'error' with nobody listening: an uncaught exception. The queries in flight are rejected
+    // anyway, and the pool discards the broken client when it comes back.
+    this.on('error', () => {});
+  }
 
   override query(config: any, values?: any, callback?: any): any {
     if (typeof config === 'string' && Array.isArray(values) && values.length > 0) {
