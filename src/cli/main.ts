@@ -27,7 +27,7 @@ Every setting is an environment variable or a flag (see the README), e.g. --port
 /** Opens the store for a one-shot command, holding the PGlite lock while it runs. */
 async function withStore<T>(config: Config, fn: (store: Store) => Promise<T>): Promise<T> {
   const unlock = config.databaseUrl ? () => {} : lockDataDir(config.dataDir);
-  const store = await openStore({ databaseUrl: config.databaseUrl, schema: config.databaseSchema, dataDir: config.dataDir });
+  const store = await openStore({ databaseUrl: config.databaseUrl, schema: config.databaseSchema, dataDir: config.dataDir, preparedStatements: config.databasePreparedStatements });
   try {
     await migrateToLatest(store.db, store.schema);
     await bootstrap(store.db);

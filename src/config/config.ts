@@ -6,6 +6,7 @@ export interface Config {
   grpcPort: number;
   databaseUrl: string | undefined;
   databaseSchema: string | undefined;
+  databasePreparedStatements: boolean;
   dataDir: string;
   rpIds: string[];
   rpName: string;
@@ -67,6 +68,12 @@ const oneOf = <T extends string>(name: string, values: readonly T[]) => (raw: st
   return raw as T;
 };
 
+const bool = (name: string) => (raw: string): boolean => {
+  if (raw === 'true' || raw === '1') return true;
+  if (raw === 'false' || raw === '0') return false;
+  throw new ConfigError(`${name} must be true or false, got "${raw}"`);
+};
+
 const str = (raw: string) => raw;
 const schemaName = (raw: string): string | undefined => {
   if (!raw) return undefined;
@@ -81,6 +88,7 @@ export const settings: Setting<keyof Config>[] = [
   { key: 'host', env: 'PASSKEYD_HOST', flag: 'host', parse: str, doc: 'listening address' },
   { key: 'grpcPort', env: 'PASSKEYD_GRPC_PORT', flag: 'grpc-port', parse: int('PASSKEYD_GRPC_PORT', 0, 65535), doc: 'optional extra HTTP/2-only port (0 = none; gRPC works on the main port)' },
   { key: 'databaseUrl', env: 'DATABASE_URL', flag: 'database-url', parse: optStr, doc: 'PostgreSQL URL; unset means embedded PGlite' },
+  { key: 'databasePreparedStatements', env: 'PASSKEYD_DATABASE_PREPARED_STATEMENTS', flag: 'database-prepared-statements', parse: bool('PASSKEYD_DATABASE_PREPARED_STATEMENTS'), doc: 'prepare each statement once per PostgreSQL connection (turn off behind a pooler in transaction mode)' },
   { key: 'databaseSchema', env: 'PASSKEYD_DATABASE_SCHEMA', flag: 'database-schema', parse: schemaName, doc: 'PostgreSQL schema for passkeyd\'s tables (created if missing); unset means the default search path' },
   { key: 'dataDir', env: 'PASSKEYD_DATA_DIR', flag: 'data-dir', parse: str, doc: 'PGlite data directory' },
   { key: 'rpIds', env: 'PASSKEYD_RP_ID', flag: 'rp-id', parse: list, doc: 'WebAuthn relying-party id(s), comma-separated, first is default' },
@@ -114,6 +122,7 @@ export const defaults: Config = {
   grpcPort: 0,
   databaseUrl: undefined,
   databaseSchema: undefined,
+  databasePreparedStatements: true,
   dataDir: './data',
   rpIds: ['localhost'],
   rpName: 'passkeyd',

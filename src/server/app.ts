@@ -72,7 +72,7 @@ export interface AppOptions {
 /** Opens the database, migrates, bootstraps, and wires every protocol to one handler set. */
 export async function createApp(config: Config, options: AppOptions = {}): Promise<App> {
   const log = options.log ?? createLogger(config.logLevel);
-  const store = options.store ?? (await openStore({ databaseUrl: config.databaseUrl, schema: config.databaseSchema, dataDir: config.dataDir }));
+  const store = options.store ?? (await openStore({ databaseUrl: config.databaseUrl, schema: config.databaseSchema, dataDir: config.dataDir, preparedStatements: config.databasePreparedStatements }));
   if (!options.migrated) {
     await migrateToLatest(store.db, store.schema);
     await bootstrap(store.db);

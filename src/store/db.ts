@@ -26,6 +26,8 @@ export interface StoreOptions {
   poolSize?: number;
   /** PostgreSQL schema to use (tests give each file its own). */
   schema?: string;
+  /** Prepare parameterized statements once per connection (default true). */
+  preparedStatements?: boolean;
 }
 
 const INT8 = 20;
@@ -59,27 +61,39 @@ function statementName(text: string): string {
 }
 
 /**
- * A pg client that prepares every parameterized statement once per connection (named by a hash of its
- * text) and survives its connection dropping while checked out, so PostgreSQL parses and plans a hot statement once instead of on every call: the login's
- * statements are long CTE chains, and planning them was most of the database's CPU per login.
+ * A pg client that survives its connection dropping while it is checked out: the pool listens for
+ * errors only on idle clients, so pg's 'error' event would otherwise be an uncaught exception. The
+ * queries in flight are rejected anyway, and the pool discards the broken client when it comes back.
  */
-class PreparingClient extends pg.Client {
-  private readonly prepared = new Set<string>();
-
+class SturdyClient extends pg.Client {
   constructor(config?: string | pg.ClientConfig) {
     super(config);
-    // A connection that drops while the client is checked out (the pool listens only to idle ones)
-    // emits 'error' with nobody listening: an uncaught exception. The queries in flight are rejected
-    // anyway, and the pool discards the broken client when it comes back.
     this.on('error', () => {});
   }
+}
+
+/**
+ * A pg client that prepares every parameterized statement once per connection (named by a hash of its
+ * text), so PostgreSQL parses a hot statement once instead of on every call: the login's statements
+ * are long CTE chains, and parsing and planning them was half of the database's CPU per login.
+ */
+class PreparingClient extends SturdyClient {
+  private readonly prepared = new Set<string>();
+  /** Statements this connection must not use prepared any more (their plan went stale). */
+  private readonly stale = new Set<string>();
 
   override query(config: any, values?: any, callback?: any): any {
-    if (typeof config === 'string' && Array.isArray(values) && values.length > 0) {
+    if (typeof config === 'string' && Array.isArray(values) && values.length > 0 && callback === undefined) {
       const name = statementName(config);
-      if (this.prepared.has(name) || this.prepared.size < MAX_PREPARED_PER_CONNECTION) {
+      if (!this.stale.has(name) && (this.prepared.has(name) || this.prepared.size < MAX_PREPARED_PER_CONNECTION)) {
         this.prepared.add(name);
-        return super.query({ name, text: config, values }, callback);
+        return (super.query({ name, text: config, values }) as Promise<pg.QueryResult>).catch((err: { code?: string }) => {
+          // A table changed under a prepared statement (another instance migrated: "cached plan must
+          // not change result type"), or the server lost it: from now on run it unprepared here.
+          if (err?.code !== '0A000' && err?.code !== '26000') throw err;
+          this.stale.add(name);
+          return super.query(config, values);
+        });
       }
     }
     return super.query(config, values, callback);
@@ -95,7 +109,7 @@ export async function openStore(options: StoreOptions): Promise<Store> {
     kind = 'postgres';
     if (options.schema) await ensureSchema(options.databaseUrl, options.schema);
     const pool = new pg.Pool({
-      Client: PreparingClient,
+      ...(options.preparedStatements === false ? { Client: SturdyClient } : { Client: PreparingClient }),
       connectionString: options.databaseUrl,
       max: options.poolSize ?? 10,
       connectionTimeoutMillis: 5000,

@@ -25,8 +25,9 @@ const LEASE_SHARE = 8;
  *
  * The limit still holds across instances, exactly: every call spends a point the store counted, so the
  * total never exceeds it. The price is the other way round: points leased by one process and not spent
- * there are unusable elsewhere until the window ends, so near the limit a key may be refused a few
- * calls early (at most 1/8 of its remaining budget per process). A key's first call in a window, and
+ * there are unusable elsewhere until the window ends, and a lease the store refuses (others spent the
+ * rest meanwhile) stays counted, so near the limit a key may be refused some calls early (at most 1/8
+ * of what it had left when the lease was asked for, per process). A key's first call in a window, and
  * every call once little is left, asks the store, as without leases. Once the store refused a key, the
  * process refuses it by itself until the window ends (a spent window stays spent).
  */
@@ -74,13 +75,9 @@ export class LeasedLimiter {
       res = await this.store.consume(key, size);
     } catch (err) {
       if (!(err instanceof RateLimiterRes)) throw err;
-      if (size > 1) {
-        // Other processes spent the rest meanwhile: give the lease back, and ask for this one call.
-        this.leases.delete(key);
-        await this.store.reward(key, size);
-        return this.ask(key);
-      }
-      // Spent for this window, in the store: refuse here until it ends (the store cannot un-spend it).
+      // Spent for this window, in the store: refuse here until it ends. A refused lease stays counted
+      // (giving it back could land in the next window and lift that one over the limit), so the few
+      // calls it would have left are lost for this window: an early refusal, never an excess.
       this.leases.set(key, { left: 0, until: now + err.msBeforeNext, remaining: 0, refused: err });
       throw err;
     }
