@@ -278,3 +278,29 @@ describe(`unary fast path, Connect protocol (${BACKEND})`, () => {
     }
   });
 });
+
+describe(`unary fast path, aborted uploads (${BACKEND})`, () => {
+  it('a call whose client resets the stream mid-upload is not run', async () => {
+    const username = 'never-created';
+    const message = toBinary(AddHumanUserRequestSchema, create(AddHumanUserRequestSchema, { username, profile: { givenName: 'N', familyName: 'C' }, email: { email: 'nc@example.com' } }));
+    // A complete request followed by an (unknown, ignorable) field 99 of 100 bytes: cut before that
+    // field, what arrived is still a valid request, which must not run.
+    const trailer = Buffer.concat([Buffer.from([0x9a, 0x06, 100]), Buffer.alloc(100, 0x61)]);
+    const full = Buffer.concat([message, trailer]);
+    const before = await fastCalls('connect');
+    const own = http2.connect(srv.url);
+    const req = own.request({ ':method': 'POST', ':path': ADD, 'content-type': 'application/proto', 'content-length': String(full.length), ...auth() });
+    req.on('error', () => {});
+    req.write(message);
+    await new Promise((r) => setTimeout(r, 150));
+    req.close(http2.constants.NGHTTP2_CANCEL);
+    await new Promise((r) => setTimeout(r, 400));
+    own.destroy();
+    const row = await srv.app.store.db.selectFrom('users').select('id').where('username', '=', username).executeTakeFirst();
+    expect(row).toBeUndefined();
+    expect(await fastCalls('connect')).toBe(before);
+    // The same bytes, whole, are a valid call.
+    const whole = await connectCall(ADD, full, 'application/proto', auth(), false);
+    expect(whole.status).toBe(200);
+  });
+});

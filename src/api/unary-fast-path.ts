@@ -128,6 +128,22 @@ function connectProtocol(options: FastPathOptions): Protocol {
   };
 }
 
+/** The signal a call's handler sees: aborted when the client goes away before the answer is written. */
+interface Gone {
+  signal: AbortSignal;
+  /** The call no longer needs watching (answered, or handed to Connect, which watches by itself). */
+  done(): void;
+}
+
+function clientGone(res: NodeResponse): Gone {
+  const abort = new AbortController();
+  const onClose = () => {
+    if (!res.writableEnded) abort.abort(new ConnectError('the client went away', Code.Canceled));
+  };
+  res.once('close', onClose);
+  return { signal: abort.signal, done: () => res.off('close', onClose) };
+}
+
 /** How a request asks to be served: protocol and codec, or undefined when it is Connect's to serve. */
 function recognize(req: NodeRequest, connect: Protocol): { protocol: Protocol; binary: boolean; contentType: string } | undefined {
   if (req.method !== 'POST') return undefined;
@@ -183,7 +199,7 @@ export function createUnaryFastPath(registrations: ServiceRegistration[], option
   }
   const connect = connectProtocol(options);
 
-  async function serve(entry: UnaryEntry, call: NonNullable<ReturnType<typeof recognize>>, req: NodeRequest, res: NodeResponse, body: Buffer, contextValues: ContextValues, fallback: Fallback): Promise<void> {
+  async function serve(entry: UnaryEntry, call: NonNullable<ReturnType<typeof recognize>>, req: NodeRequest, res: NodeResponse, body: Buffer, contextValues: ContextValues, fallback: Fallback, gone: Gone): Promise<void> {
     const { protocol, binary } = call;
     const bytes = protocol.unwrap(body);
     let message: unknown;
@@ -201,11 +217,6 @@ export function createUnaryFastPath(registrations: ServiceRegistration[], option
       if (Array.isArray(v)) for (const one of v) header.append(k, one);
       else header.set(k, v);
     }
-    const abort = new AbortController();
-    const onClose = () => {
-      if (!res.writableEnded) abort.abort(new ConnectError('the client went away', Code.Canceled));
-    };
-    res.once('close', onClose);
     const authority = (req as http2.Http2ServerRequest).authority ?? req.headers.host ?? 'localhost';
     const context = createHandlerContext({
       ...entry.spec,
@@ -214,7 +225,7 @@ export function createUnaryFastPath(registrations: ServiceRegistration[], option
       protocolName: protocol.name,
       timeoutMs: undefined,
       shutdownSignal: undefined,
-      requestSignal: abort.signal,
+      requestSignal: gone.signal,
       requestHeader: header,
       url: `http://${authority}${req.url}`,
       responseHeader: { 'content-type': call.contentType },
@@ -226,13 +237,13 @@ export function createUnaryFastPath(registrations: ServiceRegistration[], option
       const result = await invokeUnaryImplementation(entry.spec, context, message as never, entry.interceptors);
       output = entry.serialization.getO(binary).serialize(result);
     } catch (err) {
-      res.off('close', onClose);
+      gone.done();
       if (res.headersSent || res.destroyed) return;
       if (!(err instanceof ConnectError)) options.log.error({ err }, 'rpc handler failed');
       protocol.respondError(res, err instanceof ConnectError ? err : new ConnectError('internal error', Code.Internal, undefined, undefined, err), context);
       return;
     }
-    res.off('close', onClose);
+    gone.done();
     if (res.headersSent || res.destroyed) return;
     const acceptEncoding = req.headers['accept-encoding'];
     await protocol.respond(res, output, context, binary, Array.isArray(acceptEncoding) ? acceptEncoding.join(',') : acceptEncoding);
@@ -251,19 +262,43 @@ export function createUnaryFastPath(registrations: ServiceRegistration[], option
       const chunks: Buffer[] = [];
       let size = 0;
       let handedOver = false;
+      let dropped = 0;
+      const gone = clientGone(res);
       const whole = () => (chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks));
       req.on('data', (chunk: Buffer) => {
-        if (handedOver) return; // past the limit: Connect answers from what it got; drop the rest
+        if (handedOver) {
+          // Past the limit: Connect answers from what it got. Drop the rest, up to a bound past which
+          // the request is cut off (a client that keeps sending is not owed the bandwidth).
+          dropped += chunk.length;
+          if (dropped > 8 * options.maxBodyBytes) req.destroy();
+          return;
+        }
         chunks.push(chunk);
         size += chunk.length;
         if (size > options.maxBodyBytes + call.protocol.overhead) {
           handedOver = true;
+          gone.done();
           fallback(whole());
         }
       });
       req.once('end', () => {
         if (handedOver) return;
-        serve(entry, call, req, res, whole(), contextValues(), fallback).catch((err: unknown) => {
+        // A client that reset its stream mid-upload ends it with what arrived: nobody to answer.
+        if (gone.signal.aborted || (req as { aborted?: boolean }).aborted) {
+          gone.done();
+          return;
+        }
+        const body = whole();
+        const declared = req.headers['content-length'];
+        if (declared !== undefined && Number(declared) !== body.length) {
+          gone.done();
+          fallback(body); // Connect words the mismatch
+          return;
+        }
+        serve(entry, call, req, res, body, contextValues(), (bytes) => {
+          gone.done();
+          fallback(bytes);
+        }, gone).catch((err: unknown) => {
           options.log.error({ err, path }, 'rpc handler failed');
           if ('stream' in res && !res.stream.destroyed && !res.stream.headersSent) res.stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
           else if (!res.headersSent) res.destroy();

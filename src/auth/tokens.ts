@@ -75,7 +75,7 @@ export async function createTokenService(db: Kysely<Database>, options: TokenSer
 
   // Tokens whose signature and claims were verified, until they expire (a caller sends the same token
   // with every call; the signature check was most of an authenticated call's CPU).
-  const verified = new LRUCache<string, Principal>({ max: 10_000 });
+  const verified = new LRUCache<string, { principal: Principal; kid: string }>({ max: 10_000 });
 
   const keyFor = async (kid: string | undefined): Promise<KeyObject> => {
     if (!kid) throw unauthenticated('token has no key id');
@@ -109,18 +109,22 @@ export async function createTokenService(db: Kysely<Database>, options: TokenSer
       // can have changed. Revocation (logout) is checked on every call by the caller, not here.
       const known = verified.get(token);
       if (known) {
-        if (known.expiresAt.getTime() > Date.now()) return known;
+        // Its key must still be one of ours (a key removed from the database ends its tokens).
+        if (known.principal.expiresAt.getTime() > Date.now() && byKid.has(known.kid)) return known.principal;
         verified.delete(token);
-        throw unauthenticated('token expired');
+        if (byKid.has(known.kid)) throw unauthenticated('token expired');
       }
       let payload: JWTPayload;
+      let kid: string;
       try {
-        ({ payload } = await jwtVerify(token, (header) => keyFor(header.kid), {
+        let header: { kid?: string };
+        ({ payload, protectedHeader: header } = await jwtVerify(token, (header) => keyFor(header.kid), {
           issuer: options.issuer,
           audience: options.audience,
           algorithms: ['ES256'],
           requiredClaims: ['sub', 'exp', 'jti'],
         }));
+        kid = header.kid!;
       } catch (err) {
         if (err instanceof joseErrors.JWTExpired) throw unauthenticated('token expired');
         if (err instanceof joseErrors.JOSEError) throw unauthenticated('invalid token');
@@ -136,7 +140,7 @@ export async function createTokenService(db: Kysely<Database>, options: TokenSer
         tokenId: payload.jti!,
         expiresAt: new Date(payload.exp! * 1000),
       };
-      verified.set(token, principal);
+      verified.set(token, { principal, kid });
       return principal;
     },
 
