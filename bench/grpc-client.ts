@@ -2,7 +2,8 @@
  * A minimal unary gRPC client over node:http2 for the load generator: one HTTP/2 connection, protobuf
  * framing, status from the trailers (or a trailers-only answer). It does a fraction of the work of a
  * general-purpose client, so the load generator, which shares the machine with the service and the
- * database, takes less of the CPU it measures. (`--client connect` uses Connect's gRPC transport.)
+ * database, takes less of the CPU it measures. (`--client connect` uses Connect's gRPC transport;
+ * bench/connect-client.ts is the same for Connect JSON.)
  */
 import http2 from 'node:http2';
 import { create, fromBinary, toBinary, type DescMessage, type DescMethodUnary, type MessageInitShape, type MessageShape } from '@bufbuild/protobuf';
@@ -16,12 +17,13 @@ export class GrpcError extends Error {
   }
 }
 
-export interface LeanGrpcClient {
+/** A unary client of the load generator's own (gRPC or Connect JSON). */
+export interface LeanClient {
   call<I extends DescMessage, O extends DescMessage>(method: DescMethodUnary<I, O>, message: MessageInitShape<I>, headers?: Record<string, string>): Promise<MessageShape<O>>;
   close(): void;
 }
 
-export function createLeanGrpcClient(baseUrl: string): LeanGrpcClient {
+export function createLeanGrpcClient(baseUrl: string): LeanClient {
   const session = http2.connect(baseUrl);
   session.on('error', () => {});
   return {

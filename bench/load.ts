@@ -9,6 +9,7 @@ import type { PublicKeyCredentialCreationOptionsJSON, PublicKeyCredentialRequest
 import { SessionService } from '../gen/passkeyd/session/v2/session_service_pb.js';
 import { UserService } from '../gen/passkeyd/user/v2/user_service_pb.js';
 import { createSoftAuthenticator, type SoftAuthenticator } from '../test/helpers/authenticator.js';
+import { createLeanConnectClient } from './connect-client.js';
 import { createLeanGrpcClient } from './grpc-client.js';
 
 export interface LoadParams {
@@ -16,7 +17,7 @@ export interface LoadParams {
   origin: string;
   adminToken: string;
   protocol: 'grpc' | 'connect';
-  /** gRPC only: 'lean' (bench/grpc-client.ts) or 'connect' (Connect's gRPC transport). */
+  /** 'lean' (bench/grpc-client.ts, bench/connect-client.ts) or 'connect' (Connect's transports). */
   client: 'lean' | 'connect';
   users: number;
   concurrency: number;
@@ -61,9 +62,9 @@ type Users = Pick<Client<typeof UserService>, 'addHumanUser' | 'registerPasskey'
 
 /** The clients the lanes share: the lean gRPC client, or Connect's clients on its transports. */
 function clientsFor(p: LoadParams, lanes: number): { sessions: Sessions; users: Users }[] {
-  if (p.protocol === 'grpc' && p.client === 'lean') {
+  if (p.client === 'lean') {
     return Array.from({ length: Math.max(1, Math.ceil(lanes / 4)) }, () => {
-      const c = createLeanGrpcClient(p.url);
+      const c = p.protocol === 'grpc' ? createLeanGrpcClient(p.url) : createLeanConnectClient(p.url, 4);
       const headersOf = (o?: { headers?: Record<string, string> }) => o?.headers;
       const sessions = {
         createSession: (m: any, o?: any) => c.call(SessionService.method.createSession, m, headersOf(o)),

@@ -146,7 +146,12 @@ async function main() {
     machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, memoryGiB: Math.round(os.totalmem() / 2 ** 30), node: process.version },
     backend: embedded ? 'pglite' : 'postgres',
     protocol,
-    client: protocol === 'grpc' ? (flags.client === 'connect' ? 'connect-node gRPC transport' : 'lean gRPC client (bench/grpc-client.ts)') : 'connect-node Connect transport (JSON, HTTP/1.1)',
+    client:
+      flags.client === 'connect'
+        ? `connect-node ${protocol === 'grpc' ? 'gRPC' : 'Connect (JSON, HTTP/1.1)'} transport`
+        : protocol === 'grpc'
+          ? 'lean gRPC client (bench/grpc-client.ts)'
+          : 'lean Connect JSON client on HTTP/1.1 (bench/connect-client.ts)',
     workers: flags.workers ?? 'all cores',
     login: { ...result!.login, serviceCpuMicrosPerOp: loginCpuMicros, cpuMicrosPerOp: split.login },
     registration: { ...result!.registration, serviceCpuMicrosPerOp: Math.round((cpu.registration ?? 0) * 1e6), cpuMicrosPerOp: split.registration },
