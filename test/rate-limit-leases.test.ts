@@ -103,5 +103,11 @@ describe.skipIf(BACKEND !== 'postgres')('leased rate limits on PostgreSQL', () =
     // What the shared row counted: every allowed call, plus leased points not spent yet, never more than the limit.
     const { rows } = await first.store.pgPool!.query(`select points from rate_limits where key = $1`, ['general:198.51.100.9']);
     expect(Number(rows[0].points)).toBeGreaterThanOrEqual(r.allowed);
+
+    // The sweep deletes counters whose window ended over an hour ago, and only those.
+    await first.store.pgPool!.query(`insert into rate_limits (key, points, expire) values ('general:old', 1, $1)`, [Date.now() - 2 * 3600 * 1000]);
+    await a.sweep();
+    const keys = (await first.store.pgPool!.query(`select key from rate_limits order by key`)).rows.map((row) => row.key);
+    expect(keys).toEqual(['general:198.51.100.9']);
   });
 });

@@ -95,7 +95,10 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     authInterceptor(tokens, (id) => orgOfUser(store.db, id), sessionCheck),
   ];
   // Expired sessions and abandoned login challenges are only dead weight; every read ignores them.
-  const sweeper = setInterval(() => sweepExpiredSessions(store.db).catch((err: unknown) => log.warn({ err }, 'sweeping expired sessions failed')), 10 * 60 * 1000);
+  const sweeper = setInterval(() => {
+    sweepExpiredSessions(store.db).catch((err: unknown) => log.warn({ err }, 'sweeping expired sessions failed'));
+    rateLimits.sweep().catch((err: unknown) => log.warn({ err }, 'sweeping expired rate-limit counters failed'));
+  }, 10 * 60 * 1000);
   sweeper.unref();
   const ping = () => store.ping();
   const publicRoutes = createPublicRoutes({ issuer: config.issuer, tokens, ping, registry });

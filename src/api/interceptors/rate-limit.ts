@@ -18,6 +18,8 @@ export interface RateLimits {
   consume(group: RateLimitGroup, address: string): Promise<void>;
   /** Where the counters live: 'postgres' (shared by every instance on the database) or 'memory'. */
   readonly store: 'postgres' | 'memory';
+  /** Deletes PostgreSQL counters whose window ended over an hour ago (run by the app's sweeper). */
+  sweep(): Promise<void>;
 }
 
 /** The table the PostgreSQL counters live in (created on first start, in the store's schema). */
@@ -36,6 +38,8 @@ function postgresLimiter(store: Store, keyPrefix: string, points: number, durati
         duration,
         // If the database hiccups, count in this process rather than refuse every login.
         insuranceLimiter: insurance,
+        // Expired rows are swept by the app's own timer, which stops with the app.
+        clearExpiredByTimeout: false,
       },
       (err?: Error) => (err ? reject(err) : resolve(limiter)),
     );
@@ -60,6 +64,10 @@ export async function createRateLimits(store: Store, config: Pick<Config, 'rateL
   }
   return {
     store: shared ? 'postgres' : 'memory',
+    async sweep() {
+      // One table (in the pool's search path) holds every group's rows; `expire` is in ms.
+      if (shared) await store.pgPool!.query(`delete from ${RATE_LIMIT_TABLE} where expire < $1`, [Date.now() - 3600 * 1000]);
+    },
     async consume(group, address) {
       try {
         await limiters[group].consume(address);
