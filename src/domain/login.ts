@@ -4,13 +4,14 @@ import type { TokenService } from '../auth/tokens.js';
 import type { Config } from '../config/config.js';
 import { appendCtes, appendEvents, appendResultOf, type AppendedRow } from '../store/events.js';
 import type { ChallengesTable, Database } from '../store/schema.js';
-import { inTransaction, refusal, retryingConflicts } from '../store/transaction.js';
+import { everyStepFound, inTransaction, runStatement } from '../store/transaction.js';
 import { parseAssertion, requestOptions, type ParsedAssertion } from '../webauthn/authentication-response.js';
 import { verifyAssertionWith } from '../webauthn/assertion-verifier.js';
 import { resolveRpId } from '../webauthn/relying-party.js';
 import { defaultOrgId } from './bootstrap.js';
 import { DomainError, invalid, notFound, precondition, unauthenticated } from './errors.js';
 import { createPseudoCredentials, type CredentialDescriptor, type LoginLookup } from './pseudo-credentials.js';
+import { touchUserFrom } from './registration-codes.js';
 import { hashSessionToken, insertChallenge, openSession, recordLoginFailure, sessionAggregate, sessionTokenMatches } from './sessions.js';
 import type { ChangeDetails } from './types.js';
 
@@ -392,29 +393,16 @@ export function createLogin({ db, config, tokens }: LoginDeps): Login {
             last_used_at = ${at}::timestamptz, updated_at = ${at}::timestamptz
           where id = ${passkey.id}::text and state = 'ready' and ${counterGuard} and exists (select 1 from usr)
           returning id
-        ), bumped as (
-          update users u set sequence = usr.sequence, updated_at = usr.updated_at from usr where u.id = ${userId}::text
-        )
-        select sess.sequence, sess.created_at, sess.updated_at, sess.resource_owner,
-          case
-            when not exists (select 1 from consumed) then passkeyd_refuse('consumed')
-            when not exists (select 1 from live) then passkeyd_refuse('ended')
-            when not exists (select 1 from accepted) then passkeyd_refuse('not accepted')
-            else true
-          end as ok
+        ), bumped as (${touchUserFrom('usr', userId)})
+        select sess.sequence, sess.created_at, sess.updated_at, sess.resource_owner, ${everyStepFound(['consumed', 'live', 'accepted'])} as ok
         from (select 1) one left join sess on true`.execute(db);
       return appendResultOf(rows[0]!);
     };
-    let details: ChangeDetails;
-    try {
-      details = await retryingConflicts(completed);
-    } catch (err) {
-      const reason = refusal(err);
-      if (reason === 'consumed') throw unauthenticated('this assertion was already used');
-      if (reason === 'ended') throw precondition('the session has ended; start a new login');
-      if (reason === 'not accepted') throw unauthenticated(NOT_ACCEPTED);
-      throw err;
-    }
+    const details = await runStatement(completed, {
+      consumed: () => unauthenticated('this assertion was already used'),
+      live: () => precondition('the session has ended; start a new login'),
+      accepted: () => unauthenticated(NOT_ACCEPTED),
+    });
     const remaining = Math.floor((session.expires_at.getTime() - Date.now()) / 1000);
     const issued = await tokens.issue({ subject: userId, orgId: passkey.org_id, sessionId: session.id, ttlSeconds: Math.max(1, Math.min(config.tokenTtlSeconds, remaining)) });
     return { details, sessionToken, accessToken: issued.token, accessTokenExpiresAt: issued.expiresAt };

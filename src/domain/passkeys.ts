@@ -5,11 +5,11 @@ import type { Config } from '../config/config.js';
 import { newId } from '../ids.js';
 import { appendCtes, appendEvents, appendResultOf, latestPosition, type AppendedRow } from '../store/events.js';
 import type { Database, PasskeysTable } from '../store/schema.js';
-import { inTransaction, isUniqueViolation, refusal, retryingConflicts } from '../store/transaction.js';
+import { everyStepFound, inTransaction, isUniqueViolation, runStatement } from '../store/transaction.js';
 import { creationOptions, type AuthenticatorAttachment } from '../webauthn/creation-options.js';
 import { parseRegistrationResponse, verifyRegistration } from '../webauthn/registration-response.js';
 import { alreadyExists, denied, invalid, notFound, precondition, unauthenticated } from './errors.js';
-import { CODE_REFUSED, isCodeUsable, recordCodeFailure, touchUser } from './registration-codes.js';
+import { CODE_REFUSED, isCodeUsable, recordCodeFailure, touchUser, touchUserFrom } from './registration-codes.js';
 import type { ChangeDetails, ListResult, Page } from './types.js';
 import { getUser } from './users.js';
 
@@ -115,19 +115,11 @@ export async function beginPasskeyRegistration(db: Kysely<Database>, input: Begi
         select ${newId()}::text, 'registration', ${options.challenge}::text, ${user.id}::text, ${passkeyId}::text, null, ${input.rpId}::text, ${input.userVerification}::text,
           ${code}::text, ${now}::timestamptz, ${new Date(now.getTime() + input.challengeTtlSeconds * 1000)}::timestamptz
         from usr
-      ), touched as (
-        update users u set sequence = usr.sequence, updated_at = usr.updated_at from usr where u.id = ${user.id}::text
-      )
-      select usr.sequence, usr.created_at, usr.updated_at, usr.resource_owner,
-        case when not exists (select 1 from usr) then passkeyd_refuse('no user') else true end as ok
+      ), touched as (${touchUserFrom('usr', user.id)})
+      select usr.sequence, usr.created_at, usr.updated_at, usr.resource_owner, ${everyStepFound(['usr'])} as ok
       from (select 1) one left join usr on true`.execute(db);
-  try {
-    const { rows: appended } = await retryingConflicts(write);
-    return { passkeyId, options, details: appendResultOf(appended[0]!) };
-  } catch (err) {
-    if (refusal(err) === 'no user') throw notFound(`user ${input.userId}`);
-    throw err;
-  }
+  const { rows: appended } = await runStatement(write, { usr: () => notFound(`user ${input.userId}`) });
+  return { passkeyId, options, details: appendResultOf(appended[0]!) };
 }
 
 export interface CompleteRegistrationInput {
@@ -255,40 +247,33 @@ export async function completePasskeyRegistration(db: Kysely<Database>, input: C
         delete from challenges where id = ${challenge.id}::text and expires_at > ${now}::timestamptz returning id
       ), code as (${code}),
       ${appendCtes('usr', { type: USER, id: input.userId, owner: passkey.org_id }, [verified], creator, sql<boolean>`exists (select 1 from consumed) and exists (select 1 from code) and exists (select 1 from users where id = ${input.userId}::text)`)},
-      stored as (${store}), touched as (
-        update users u set sequence = usr.sequence, updated_at = usr.updated_at from usr where u.id = ${input.userId}::text
-      )
-      select usr.sequence, usr.created_at, usr.updated_at, usr.resource_owner,
-        case
-          when not exists (select 1 from consumed) then passkeyd_refuse('consumed')
-          when not exists (select 1 from code) then passkeyd_refuse('code')
-          when not exists (select 1 from usr) then passkeyd_refuse('no user')
-          when not exists (select 1 from stored) then passkeyd_refuse('not stored')
-          else true
-        end as ok
+      stored as (${store}), touched as (${touchUserFrom('usr', input.userId)})
+      select usr.sequence, usr.created_at, usr.updated_at, usr.resource_owner, ${everyStepFound(['consumed', 'code', 'usr', 'stored'])} as ok
       from (select 1) one left join usr on true`.execute(db);
   };
+  const gone = () => precondition('registration already completed or expired');
+  const refused = { consumed: gone, code: () => new CodeTaken(), usr: () => notFound(`user ${input.userId}`), stored: gone };
 
   try {
     let rows: AppendedRow[];
     try {
-      ({ rows } = await retryingConflicts(() => write(challenge.codeId !== null)));
+      ({ rows } = await runStatement(() => write(challenge.codeId !== null), refused));
     } catch (err) {
       // Another registration used the code meanwhile: without a token this one has no standing; with
       // one, it completes without the code.
-      if (refusal(err) !== 'code') throw err;
+      if (!(err instanceof CodeTaken)) throw err;
       if (input.anonymous) throw unauthenticated(NEEDS_TOKEN);
-      ({ rows } = await retryingConflicts(() => write(false)));
+      ({ rows } = await runStatement(() => write(false), refused));
     }
     return appendResultOf(rows[0]!);
   } catch (err) {
     if (isUniqueViolation(err, 'passkeys_credential_id_key')) throw alreadyExists('this credential is already registered');
-    const reason = refusal(err);
-    if (reason === 'consumed' || reason === 'not stored') throw precondition('registration already completed or expired');
-    if (reason === 'no user') throw notFound(`user ${input.userId}`);
     throw err;
   }
 }
+
+/** The registration code a registration was begun with was used by another one meanwhile. */
+class CodeTaken extends Error {}
 
 /** Lists a user's READY passkeys, oldest first with `asc`, with the total. */
 export async function listPasskeys(db: Kysely<Database>, userId: string, page: Page): Promise<ListResult<PasskeyRow>> {

@@ -1,5 +1,5 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import type { Kysely, Selectable, Transaction } from 'kysely';
+import { sql, type Kysely, type RawBuilder, type Selectable, type Transaction } from 'kysely';
 import { newId } from '../ids.js';
 import { appendEvents } from '../store/events.js';
 import type { Database, RegistrationCodesTable } from '../store/schema.js';
@@ -78,6 +78,11 @@ export async function createRegistrationCode(
 /** Keeps the user's row in step with its aggregate, so GetUserByID reports the same sequence. */
 export async function touchUser(trx: Transaction<Database>, userId: string, details: ChangeDetails): Promise<void> {
   await trx.updateTable('users').set({ sequence: details.sequence, updated_at: details.changeDate }).where('id', '=', userId).execute();
+}
+
+/** {@link touchUser} as the body of a CTE, from the user aggregate's row an `appendCtes` CTE returned. */
+export function touchUserFrom(appended: string, userId: string): RawBuilder<unknown> {
+  return sql`update users u set sequence = x.sequence, updated_at = x.updated_at from ${sql.id(appended)} x where u.id = ${userId}::text`;
 }
 
 /**

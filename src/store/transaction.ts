@@ -1,4 +1,4 @@
-import type { Kysely, Transaction } from 'kysely';
+import { sql, type Kysely, type RawBuilder, type Transaction } from 'kysely';
 import { DomainError } from '../domain/errors.js';
 import type { Database } from './schema.js';
 
@@ -40,8 +40,27 @@ export function isUniqueViolation(err: unknown, constraint?: string): boolean {
 /** The SQLSTATE `passkeyd_refuse()` raises (migration 005). */
 const REFUSED = 'PK001';
 
-/** The reason a one-statement command refused itself with `passkeyd_refuse(reason)`, else undefined. */
-export function refusal(err: unknown): string | undefined {
-  const e = err as { code?: string; message?: string };
-  return e?.code === REFUSED ? e.message : undefined;
+/**
+ * The final check of a command done in ONE statement of data-modifying CTEs, as a boolean column:
+ * true when each named CTE found a row, else `passkeyd_refuse(<name of the first empty one>)`, whose
+ * error aborts the statement and so undoes every step. {@link runStatement} turns it into the
+ * caller's error.
+ */
+export function everyStepFound(ctes: readonly string[]): RawBuilder<boolean> {
+  const steps = ctes.map((c) => sql`when not exists (select 1 from ${sql.id(c)}) then passkeyd_refuse(${c}::text)`);
+  return sql<boolean>`case ${sql.join(steps, sql` `)} else true end`;
+}
+
+/**
+ * Runs a one-statement command, again when it lost to a concurrent writer; when a step of its
+ * {@link everyStepFound} check found nothing, throws the error `refused` names for that step.
+ */
+export async function runStatement<T>(run: () => Promise<T>, refused: Record<string, () => Error>): Promise<T> {
+  try {
+    return await retryingConflicts(run);
+  } catch (err) {
+    const e = err as { code?: string; message?: string };
+    const step = e?.code === REFUSED && e.message !== undefined ? refused[e.message] : undefined;
+    throw step ? step() : err;
+  }
 }

@@ -3,8 +3,8 @@ import { sql, type Kysely } from 'kysely';
 /**
  * `passkeyd_refuse(reason)`: raises an error (SQLSTATE PK001, the reason as its message). A command
  * done in ONE statement (no BEGIN/COMMIT round trips) calls it from its final SELECT when a step found
- * nothing, which aborts the statement and so undoes every change its CTEs made. See `refusal()` in
- * src/store/transaction.ts for how the reason comes back.
+ * nothing, which aborts the statement and so undoes every change its CTEs made. `everyStepFound()` and
+ * `runStatement()` in src/store/transaction.ts write that check and turn the reason into an error.
  */
 export async function up(db: Kysely<any>): Promise<void> {
   await sql`create or replace function passkeyd_refuse(reason text) returns boolean language plpgsql volatile as $fn$
