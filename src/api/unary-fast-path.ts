@@ -51,7 +51,7 @@ interface Protocol {
   overhead: number;
   /** The message bytes of a complete body, or undefined when the body is Connect's to judge. */
   unwrap(body: Buffer): Buffer | undefined;
-  respond(res: NodeResponse, output: Uint8Array, context: HandlerContext, binary: boolean, acceptEncoding: string | undefined): Promise<void>;
+  respond(res: NodeResponse, output: Uint8Array, context: HandlerContext, acceptEncoding: string | undefined): Promise<void>;
   respondError(res: NodeResponse, error: ConnectError, context: HandlerContext): void;
 }
 
@@ -111,7 +111,7 @@ function connectProtocol(options: FastPathOptions): Protocol {
     name: 'connect',
     overhead: 0,
     unwrap: (body) => body,
-    async respond(res, output, context, _binary, acceptEncoding) {
+    async respond(res, output, context, acceptEncoding) {
       let body = output;
       const compression = compressionNegotiate(options.acceptCompression, null, acceptEncoding ?? null, 'Accept-Encoding').response;
       if (compression && body.byteLength >= options.compressMinBytes) {
@@ -211,11 +211,11 @@ export function createUnaryFastPath(registrations: ServiceRegistration[], option
       return;
     }
     counted[protocol.name].inc();
-    const header = new Headers();
+    // The request's fields without HTTP/2's pseudo-headers; createHandlerContext makes the Headers.
+    const header: Record<string, string> = {};
     for (const [k, v] of Object.entries(req.headers)) {
       if (k.charCodeAt(0) === 58 /* ':' */ || v === undefined) continue;
-      if (Array.isArray(v)) for (const one of v) header.append(k, one);
-      else header.set(k, v);
+      header[k] = Array.isArray(v) ? v.join(', ') : v;
     }
     const authority = (req as http2.Http2ServerRequest).authority ?? req.headers.host ?? 'localhost';
     const context = createHandlerContext({
@@ -246,7 +246,7 @@ export function createUnaryFastPath(registrations: ServiceRegistration[], option
     gone.done();
     if (res.headersSent || res.destroyed) return;
     const acceptEncoding = req.headers['accept-encoding'];
-    await protocol.respond(res, output, context, binary, Array.isArray(acceptEncoding) ? acceptEncoding.join(',') : acceptEncoding);
+    await protocol.respond(res, output, context, Array.isArray(acceptEncoding) ? acceptEncoding.join(',') : acceptEncoding);
   }
 
   return {
