@@ -24,6 +24,7 @@ import {
 } from '../src/webauthn/assertion-verifier.js';
 import { parseAssertion, verifyAssertion, type AssertionExpectation, type ParsedAssertion, type VerifiedAssertion } from '../src/webauthn/authentication-response.js';
 import { createSoftAuthenticator, type SoftAlg } from './helpers/authenticator.js';
+import { prng } from './helpers/prng.js';
 
 const RP_ID = 'login.example.com';
 const ORIGIN = 'https://login.example.com';
@@ -42,17 +43,6 @@ const ED = 0x80;
 const b64 = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('base64url');
 const sha256 = (b: Uint8Array | string): Buffer => createHash('sha256').update(b).digest();
 
-/** Seeded PRNG (mulberry32), so a failing case can be reproduced. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 type Rnd = () => number;
 const int = (rnd: Rnd, n: number): number => Math.floor(rnd() * n);
 const pick = <T>(rnd: Rnd, xs: readonly T[]): T => xs[int(rnd, xs.length)]!;

@@ -12,6 +12,7 @@ import { createSoftAuthenticator } from './helpers/authenticator.js';
 import { bearer, clientFor } from './helpers/clients.js';
 import { createUser, creationOptionsOf, DEFAULT_ORIGIN } from './helpers/passkeys.js';
 import { BACKEND, startTestServer, type TestServer } from './helpers/server.js';
+import { prng } from './helpers/prng.js';
 
 const MUTATIONS = 1000;
 const SEED = Number(process.env.PASSKEYD_MUTATION_SEED ?? 20261122);
@@ -24,18 +25,6 @@ beforeAll(async () => {
   admin = await srv.adminToken();
 });
 afterAll(() => srv?.close());
-
-/** mulberry32: a small seeded PRNG, so a failing mutation can be replayed from its seed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 type CborValue = Parameters<typeof isoCBOR.encode>[0];
 type Json = null | boolean | number | string | Json[] | { [k: string]: Json };

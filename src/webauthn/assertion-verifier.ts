@@ -27,10 +27,10 @@
 import { constants, createHash, createPublicKey, verify as cryptoVerify, type JsonWebKey, type KeyObject } from 'node:crypto';
 import { ECDSASigValue } from '@peculiar/asn1-ecc';
 import { AsnParser } from '@peculiar/asn1-schema';
-import { decodeCredentialPublicKey, isoBase64URL, parseAuthenticatorData } from '@simplewebauthn/server/helpers';
+import { cose, decodeCredentialPublicKey, isoBase64URL, parseAuthenticatorData } from '@simplewebauthn/server/helpers';
 import { LRUCache } from 'lru-cache';
 import { unauthenticated } from '../domain/errors.js';
-import { verifyAssertion, type AssertionExpectation, type ParsedAssertion, type VerifiedAssertion } from './authentication-response.js';
+import { MIN_AUTHENTICATOR_DATA, verifyAssertion, type AssertionExpectation, type ParsedAssertion, type VerifiedAssertion } from './authentication-response.js';
 
 // ---------------------------------------------------------------------------------------------
 // Public key cache
@@ -102,19 +102,6 @@ function keyEntry(publicKey: Uint8Array): KeyEntry {
   return entry;
 }
 
-// COSE labels and values (RFC 9052/9053, IANA COSE registry), as SimpleWebAuthn names them.
-const COSE_KTY = 1;
-const COSE_ALG = 3;
-const COSE_CRV = -1; // EC2/OKP
-const COSE_X = -2; // EC2/OKP
-const COSE_Y = -3; // EC2
-const COSE_N = -1; // RSA
-const COSE_E = -2; // RSA
-const KTY_OKP = 1;
-const KTY_EC2 = 2;
-const KTY_RSA = 3;
-const ALG_EDDSA = -8;
-
 /** SimpleWebAuthn's mapCoseAlgToWebCryptoHashAlgName, in node:crypto digest names. */
 const HASH_OF_ALG = new Map<number, HashName>([
   [-65535, 'sha1'], // RS1
@@ -148,25 +135,25 @@ function b64url(bytes: Uint8Array): string {
  * and verification parameters (same JWK through the same Node key import); anything else falls back.
  */
 function parseKey(publicKey: Uint8Array): KeyEntry {
-  let cose: unknown;
+  let coseKey: unknown;
   try {
-    cose = decodeCredentialPublicKey(new Uint8Array(publicKey));
+    coseKey = decodeCredentialPublicKey(new Uint8Array(publicKey));
   } catch (err) {
     return { kind: 'fallback', reason: `COSE key does not decode (${errorMessage(err)})` };
   }
-  if (!(cose instanceof Map)) return { kind: 'fallback', reason: 'COSE key is not a map' };
-  const alg: unknown = cose.get(COSE_ALG);
+  if (!(coseKey instanceof Map)) return { kind: 'fallback', reason: 'COSE key is not a map' };
+  const alg: unknown = coseKey.get(cose.COSEKEYS.alg);
   if (typeof alg !== 'number') return { kind: 'fallback', reason: 'COSE key has no numeric alg' };
-  const kty: unknown = cose.get(COSE_KTY);
+  const kty: unknown = coseKey.get(cose.COSEKEYS.kty);
 
   let jwk: JsonWebKey;
   let make: (key: KeyObject) => FastKey;
-  if (kty === KTY_EC2) {
-    const crv: unknown = cose.get(COSE_CRV);
+  if (kty === cose.COSEKTY.EC2) {
+    const crv: unknown = coseKey.get(cose.COSEKEYS.crv);
     const curve = typeof crv === 'number' ? EC_CURVES.get(crv) : undefined;
     const hash = HASH_OF_ALG.get(alg);
-    const x: unknown = cose.get(COSE_X);
-    const y: unknown = cose.get(COSE_Y);
+    const x: unknown = coseKey.get(cose.COSEKEYS.x);
+    const y: unknown = coseKey.get(cose.COSEKEYS.y);
     if (!curve || !hash) return { kind: 'fallback', reason: `EC2 key with crv ${String(crv)} and alg ${alg}` };
     if (!(x instanceof Uint8Array) || !(y instanceof Uint8Array) || x.length !== curve.size || y.length !== curve.size) {
       return { kind: 'fallback', reason: 'EC2 key coordinates are not byte strings of the curve size' };
@@ -174,16 +161,16 @@ function parseKey(publicKey: Uint8Array): KeyEntry {
     jwk = { kty: 'EC', crv: curve.crv, x: b64url(x), y: b64url(y) };
     // The hash comes from alg, the r/s size from the curve, as in SimpleWebAuthn (verifyEC2, unwrapEC2Signature).
     make = (key) => ({ kind: 'ecdsa', hash, componentLength: curve.size, options: { key, dsaEncoding: 'ieee-p1363' } });
-  } else if (kty === KTY_OKP) {
-    const x: unknown = cose.get(COSE_X);
-    if (cose.get(COSE_CRV) !== 6 || alg !== ALG_EDDSA || !(x instanceof Uint8Array) || x.length !== 32) {
+  } else if (kty === cose.COSEKTY.OKP) {
+    const x: unknown = coseKey.get(cose.COSEKEYS.x);
+    if (coseKey.get(cose.COSEKEYS.crv) !== cose.COSECRV.ED25519 || alg !== cose.COSEALG.EdDSA || !(x instanceof Uint8Array) || x.length !== 32) {
       return { kind: 'fallback', reason: 'OKP key that is not a plain Ed25519 EdDSA key' };
     }
     jwk = { kty: 'OKP', crv: 'Ed25519', x: b64url(x) };
     make = (key) => ({ kind: 'ed25519', key });
-  } else if (kty === KTY_RSA) {
-    const n: unknown = cose.get(COSE_N);
-    const e: unknown = cose.get(COSE_E);
+  } else if (kty === cose.COSEKTY.RSA) {
+    const n: unknown = coseKey.get(cose.COSEKEYS.n);
+    const e: unknown = coseKey.get(cose.COSEKEYS.e);
     const hash = HASH_OF_ALG.get(alg);
     const salt = RSA_PSS_SALT.get(alg);
     if (!hash || (!RSA_PKCS1_ALGS.has(alg) && salt === undefined)) return { kind: 'fallback', reason: `RSA key with alg ${alg}` };
@@ -222,8 +209,6 @@ const FLAG_BE = 0x08;
 const FLAG_BS = 0x10;
 const FLAG_AT = 0x40;
 const FLAG_ED = 0x80;
-/** rpIdHash (32) + flags (1) + signCount (4). */
-const AUTH_DATA_MIN = 37;
 /** The counter we pass to SimpleWebAuthn: 0, so the counter policy stays the caller's. */
 const STORED_COUNTER: number = 0;
 const TOKEN_BINDING_STATUSES = ['present', 'supported', 'notSupported'];
@@ -341,7 +326,7 @@ function verifyWithKey(parsed: ParsedAssertion, expected: AssertionExpectation, 
 
   // Authenticator data, as parseAuthenticatorData reads it.
   const authData = decodeBase64url(authenticatorData);
-  if (authData.length < AUTH_DATA_MIN) refuse(`authenticator data is ${authData.length} bytes, expected at least ${AUTH_DATA_MIN}`);
+  if (authData.length < MIN_AUTHENTICATOR_DATA) refuse(`authenticator data is ${authData.length} bytes, expected at least ${MIN_AUTHENTICATOR_DATA}`);
   const flags = authData[32]!;
   let counter: number;
   if (flags & (FLAG_AT | FLAG_ED)) {
@@ -353,7 +338,7 @@ function verifyWithKey(parsed: ParsedAssertion, expected: AssertionExpectation, 
       refuse(`authenticator data does not parse: ${errorMessage(err)}`);
     }
   } else {
-    if (authData.length > AUTH_DATA_MIN) refuse('leftover bytes after the authenticator data');
+    if (authData.length > MIN_AUTHENTICATOR_DATA) refuse('leftover bytes after the authenticator data');
     counter = authData.readUInt32BE(33);
   }
   if (rpIdHash(expected.rpId).compare(authData, 0, 32, 0, 32) !== 0) refuse('unexpected RP ID hash');

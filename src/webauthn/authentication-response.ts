@@ -4,8 +4,8 @@ import { invalid, unauthenticated } from '../domain/errors.js';
 // Unpadded or padded base64url, as browsers and libraries send it.
 const BASE64URL = /^[A-Za-z0-9_-]*={0,2}$/;
 const FIELD = 'checks.web_auth_n.credential_assertion_data';
-// rpIdHash (32) + flags (1) + signCount (4): the smallest authenticator data there is.
-const MIN_AUTHENTICATOR_DATA = 37;
+/** rpIdHash (32) + flags (1) + signCount (4): the smallest authenticator data there is. */
+export const MIN_AUTHENTICATOR_DATA = 37;
 
 type JsonObject = Record<string, unknown>;
 
