@@ -1,0 +1,37 @@
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, describe, expect, it } from 'vitest';
+import { BACKEND, TEST_DATABASE_URL } from './helpers/server.js';
+
+const run = promisify(execFile);
+const dir = mkdtempSync(path.join(os.tmpdir(), 'passkeyd-bench-test-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+describe(`npm run bench, in miniature (${BACKEND})`, () => {
+  it('drives registrations and logins through a real server and writes the figures: no errors, CPU and floor measured', async () => {
+    const out = path.join(dir, 'result.json');
+    const backend = TEST_DATABASE_URL ? ['--database-url', TEST_DATABASE_URL] : ['--pglite'];
+    const tiny = ['--users', '8', '--concurrency', '4', '--registration-concurrency', '2', '--warmup', '0', '--duration', '1', '--registration-duration', '1'];
+    const { stdout } = await run(process.execPath, ['--import', 'tsx', 'bench/run.ts', '--no-build', ...backend, ...tiny, '--out', out], {
+      timeout: 150_000,
+      // The server from the sources in this tree, not a build that may be older.
+      env: { ...process.env, PASSKEYD_FROM_SOURCE: '1' },
+    });
+    const report = JSON.parse(readFileSync(out, 'utf8'));
+    expect(report.backend).toBe(BACKEND);
+    for (const phase of [report.login, report.registration]) {
+      expect(phase.ops).toBeGreaterThan(0);
+      expect(phase.errors).toBe(0);
+      expect(phase.perSecond).toBeGreaterThan(0);
+      expect(phase.p99).toBeGreaterThanOrEqual(phase.p50);
+      expect(phase.serviceCpuMicrosPerOp).toBeGreaterThan(0);
+    }
+    expect(report.floor.floorMicros).toBeGreaterThan(0);
+    expect(report.floor.ratio).toBeGreaterThan(0);
+    expect(stdout).toMatch(/\| login \| [\d.]+ \|/);
+    expect(stdout).toMatch(/login CPU = [\d.]+× floor/);
+  }, 180_000);
+});
