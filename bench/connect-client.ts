@@ -7,7 +7,7 @@ import http from 'node:http';
 import { create, fromJsonString, toJsonString, type DescMessage, type DescMethodUnary, type MessageInitShape, type MessageShape } from '@bufbuild/protobuf';
 import type { LeanClient } from './grpc-client.js';
 
-export class ConnectCallError extends Error {
+class ConnectCallError extends Error {
   constructor(
     readonly status: number,
     message: string,

@@ -11,7 +11,9 @@ export function measureFloor(iterations = 4000): { verifyMicros: number; jwtSign
   const signed = Buffer.concat([authData, clientDataHash]);
   const signature = sign('sha256', signed, privateKey);
   const header = Buffer.from(JSON.stringify({ alg: 'ES256', kid: 'k', typ: 'JWT' })).toString('base64url');
-  const payload = Buffer.from(JSON.stringify({ iss: 'http://localhost:8080', sub: '01m80r27jq2s4aps00k2jsfvhr', aud: 'passkeyd', exp: 1, iat: 1, jti: 'x', sid: 'y', org: 'z' })).toString('base64url');
+  const payload = Buffer.from(
+    JSON.stringify({ iss: 'http://localhost:8080', sub: '01m80r27jq2s4aps00k2jsfvhr', aud: 'passkeyd', exp: 1, iat: 1, jti: 'x', sid: 'y', org: 'z' }),
+  ).toString('base64url');
   const cpuMicros = (fn: () => void): number => {
     for (let i = 0; i < 200; i++) fn();
     const before = process.cpuUsage();

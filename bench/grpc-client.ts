@@ -8,7 +8,7 @@
 import http2 from 'node:http2';
 import { create, fromBinary, toBinary, type DescMessage, type DescMethodUnary, type MessageInitShape, type MessageShape } from '@bufbuild/protobuf';
 
-export class GrpcError extends Error {
+class GrpcError extends Error {
   constructor(
     readonly status: number,
     message: string,

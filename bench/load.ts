@@ -46,15 +46,22 @@ function percentile(sorted: number[], p: number): number {
 function stats(latencies: number[], errors: number, seconds: number, firstError?: string): PhaseStats {
   const sorted = latencies.slice().sort((a, b) => a - b);
   const r = (n: number) => Math.round(n * 100) / 100;
-  return { ops: latencies.length, errors, seconds: r(seconds), perSecond: r(latencies.length / seconds), p50: r(percentile(sorted, 50)), p95: r(percentile(sorted, 95)), p99: r(percentile(sorted, 99)), ...(firstError ? { firstError } : {}) };
+  return {
+    ops: latencies.length,
+    errors,
+    seconds: r(seconds),
+    perSecond: r(latencies.length / seconds),
+    p50: r(percentile(sorted, 50)),
+    p95: r(percentile(sorted, 95)),
+    p99: r(percentile(sorted, 99)),
+    ...(firstError ? { firstError } : {}),
+  };
 }
 
 /** One HTTP/2 connection per few lanes, so a multi-process server gets its share of connections. */
 function transports(p: LoadParams, lanes: number): Transport[] {
   const n = Math.max(1, Math.ceil(lanes / 4));
-  return Array.from({ length: n }, () =>
-    p.protocol === 'grpc' ? createGrpcTransport({ baseUrl: p.url } as any) : createConnectTransport({ baseUrl: p.url, httpVersion: '1.1' }),
-  );
+  return Array.from({ length: n }, () => (p.protocol === 'grpc' ? createGrpcTransport({ baseUrl: p.url } as any) : createConnectTransport({ baseUrl: p.url, httpVersion: '1.1' })));
 }
 
 type Sessions = Pick<Client<typeof SessionService>, 'createSession' | 'setSession'>;
@@ -95,7 +102,11 @@ function ask(msg: Record<string, unknown>): Promise<void> {
 }
 
 /** Runs `work` on `lanes` concurrent loops until the deadline; returns latencies in ms. */
-async function drive(lanes: number, seconds: number, work: (lane: number) => Promise<void>): Promise<{ latencies: number[]; errors: number; elapsed: number; firstError?: string }> {
+async function drive(
+  lanes: number,
+  seconds: number,
+  work: (lane: number) => Promise<void>,
+): Promise<{ latencies: number[]; errors: number; elapsed: number; firstError?: string }> {
   const latencies: number[] = [];
   let errors = 0;
   let firstError: string | undefined;
@@ -156,9 +167,11 @@ async function main(p: LoadParams): Promise<void> {
   // Every user needs a passkey to log in: register the rest untimed.
   const have = new Set(registered.map((r) => r.userId));
   const missing = userIds.filter((id) => !have.has(id));
-  await Promise.all(Array.from({ length: 16 }, async (_, lane) => {
-    for (let id = missing.pop(); id; id = missing.pop()) await register(userClients[lane % userClients.length]!, id);
-  }));
+  await Promise.all(
+    Array.from({ length: 16 }, async (_, lane) => {
+      for (let id = missing.pop(); id; id = missing.pop()) await register(userClients[lane % userClients.length]!, id);
+    }),
+  );
 
   // Logins.
   const sessions = clientsFor(p, p.concurrency).map((c) => c.sessions);
@@ -172,7 +185,9 @@ async function main(p: LoadParams): Promise<void> {
     const who = registered[(lane + p.concurrency * (turn % mine)) % registered.length]!;
     const client = sessions[lane % sessions.length]!;
     const created = await client.createSession({ checks: { user: { search: { case: 'userId', value: who.userId } } }, challenges: { webAuthN: {} } });
-    const options = (created.challenges?.webAuthN?.publicKeyCredentialRequestOptions as unknown as { publicKey: PublicKeyCredentialRequestOptionsJSON }).publicKey;
+    const requestOptions = created.challenges?.webAuthN?.publicKeyCredentialRequestOptions;
+    if (!requestOptions) throw new Error('CreateSession returned no WebAuthn challenge');
+    const options = (requestOptions as unknown as { publicKey: PublicKeyCredentialRequestOptionsJSON }).publicKey;
     const assertion = await who.authenticator.authenticate(options, { origin: p.origin });
     const set = await client.setSession({ sessionId: created.sessionId, sessionToken: created.sessionToken, checks: { webAuthN: { credentialAssertionData: assertion as any } } });
     if (!set.accessToken) throw new Error('no access token');

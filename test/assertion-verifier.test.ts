@@ -12,16 +12,9 @@ import { createRequire } from 'node:module';
 import { verifyRegistrationResponse, type AuthenticationResponseJSON } from '@simplewebauthn/server';
 import { isoBase64URL } from '@simplewebauthn/server/helpers';
 import { describe, expect, it } from 'vitest';
-import { DomainError } from '../src/domain/errors.js';
-import {
-  UnsupportedKeyError,
-  cachedKeyObject,
-  clearKeyCache,
-  fastPathSupports,
-  keyCacheStats,
-  verifyAssertionFast,
-  verifyAssertionWith,
-} from '../src/webauthn/assertion-verifier.js';
+import { PasskeydError } from '../src/errors.js';
+import { clearKeyCache, verifyAssertionFast, verifyAssertionWith } from '../src/webauthn/assertion-verifier.js';
+import { UnsupportedKeyError, cachedKeyObject, fastPathSupports, keyCacheStats } from '../src/webauthn/credential-keys.js';
 import { parseAssertion, verifyAssertion, type AssertionExpectation, type ParsedAssertion, type VerifiedAssertion } from '../src/webauthn/authentication-response.js';
 import { createSoftAuthenticator, type SoftAlg } from './helpers/authenticator.js';
 import { prng } from './helpers/prng.js';
@@ -193,7 +186,7 @@ async function settle(run: () => VerifiedAssertion | Promise<VerifiedAssertion>)
     const v = await run();
     return { signCount: v.signCount, userVerified: v.userVerified, backedUp: v.backedUp };
   } catch (err) {
-    if (err instanceof DomainError && err.kind === 'unauthenticated' && err.message.startsWith('assertion refused: ')) return 'refused';
+    if (err instanceof PasskeydError && err.kind === 'unauthenticated' && err.message.startsWith('assertion refused: ')) return 'refused';
     throw err;
   }
 }
@@ -210,7 +203,7 @@ class Differential {
     try {
       parsed = parseAssertion(json);
     } catch (err) {
-      if (!(err instanceof DomainError && err.kind === 'invalid_argument')) throw err;
+      if (!(err instanceof PasskeydError && err.kind === 'invalid_argument')) throw err;
       this.unparsed++;
       parsed = { json: json as AuthenticationResponseJSON, credentialId: Buffer.alloc(0), userHandle: undefined };
     }

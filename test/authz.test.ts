@@ -1,14 +1,14 @@
 import { generateKeyPairSync } from 'node:crypto';
 import { Code } from '@connectrpc/connect';
 import { SignJWT } from 'jose';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { OrganizationService } from '../gen/passkeyd/org/v2/org_service_pb.js';
 import { UserService } from '../gen/passkeyd/user/v2/user_service_pb.js';
 import { bearer, clientFor, PROTOCOLS } from './helpers/clients.js';
 import { codeOf, outcomeOf } from './helpers/codes.js';
-import { BACKEND, startTestServer, type TestServer } from './helpers/server.js';
+import { BACKEND, useTestServer } from './helpers/server.js';
 
-let srv: TestServer;
+const srv = useTestServer();
 let instanceAdmin: string;
 let orgA: string;
 let orgB: string;
@@ -23,8 +23,7 @@ const human = (username: string, orgId?: string) => ({
 });
 
 beforeAll(async () => {
-  srv = await startTestServer();
-  instanceAdmin = await srv.adminToken();
+  instanceAdmin = srv.admin;
   const orgs = clientFor(OrganizationService, 'connect', srv.url);
   orgA = (await orgs.addOrganization({ name: 'A' }, bearer(instanceAdmin))).organizationId;
   orgB = (await orgs.addOrganization({ name: 'B' }, bearer(instanceAdmin))).organizationId;
@@ -32,7 +31,6 @@ beforeAll(async () => {
   userA = (await users.addHumanUser(human('alice', orgA), bearer(instanceAdmin))).userId;
   userB = (await users.addHumanUser(human('bob', orgB), bearer(instanceAdmin))).userId;
 });
-afterAll(() => srv?.close());
 
 describe(`authentication and permissions (${BACKEND})`, () => {
   it.each(PROTOCOLS)('%s: no token → UNAUTHENTICATED; garbage header → UNAUTHENTICATED', async (protocol) => {

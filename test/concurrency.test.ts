@@ -1,25 +1,18 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { UserService } from '../gen/passkeyd/user/v2/user_service_pb.js';
 import { appendEvents } from '../src/store/events.js';
 import { bearer, clientFor } from './helpers/clients.js';
-import { BACKEND, startTestServer, type TestServer } from './helpers/server.js';
+import { BACKEND, useTestServer } from './helpers/server.js';
 
-let srv: TestServer;
-let admin: string;
-
-beforeAll(async () => {
-  srv = await startTestServer();
-  admin = await srv.adminToken();
-});
-afterAll(() => srv?.close());
+const srv = useTestServer();
 
 describe(`concurrent writers to one aggregate (${BACKEND})`, () => {
   it('50 concurrent changes leave sequences 1..N with no gap or duplicate; each response names the event it wrote', async () => {
     const users = clientFor(UserService, 'grpc', srv.url);
-    const { userId } = await users.addHumanUser({ username: 'busy', profile: { givenName: 'B', familyName: 'B' }, email: { email: 'busy@example.com' } }, bearer(admin));
+    const { userId } = await users.addHumanUser({ username: 'busy', profile: { givenName: 'B', familyName: 'B' }, email: { email: 'busy@example.com' } }, bearer(srv.admin));
     const results = await Promise.all(
       Array.from({ length: 50 }, (_, i) =>
-        users.updateHumanUser({ userId, profile: { givenName: `name-${i}`, familyName: 'B' } }, bearer(admin)).then((r) => ({ i, sequence: Number(r.details!.sequence) })),
+        users.updateHumanUser({ userId, profile: { givenName: `name-${i}`, familyName: 'B' } }, bearer(srv.admin)).then((r) => ({ i, sequence: Number(r.details!.sequence) })),
       ),
     );
     const events = await srv.app.store.db
@@ -36,7 +29,7 @@ describe(`concurrent writers to one aggregate (${BACKEND})`, () => {
       expect(ev.event_type).toBe('user.human.changed');
       expect((ev.payload as { given_name?: string }).given_name).toBe(`name-${r.i}`);
     }
-    const final = await users.getUserByID({ userId }, bearer(admin));
+    const final = await users.getUserByID({ userId }, bearer(srv.admin));
     expect(final.details?.sequence).toBe(51n);
     const last = events[events.length - 1]!.payload as { given_name: string };
     expect(final.user?.type.value?.profile?.givenName).toBe(last.given_name);
@@ -46,7 +39,17 @@ describe(`concurrent writers to one aggregate (${BACKEND})`, () => {
     const db = srv.app.store.db;
     const seqs = await Promise.all(
       Array.from({ length: 30 }, (_, i) =>
-        db.transaction().execute((trx) => appendEvents(trx, { type: 'test', id: 'race', owner: 'o' }, [{ type: 'a', payload: { i } }, { type: 'b', payload: { i } }], 'test')),
+        db.transaction().execute((trx) =>
+          appendEvents(
+            trx,
+            { type: 'org', id: 'race', owner: 'o' },
+            [
+              { type: 'a', payload: { i } },
+              { type: 'b', payload: { i } },
+            ],
+            'test',
+          ),
+        ),
       ),
     );
     const all = seqs.map((s) => s.sequence).sort((a, b) => a - b);

@@ -9,10 +9,9 @@ import type { AddressInfo } from 'node:net';
 import { chromium, type Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CORS_ALLOWED_HEADERS, CORS_EXPOSED_HEADERS } from '../src/server/cors.js';
-import { BACKEND, startTestServer, type TestServer } from './helpers/server.js';
+import { BACKEND, useTestServer } from './helpers/server.js';
 
 const CHROMIUM = '/usr/bin/chromium';
-let srv: TestServer;
 let allowedPage: { server: http.Server; origin: string };
 let otherPage: { server: http.Server; origin: string };
 
@@ -29,12 +28,11 @@ async function startPage(): Promise<{ server: http.Server; origin: string }> {
 beforeAll(async () => {
   allowedPage = await startPage();
   otherPage = await startPage();
-  srv = await startTestServer({ config: { origins: `http://localhost:8080,${allowedPage.origin}`, 'availability-rate-limit': '1' } });
 });
 afterAll(async () => {
-  await srv?.close();
   for (const p of [allowedPage, otherPage]) p?.server.close();
 });
+const srv = useTestServer(() => ({ config: { origins: `http://localhost:8080,${allowedPage.origin}`, 'availability-rate-limit': '1' } }));
 
 const PATHS: [string, string][] = [
   ['REST', '/v2/users/someone'],
@@ -42,7 +40,11 @@ const PATHS: [string, string][] = [
   ['public JSON', '/.well-known/jwks.json'],
 ];
 
-const list = (h: string | null) => (h ?? '').split(',').map((s) => s.trim().toLowerCase()).filter(Boolean);
+const list = (h: string | null) =>
+  (h ?? '')
+    .split(',')
+    .map((s) => s.trim().toLowerCase())
+    .filter(Boolean);
 
 describe(`CORS headers (${BACKEND})`, () => {
   it.each(PATHS)('%s: a preflight from an allowed origin is answered 204 with methods, headers and max-age', async (_name, path) => {
@@ -75,7 +77,11 @@ describe(`CORS headers (${BACKEND})`, () => {
     const responses = [
       await fetch(`${srv.url}/v2/users/someone`, { headers: { origin } }),
       await fetch(`${srv.url}/passkeyd.user.v2.UserService/GetUserByID`, { method: 'POST', headers: { origin, 'content-type': 'application/json' }, body: '{"userId":"x"}' }),
-      await fetch(`${srv.url}/grpc.health.v1.Health/Check`, { method: 'POST', headers: { origin, 'content-type': 'application/grpc-web+proto', 'x-grpc-web': '1' }, body: new Uint8Array(5) }),
+      await fetch(`${srv.url}/grpc.health.v1.Health/Check`, {
+        method: 'POST',
+        headers: { origin, 'content-type': 'application/grpc-web+proto', 'x-grpc-web': '1' },
+        body: new Uint8Array(5),
+      }),
       await fetch(`${srv.url}/.well-known/openid-configuration`, { headers: { origin } }),
     ];
     expect(responses.map((r) => r.status)).toEqual([401, 401, 200, 200]);
@@ -106,9 +112,17 @@ describe.skipIf(!existsSync(CHROMIUM))(`CORS in a real browser (${BACKEND})`, ()
   /** Runs fetch calls from a page on `origin` against passkeyd; what the script could read, or the error. */
   async function fromPage(origin: string, admin: string) {
     const page = await browser.newPage();
+    // Why each request failed, as the browser's network log says: a CORS refusal carries a
+    // corsErrorStatus, a server that never answered does not.
+    const cdp = await page.context().newCDPSession(page);
+    const corsFailures: string[] = [];
+    cdp.on('Network.loadingFailed', (e: { corsErrorStatus?: { corsError: string } }) => {
+      if (e.corsErrorStatus) corsFailures.push(e.corsErrorStatus.corsError);
+    });
+    await cdp.send('Network.enable');
     try {
       await page.goto(origin);
-      return await page.evaluate(
+      const outcomes = await page.evaluate(
         async ({ api, admin }) => {
           const attempt = async (f: () => Promise<Response>) => {
             try {
@@ -122,7 +136,11 @@ describe.skipIf(!existsSync(CHROMIUM))(`CORS in a real browser (${BACKEND})`, ()
             rest: await attempt(() => fetch(`${api}/v2/users`, { method: 'POST', headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/json' }, body: '{}' })),
             restError: await attempt(() => fetch(`${api}/v2/users/nobody`, { method: 'DELETE', headers: { authorization: `Bearer ${admin}` } })),
             connect: await attempt(() =>
-              fetch(`${api}/passkeyd.user.v2.UserService/ListUsers`, { method: 'POST', headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/json', 'connect-protocol-version': '1' }, body: '{}' }),
+              fetch(`${api}/passkeyd.user.v2.UserService/ListUsers`, {
+                method: 'POST',
+                headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/json', 'connect-protocol-version': '1' },
+                body: '{}',
+              }),
             ),
             // A rate-limited call: the script can read Retry-After only because it is exposed.
             limited: await (async () => {
@@ -132,13 +150,18 @@ describe.skipIf(!existsSync(CHROMIUM))(`CORS in a real browser (${BACKEND})`, ()
             })(),
             // gRPC-web: Connect sends the status in the trailer frame of the body, which the script can read.
             grpcWeb: await attempt(() =>
-              fetch(`${api}/passkeyd.user.v2.UserService/ListUsers`, { method: 'POST', headers: { 'content-type': 'application/grpc-web+proto', 'x-grpc-web': '1', 'x-user-agent': 'test' }, body: new Uint8Array(5) }),
+              fetch(`${api}/passkeyd.user.v2.UserService/ListUsers`, {
+                method: 'POST',
+                headers: { 'content-type': 'application/grpc-web+proto', 'x-grpc-web': '1', 'x-user-agent': 'test' },
+                body: new Uint8Array(5),
+              }),
             ),
             jwks: await attempt(() => fetch(`${api}/.well-known/jwks.json`)),
           };
         },
         { api: srv.url, admin },
       );
+      return Object.assign(outcomes, { corsFailures });
     } finally {
       await page.close();
     }
@@ -160,7 +183,10 @@ describe.skipIf(!existsSync(CHROMIUM))(`CORS in a real browser (${BACKEND})`, ()
 
   it('another origin is blocked by the browser on every path', async () => {
     const admin = await srv.adminToken();
-    const r = await fromPage(otherPage.origin, admin);
+    const { corsFailures, ...r } = await fromPage(otherPage.origin, admin);
     for (const [name, outcome] of Object.entries(r)) expect(outcome, name).toMatchObject({ error: expect.stringMatching(/Failed to fetch/) });
+    // Each of the 7 requests (the rate-limited call is made twice) was refused by CORS, not lost:
+    // a server that never answered would fail the fetches without a CORS error status.
+    expect(corsFailures, corsFailures.join(', ')).toHaveLength(7);
   });
 });

@@ -15,7 +15,7 @@ import { addVirtualAuthenticator, base64url, CHROMIUM_PATH, credentialsOf, freeP
 import { bearer, clientFor } from './helpers/clients.js';
 import { buildPages } from './helpers/pages.js';
 import { createUser } from './helpers/passkeys.js';
-import { BACKEND, startTestServer, type TestServer } from './helpers/server.js';
+import { BACKEND, useTestServer } from './helpers/server.js';
 
 const ARTIFACTS = 'test-artifacts/pages';
 const LAST_PASSKEY_REFUSAL = 'This is your only passkey. Add another passkey before removing this one.';
@@ -73,7 +73,6 @@ interface Traffic {
 }
 
 describe.skipIf(!HAS_CHROMIUM)(`hosted pages in chromium (${BACKEND})`, () => {
-  let srv: TestServer;
   let base: string;
   let browser: Awaited<ReturnType<typeof launchChromium>>;
   const recorded: Recorded = { signals: [], gets: [], csp: [] };
@@ -83,22 +82,17 @@ describe.skipIf(!HAS_CHROMIUM)(`hosted pages in chromium (${BACKEND})`, () => {
     mkdirSync(ARTIFACTS, { recursive: true });
     const [, launched] = await Promise.all([buildPages(), launchChromium()]);
     browser = launched;
-    // WebAuthn origins name the port, so it is chosen first; another process may grab it in between.
-    for (let attempt = 0; ; attempt++) {
+  });
+  afterAll(() => browser?.close());
+  // WebAuthn origins name the port, so it is chosen first; another process may grab it in between (retried).
+  const srv = useTestServer(
+    async () => {
       const port = await freePort();
       base = `http://localhost:${port}`;
-      try {
-        srv = await startTestServer({ config: { port: String(port), 'rp-id': 'localhost', origins: base, issuer: base } });
-        break;
-      } catch (err) {
-        if (attempt >= 3 || (err as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw err;
-      }
-    }
-  });
-  afterAll(async () => {
-    await browser?.close();
-    await srv?.close();
-  });
+      return { config: { port: String(port), 'rp-id': 'localhost', origins: base, issuer: base } };
+    },
+    { retries: 3 },
+  );
 
   /** A browser context with the recorder and traffic capture; `noAutofill` hides conditional UI from the page. */
   async function openContext(opts: { noAutofill?: boolean } = {}): Promise<{ context: BrowserContext; page: Page; cdp: CDPSession }> {
@@ -141,7 +135,7 @@ describe.skipIf(!HAS_CHROMIUM)(`hosted pages in chromium (${BACKEND})`, () => {
   const passkeyItem = (page: Page, name: string) => page.locator('li.passkey').filter({ has: page.getByRole('heading', { name, exact: true }) });
 
   it('registers from a link, signs in (autofill and button), manages passkeys, and signals the browser', async () => {
-    const admin = await srv.adminToken();
+    const admin = srv.admin;
     const api = clientFor(UserService, 'connect', srv.url);
     const username = `alice-${Date.now().toString(36)}`;
     const userId = await createUser(srv.url, admin, username);
@@ -184,7 +178,10 @@ describe.skipIf(!HAS_CHROMIUM)(`hosted pages in chromium (${BACKEND})`, () => {
     await a.page.getByRole('button', { name: 'Sign out' }).click();
     await a.page.waitForURL(`${base}/`);
     expect(await a.page.evaluate(() => sessionStorage.getItem('passkeyd.session'))).toBeNull();
-    const ended = await api.getUserByID({ userId }, bearer(oldAccessToken)).then(() => 'ok', (e) => ConnectError.from(e).code);
+    const ended = await api.getUserByID({ userId }, bearer(oldAccessToken)).then(
+      () => 'ok',
+      (e) => ConnectError.from(e).code,
+    );
     expect(ended).toBe(Code.Unauthenticated);
     // The passkey as it is now (its signature counter moved with the sign-in), to sync to another browser.
     const [synced] = await credentialsOf(a.cdp, authA);
@@ -236,8 +233,9 @@ describe.skipIf(!HAS_CHROMIUM)(`hosted pages in chromium (${BACKEND})`, () => {
     await renameField.press('Enter');
     await b.page.getByText('Renamed “Laptop passkey” to “Work laptop”.').waitFor();
     await poll(() => passkeyItem(b.page, 'Work laptop').count()).toBe(1);
-    await poll(() => recorded.signals.filter((s) => s.name === 'signalCurrentUserDetails'))
-      .toEqual([{ name: 'signalCurrentUserDetails', opts: { rpId: 'localhost', userId: userHandle, name: username, displayName: `Test ${username}` } }]);
+    await poll(() => recorded.signals.filter((s) => s.name === 'signalCurrentUserDetails')).toEqual([
+      { name: 'signalCurrentUserDetails', opts: { rpId: 'localhost', userId: userHandle, name: username, displayName: `Test ${username}` } },
+    ]);
 
     // 8. Remove the second (after confirming). The page then tells the browser which credentials are
     // still accepted, and Chromium drops the removed one from the authenticator that held it.
@@ -270,9 +268,7 @@ describe.skipIf(!HAS_CHROMIUM)(`hosted pages in chromium (${BACKEND})`, () => {
     const deleted = new Promise<string>((resolve) => b.cdp.once('WebAuthn.credentialDeleted', (e) => resolve(base64url(e.credentialId))));
     await b.page.getByRole('button', { name: 'Sign in with a passkey' }).click();
     await poll(() => textOf(b.page.getByRole('alert'))).toMatch(/not registered here any more/);
-    expect(recorded.signals.filter((s) => s.name === 'signalUnknownCredential')).toEqual([
-      { name: 'signalUnknownCredential', opts: { rpId: 'localhost', credentialId: firstId } },
-    ]);
+    expect(recorded.signals.filter((s) => s.name === 'signalUnknownCredential')).toEqual([{ name: 'signalUnknownCredential', opts: { rpId: 'localhost', credentialId: firstId } }]);
     expect(await deleted).toBe(firstId);
     expect(await credentialsOf(b.cdp, authB2)).toEqual([]);
     await shot(b.page, '6-sign-in-unknown-passkey');
@@ -280,7 +276,17 @@ describe.skipIf(!HAS_CHROMIUM)(`hosted pages in chromium (${BACKEND})`, () => {
 
     // Every API call went as gRPC-web, and succeeded or failed as gRPC-web does (HTTP 200, status in headers).
     const called = new Set(traffic.rpcs.map((r) => r.path.split('/').pop()));
-    for (const rpc of ['RegisterPasskey', 'VerifyPasskeyRegistration', 'CreateSession', 'SetSession', 'GetUserByID', 'ListPasskeys', 'RenamePasskey', 'RemovePasskey', 'DeleteSession']) {
+    for (const rpc of [
+      'RegisterPasskey',
+      'VerifyPasskeyRegistration',
+      'CreateSession',
+      'SetSession',
+      'GetUserByID',
+      'ListPasskeys',
+      'RenamePasskey',
+      'RemovePasskey',
+      'DeleteSession',
+    ]) {
       expect(called, rpc).toContain(rpc);
     }
     for (const r of traffic.rpcs) {

@@ -7,27 +7,20 @@
  */
 import type { JsonObject } from '@bufbuild/protobuf';
 import { Code } from '@connectrpc/connect';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { SessionService } from '../gen/passkeyd/session/v2/session_service_pb.js';
 import { UserService } from '../gen/passkeyd/user/v2/user_service_pb.js';
-import { httpStatusOf } from '../src/api/rest/http-status.js';
+import { httpStatusOf } from '../src/errors.js';
 import { createSoftAuthenticator } from './helpers/authenticator.js';
 import { CLIENTS, jsonClient, type CallResult, type ClientName, type JsonClient } from './helpers/four-clients.js';
 import { requestOptionsOf } from './helpers/login.js';
 import { creationOptionsOf, DEFAULT_ORIGIN } from './helpers/passkeys.js';
-import { BACKEND, startTestServer, type TestServer } from './helpers/server.js';
+import { BACKEND, useTestServer } from './helpers/server.js';
 
 const U = UserService.method;
 const S = SessionService.method;
 
-let srv: TestServer;
-let admin: string;
-
-beforeAll(async () => {
-  srv = await startTestServer();
-  admin = await srv.adminToken();
-});
-afterAll(() => srv?.close());
+const srv = useTestServer();
 
 /** One recorded step: the response's shape, or the error. */
 type Step = { step: string; ok: true; shape: unknown } | { step: string; ok: false; code: string; message: string };
@@ -41,7 +34,12 @@ const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object
 function shape(v: unknown): unknown {
   if (Array.isArray(v)) return v.map(shape);
   // processedSequence is the global event position: other runs' events come in between.
-  if (isObj(v)) return Object.fromEntries(Object.keys(v).sort().map((k) => [k, k === 'processedSequence' ? '<position>' : shape(v[k])]));
+  if (isObj(v))
+    return Object.fromEntries(
+      Object.keys(v)
+        .sort()
+        .map((k) => [k, k === 'processedSequence' ? '<position>' : shape(v[k])]),
+    );
   if (typeof v === 'string') return /^[A-Z][A-Z0-9_]*$/.test(v) || /^\d+$/.test(v) ? v : '<string>';
   return v;
 }
@@ -56,6 +54,9 @@ interface Run {
 async function scenario(c: JsonClient, tag: string): Promise<Run> {
   const steps: Step[] = [];
   const userSequences: bigint[] = [];
+  let userIdOf = (): string => {
+    throw new Error('no user yet');
+  };
   const username = `four-${tag}`;
   const ids: Record<string, string> = { [username]: '<username>' };
   const scrub = (m: string) => Object.entries(ids).reduce((s, [id, name]) => s.split(id).join(name), m);
@@ -70,7 +71,23 @@ async function scenario(c: JsonClient, tag: string): Promise<Run> {
   const ok = async (step: string, method: Parameters<JsonClient['call']>[0], request: JsonObject, token?: string, changesUser = false): Promise<any> => {
     const r = await call(step, method, request, token);
     if (!r.ok) throw new Error(`${c.name}: ${step} failed with ${Code[r.code]}: ${r.message}`);
-    if (changesUser) userSequences.push(BigInt((r.json.details as JsonObject).sequence as string));
+    if (changesUser) {
+      const sequence = BigInt((r.json.details as JsonObject).sequence as string);
+      userSequences.push(sequence);
+      // details.sequence is the aggregate's event count right after the change: read it back.
+      const id = (r.json.userId as string | undefined) ?? userIdOf();
+      const events = await srv.app.store.db
+        .selectFrom('events')
+        .select('sequence')
+        .where('aggregate_type', '=', 'user')
+        .where('aggregate_id', '=', id)
+        .orderBy('sequence')
+        .execute();
+      expect(
+        events.map((e) => BigInt(e.sequence)),
+        `${c.name}: ${step}: the user's events`,
+      ).toEqual(Array.from({ length: Number(sequence) }, (_, i) => BigInt(i + 1)));
+    }
     return r.json;
   };
   const fails = async (step: string, code: Code, method: Parameters<JsonClient['call']>[0], request: JsonObject, token?: string) => {
@@ -80,16 +97,17 @@ async function scenario(c: JsonClient, tag: string): Promise<Run> {
 
   // Create the user (admin), and the same bad inputs on every protocol.
   const human = { username, profile: { givenName: 'Four', familyName: 'Protocols' }, email: { email: `${username}@example.com`, isVerified: true } };
-  const added = await ok('AddHumanUser', U.addHumanUser, human, admin, true);
+  const added = await ok('AddHumanUser', U.addHumanUser, human, srv.admin, true);
   const userId = added.userId as string;
+  userIdOf = () => userId;
   ids[userId] = '<userId>';
-  await fails('AddHumanUser: duplicate username', Code.AlreadyExists, U.addHumanUser, human, admin);
+  await fails('AddHumanUser: duplicate username', Code.AlreadyExists, U.addHumanUser, human, srv.admin);
   await fails('AddHumanUser: no token', Code.Unauthenticated, U.addHumanUser, { ...human, username: `${username}-x` });
-  await fails('AddHumanUser: bad email', Code.InvalidArgument, U.addHumanUser, { ...human, username: `${username}-y`, email: { email: 'not an email' } }, admin);
-  await fails('GetUserByID: unknown', Code.NotFound, U.getUserByID, { userId: 'no-such-user' }, admin);
+  await fails('AddHumanUser: bad email', Code.InvalidArgument, U.addHumanUser, { ...human, username: `${username}-y`, email: { email: 'not an email' } }, srv.admin);
+  await fails('GetUserByID: unknown', Code.NotFound, U.getUserByID, { userId: 'no-such-user' }, srv.admin);
 
   // A registration code, then a token-less registration with it.
-  const link = await ok('CreatePasskeyRegistrationLink', U.createPasskeyRegistrationLink, { userId, returnCode: {} }, admin, true);
+  const link = await ok('CreatePasskeyRegistrationLink', U.createPasskeyRegistrationLink, { userId, returnCode: {} }, srv.admin, true);
   const code = link.code as { id: string; code: string };
   await fails('RegisterPasskey: wrong code', Code.InvalidArgument, U.registerPasskey, { userId, code: { id: code.id, code: 'wrong-code' } });
   const begun = await ok('RegisterPasskey', U.registerPasskey, { userId, code }, undefined, true);
@@ -102,8 +120,8 @@ async function scenario(c: JsonClient, tag: string): Promise<Run> {
   await ok('VerifyPasskeyRegistration', U.verifyPasskeyRegistration, verify, undefined, true);
   // Once verified, the code-begun ceremony no longer vouches for a token-less caller; an admin learns why.
   await fails('VerifyPasskeyRegistration: again, no token', Code.Unauthenticated, U.verifyPasskeyRegistration, verify);
-  await fails('VerifyPasskeyRegistration: again, admin', Code.FailedPrecondition, U.verifyPasskeyRegistration, verify, admin);
-  await ok('GetUserByID', U.getUserByID, { userId }, admin);
+  await fails('VerifyPasskeyRegistration: again, admin', Code.FailedPrecondition, U.verifyPasskeyRegistration, verify, srv.admin);
+  await ok('GetUserByID', U.getUserByID, { userId }, srv.admin);
 
   // Log in with the passkey.
   const created = await ok('CreateSession', S.createSession, {
@@ -134,15 +152,15 @@ async function scenario(c: JsonClient, tag: string): Promise<Run> {
   expect(renamed.result[0].name, c.name).toBe('renamed');
   await fails('RemovePasskey: the last one', Code.FailedPrecondition, U.removePasskey, { userId, passkeyId }, userToken);
   await fails('RemovePasskey: force by the user', Code.PermissionDenied, U.removePasskey, { userId, passkeyId, force: true }, userToken);
-  await ok('RemovePasskey: forced by an admin', U.removePasskey, { userId, passkeyId, force: true }, admin, true);
-  await fails('RemovePasskey: again', Code.NotFound, U.removePasskey, { userId, passkeyId, force: true }, admin);
-  const empty = await ok('ListPasskeys: none left', U.listPasskeys, { userId }, admin);
+  await ok('RemovePasskey: forced by an admin', U.removePasskey, { userId, passkeyId, force: true }, srv.admin, true);
+  await fails('RemovePasskey: again', Code.NotFound, U.removePasskey, { userId, passkeyId, force: true }, srv.admin);
+  const empty = await ok('ListPasskeys: none left', U.listPasskeys, { userId }, srv.admin);
   expect(empty.result ?? [], c.name).toEqual([]);
 
   // Delete the user.
-  await ok('DeleteUser', U.deleteUser, { userId }, admin, true);
-  await fails('GetUserByID: deleted', Code.NotFound, U.getUserByID, { userId }, admin);
-  await fails('DeleteUser: again', Code.NotFound, U.deleteUser, { userId }, admin);
+  await ok('DeleteUser', U.deleteUser, { userId }, srv.admin, true);
+  await fails('GetUserByID: deleted', Code.NotFound, U.getUserByID, { userId }, srv.admin);
+  await fails('DeleteUser: again', Code.NotFound, U.deleteUser, { userId }, srv.admin);
   return { client: c.name, steps, userSequences };
 }
 
@@ -155,7 +173,7 @@ describe(`the same lifecycle over four clients (${BACKEND})`, () => {
       // Tags of one length, so messages that quote a name compare equal after scrubbing.
       const run = await scenario(client, name.padEnd(8, '_'));
       runs.set(name, run);
-      // The user's sequence grows with every change, one event at a time.
+      // The user's sequence grows with every change (each step above read its events back).
       expect(run.userSequences.length).toBeGreaterThan(5);
       for (let i = 1; i < run.userSequences.length; i++) expect(run.userSequences[i]! > run.userSequences[i - 1]!, `${name} ${run.userSequences}`).toBe(true);
       expect(run.userSequences[0]).toBe(1n);
@@ -171,7 +189,10 @@ describe(`the same lifecycle over four clients (${BACKEND})`, () => {
     for (const name of CLIENTS) {
       const run = runs.get(name)!;
       expect(run.userSequences, name).toEqual(reference.userSequences);
-      expect(run.steps.map((s) => s.step), name).toEqual(reference.steps.map((s) => s.step));
+      expect(
+        run.steps.map((s) => s.step),
+        name,
+      ).toEqual(reference.steps.map((s) => s.step));
       for (let i = 0; i < run.steps.length; i++) expect(run.steps[i], `${name}: ${run.steps[i]!.step}`).toEqual(reference.steps[i]);
     }
   });

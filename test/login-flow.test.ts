@@ -1,26 +1,21 @@
 import { Code } from '@connectrpc/connect';
 import { createRemoteJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { SessionService } from '../gen/passkeyd/session/v2/session_service_pb.js';
 import { UserService } from '../gen/passkeyd/user/v2/user_service_pb.js';
 import { rotateSigningKey } from '../src/domain/admin.js';
 import { defaultOrgId } from '../src/domain/bootstrap.js';
-import { createSoftAuthenticator } from './helpers/authenticator.js';
 import { bearer, clientFor, PROTOCOLS } from './helpers/clients.js';
 import { beginLogin, codeOf, finishLogin, login, sign } from './helpers/login.js';
 import { createUser, registerPasskey } from './helpers/passkeys.js';
-import { BACKEND, startTestServer, type TestServer } from './helpers/server.js';
+import { BACKEND, useTestServer } from './helpers/server.js';
 
-let srv: TestServer;
-let admin: string;
 let jwks: ReturnType<typeof createRemoteJWKSet>;
 
+const srv = useTestServer();
 beforeAll(async () => {
-  srv = await startTestServer();
-  admin = await srv.adminToken();
   jwks = createRemoteJWKSet(new URL(`${srv.url}/.well-known/jwks.json`));
 });
-afterAll(() => srv?.close());
 
 async function verifyOffline(token: string) {
   const { payload, protectedHeader } = await jwtVerify(token, jwks, { issuer: srv.config.issuer, audience: srv.config.audience, algorithms: ['ES256'] });
@@ -34,8 +29,8 @@ async function eventsOf(aggregateId: string) {
 describe(`passkey login over every protocol (${BACKEND})`, () => {
   it.each(PROTOCOLS)('%s: register, log in by login name, use the access token', async (protocol) => {
     const username = `Login-${protocol}`;
-    const userId = await createUser(srv.url, admin, username);
-    const { passkeyId, authenticator } = await registerPasskey(srv.url, { userId, token: admin, protocol });
+    const userId = await createUser(srv.url, srv.admin, username);
+    const { passkeyId, authenticator } = await registerPasskey(srv.url, { userId, token: srv.admin, protocol });
 
     // The login name is matched case-insensitively.
     const begun = await beginLogin(srv.url, { loginName: username.toUpperCase(), protocol });
@@ -62,7 +57,7 @@ describe(`passkey login over every protocol (${BACKEND})`, () => {
     const users = clientFor(UserService, protocol, srv.url);
     const me = await users.getUserByID({ userId }, bearer(done.accessToken));
     expect(me.user?.username).toBe(username);
-    const other = await createUser(srv.url, admin);
+    const other = await createUser(srv.url, srv.admin);
     expect(await codeOf(users.getUserByID({ userId: other }, bearer(done.accessToken)))).toBe(Code.PermissionDenied);
 
     // The passkey records its use on the user aggregate.
@@ -84,8 +79,8 @@ describe(`passkey login over every protocol (${BACKEND})`, () => {
   });
 
   it.each(PROTOCOLS)('%s: usernameless login (discoverable credential) resolves the user from the assertion', async (protocol) => {
-    const userId = await createUser(srv.url, admin);
-    const { authenticator } = await registerPasskey(srv.url, { userId, token: admin, protocol });
+    const userId = await createUser(srv.url, srv.admin);
+    const { authenticator } = await registerPasskey(srv.url, { userId, token: srv.admin, protocol });
     const { begun, done } = await login(srv.url, authenticator, { protocol });
     expect(begun.options.allowCredentials).toEqual([]);
     const { payload } = await verifyOffline(done.accessToken);
@@ -99,11 +94,15 @@ describe(`passkey login over every protocol (${BACKEND})`, () => {
 
   it('REST: the same login over the HTTP/JSON paths (POST /v2/sessions, PATCH /v2/sessions/{id})', async () => {
     const username = `rest-${Date.now()}`;
-    const userId = await createUser(srv.url, admin, username);
-    const { authenticator } = await registerPasskey(srv.url, { userId, token: admin });
+    const userId = await createUser(srv.url, srv.admin, username);
+    const { authenticator } = await registerPasskey(srv.url, { userId, token: srv.admin });
     const json = { 'content-type': 'application/json' };
     const created: any = await (
-      await fetch(`${srv.url}/v2/sessions`, { method: 'POST', headers: json, body: JSON.stringify({ checks: { user: { loginName: username } }, challenges: { webAuthN: { domain: 'localhost' } } }) })
+      await fetch(`${srv.url}/v2/sessions`, {
+        method: 'POST',
+        headers: json,
+        body: JSON.stringify({ checks: { user: { loginName: username } }, challenges: { webAuthN: { domain: 'localhost' } } }),
+      })
     ).json();
     const assertion = await authenticator.authenticate(created.challenges.webAuthN.publicKeyCredentialRequestOptions.publicKey, { origin: 'http://localhost:8080' });
     const res = await fetch(`${srv.url}/v2/sessions/${created.sessionId}`, {
@@ -114,7 +113,11 @@ describe(`passkey login over every protocol (${BACKEND})`, () => {
     expect(res.status).toBe(200);
     const done: any = await res.json();
     expect((await verifyOffline(done.accessToken)).payload.sub).toBe(userId);
-    const replay = await fetch(`${srv.url}/v2/sessions/${created.sessionId}`, { method: 'PATCH', headers: json, body: JSON.stringify({ checks: { webAuthN: { credentialAssertionData: assertion } } }) });
+    const replay = await fetch(`${srv.url}/v2/sessions/${created.sessionId}`, {
+      method: 'PATCH',
+      headers: json,
+      body: JSON.stringify({ checks: { webAuthN: { credentialAssertionData: assertion } } }),
+    });
     expect(replay.status).toBe(401);
     const got: any = await (await fetch(`${srv.url}/v2/sessions/${created.sessionId}`, { headers: { authorization: `Bearer ${done.accessToken}` } })).json();
     expect(got.session.factors.user.loginName).toBe(username);
@@ -124,8 +127,8 @@ describe(`passkey login over every protocol (${BACKEND})`, () => {
   });
 
   it('a login by user id works like one by login name', async () => {
-    const userId = await createUser(srv.url, admin);
-    const { authenticator } = await registerPasskey(srv.url, { userId, token: admin });
+    const userId = await createUser(srv.url, srv.admin);
+    const { authenticator } = await registerPasskey(srv.url, { userId, token: srv.admin });
     const { done } = await login(srv.url, authenticator, { userId, protocol: 'grpc' });
     expect((await verifyOffline(done.accessToken)).payload.sub).toBe(userId);
   });
@@ -133,8 +136,8 @@ describe(`passkey login over every protocol (${BACKEND})`, () => {
 
 describe(`sessions: read, list, log out (${BACKEND})`, () => {
   it('logout ends the session: its access tokens are refused here at once, while still verifying offline', async () => {
-    const userId = await createUser(srv.url, admin);
-    const { authenticator } = await registerPasskey(srv.url, { userId, token: admin });
+    const userId = await createUser(srv.url, srv.admin);
+    const { authenticator } = await registerPasskey(srv.url, { userId, token: srv.admin });
     const first = await login(srv.url, authenticator, { userId });
     const second = await login(srv.url, authenticator, { userId });
     const users = clientFor(UserService, 'grpc', srv.url);
@@ -156,22 +159,26 @@ describe(`sessions: read, list, log out (${BACKEND})`, () => {
   });
 
   it('an expired session refuses its tokens and is gone from reads', async () => {
-    const userId = await createUser(srv.url, admin);
-    const { authenticator } = await registerPasskey(srv.url, { userId, token: admin });
+    const userId = await createUser(srv.url, srv.admin);
+    const { authenticator } = await registerPasskey(srv.url, { userId, token: srv.admin });
     const { begun, done } = await login(srv.url, authenticator, { userId });
     const users = clientFor(UserService, 'connect', srv.url);
     expect(await codeOf(users.getUserByID({ userId }, bearer(done.accessToken)))).toBe('ok');
-    await srv.app.store.db.updateTable('sessions').set({ expires_at: new Date(Date.now() - 1000) }).where('id', '=', begun.sessionId).execute();
+    await srv.app.store.db
+      .updateTable('sessions')
+      .set({ expires_at: new Date(Date.now() - 1000) })
+      .where('id', '=', begun.sessionId)
+      .execute();
     expect(await codeOf(users.getUserByID({ userId }, bearer(done.accessToken)))).toBe(Code.Unauthenticated);
     const sessions = clientFor(SessionService, 'connect', srv.url);
     expect(await codeOf(sessions.getSession({ sessionId: begun.sessionId, sessionToken: done.sessionToken }))).toBe(Code.NotFound);
   });
 
   it('GetSession, DeleteSession and ListSessions: own sessions, org admins their organization, instance admins all', async () => {
-    const alice = await createUser(srv.url, admin);
-    const bob = await createUser(srv.url, admin);
-    const a = (await registerPasskey(srv.url, { userId: alice, token: admin })).authenticator;
-    const b = (await registerPasskey(srv.url, { userId: bob, token: admin })).authenticator;
+    const alice = await createUser(srv.url, srv.admin);
+    const bob = await createUser(srv.url, srv.admin);
+    const a = (await registerPasskey(srv.url, { userId: alice, token: srv.admin })).authenticator;
+    const b = (await registerPasskey(srv.url, { userId: bob, token: srv.admin })).authenticator;
     const a1 = await login(srv.url, a, { userId: alice });
     const a2 = await login(srv.url, a);
     const b1 = await login(srv.url, b, { userId: bob });
@@ -201,25 +208,31 @@ describe(`sessions: read, list, log out (${BACKEND})`, () => {
     expect(theirs.sessions.map((s) => s.id)).toEqual([b1.begun.sessionId]);
     expect(theirs.sessions[0]?.factors?.user?.id).toBe(bob);
     const { OrganizationService } = await import('../gen/passkeyd/org/v2/org_service_pb.js');
-    const { organizationId } = await clientFor(OrganizationService, 'connect', srv.url).addOrganization({ name: `elsewhere-${Date.now()}` }, bearer(admin));
+    const { organizationId } = await clientFor(OrganizationService, 'connect', srv.url).addOrganization({ name: `elsewhere-${Date.now()}` }, bearer(srv.admin));
     const otherAdmin = bearer(await srv.adminToken('org_admin', organizationId));
     expect(await codeOf(sessions.getSession({ sessionId: b1.begun.sessionId }, otherAdmin))).toBe(Code.PermissionDenied);
     expect((await sessions.listSessions({}, otherAdmin)).sessions).toEqual([]);
-    expect((await sessions.getSession({ sessionId: b1.begun.sessionId }, bearer(admin))).session?.id).toBe(b1.begun.sessionId);
-    const all = await sessions.listSessions({ queries: [{ query: { case: 'idsQuery', value: { ids: [a1.begun.sessionId, b1.begun.sessionId] } } }] }, bearer(admin));
+    expect((await sessions.getSession({ sessionId: b1.begun.sessionId }, bearer(srv.admin))).session?.id).toBe(b1.begun.sessionId);
+    const all = await sessions.listSessions({ queries: [{ query: { case: 'idsQuery', value: { ids: [a1.begun.sessionId, b1.begun.sessionId] } } }] }, bearer(srv.admin));
     expect(all.details?.totalResult).toBe(2n);
 
     await sessions.deleteSession({ sessionId: b1.begun.sessionId }, orgAdmin);
-    expect(await codeOf(sessions.getSession({ sessionId: b1.begun.sessionId }, bearer(admin)))).toBe(Code.NotFound);
+    expect(await codeOf(sessions.getSession({ sessionId: b1.begun.sessionId }, bearer(srv.admin)))).toBe(Code.NotFound);
   });
 
   it('a session opened without a challenge gets one with SetSession and its session token', async () => {
-    const userId = await createUser(srv.url, admin, `later-${Date.now()}`);
-    const { authenticator } = await registerPasskey(srv.url, { userId, token: admin });
+    const userId = await createUser(srv.url, srv.admin, `later-${Date.now()}`);
+    const { authenticator } = await registerPasskey(srv.url, { userId, token: srv.admin });
     const sessions = clientFor(SessionService, 'connect', srv.url);
     const created = await sessions.createSession({ checks: { user: { search: { case: 'userId', value: userId } } } });
     expect(created.challenges).toBeUndefined();
-    expect(await codeOf(finishLogin(srv.url, created.sessionId, await authenticator.authenticate({ challenge: 'AAAA', rpId: 'localhost' }, { origin: 'http://localhost:8080' }), { sessionToken: created.sessionToken }))).toBe(Code.FailedPrecondition);
+    expect(
+      await codeOf(
+        finishLogin(srv.url, created.sessionId, await authenticator.authenticate({ challenge: 'AAAA', rpId: 'localhost' }, { origin: 'http://localhost:8080' }), {
+          sessionToken: created.sessionToken,
+        }),
+      ),
+    ).toBe(Code.FailedPrecondition);
     expect(await codeOf(sessions.setSession({ sessionId: created.sessionId, challenges: { webAuthN: {} } }))).toBe(Code.Unauthenticated);
     const challenged = await sessions.setSession({ sessionId: created.sessionId, sessionToken: created.sessionToken, challenges: { webAuthN: {} } });
     const options = challenged.challenges!.webAuthN!.publicKeyCredentialRequestOptions!.publicKey as any;
@@ -227,14 +240,19 @@ describe(`sessions: read, list, log out (${BACKEND})`, () => {
     const assertion = await authenticator.authenticate(options, { origin: 'http://localhost:8080' });
     const done = await finishLogin(srv.url, created.sessionId, assertion, { sessionToken: created.sessionToken });
     expect((await verifyOffline(done.accessToken)).payload.sub).toBe(userId);
-    expect((await eventsOf(created.sessionId)).map((e) => e.event_type)).toEqual(['session.added', 'session.webauthn.failed', 'session.webauthn.challenged', 'session.webauthn.checked']);
+    expect((await eventsOf(created.sessionId)).map((e) => e.event_type)).toEqual([
+      'session.added',
+      'session.webauthn.failed',
+      'session.webauthn.challenged',
+      'session.webauthn.checked',
+    ]);
   });
 });
 
 describe(`signing key rotation (${BACKEND})`, () => {
   it('old-key tokens keep working until they expire, new tokens use the new key, JWKS lists both', async () => {
-    const userId = await createUser(srv.url, admin);
-    const { authenticator } = await registerPasskey(srv.url, { userId, token: admin });
+    const userId = await createUser(srv.url, srv.admin);
+    const { authenticator } = await registerPasskey(srv.url, { userId, token: srv.admin });
     const before = await login(srv.url, authenticator, { userId });
     const oldKid = decodeProtectedHeader(before.done.accessToken).kid;
     // A short-lived token from the old key, to watch it expire.

@@ -1,25 +1,18 @@
 import { Code } from '@connectrpc/connect';
 import { decodeJwt } from 'jose';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { SessionService } from '../gen/passkeyd/session/v2/session_service_pb.js';
 import { clientFor } from './helpers/clients.js';
 import { codeOf, finishLogin, login, requestOptionsOf, sign } from './helpers/login.js';
 import { createUser, registerPasskey } from './helpers/passkeys.js';
-import { BACKEND, startTestServer, type TestServer } from './helpers/server.js';
+import { BACKEND, useTestServer } from './helpers/server.js';
 
-let srv: TestServer;
-let admin: string;
-
-beforeAll(async () => {
-  srv = await startTestServer({ config: { 'sign-count-policy': 'log', 'session-ttl': '1h', 'token-ttl': '10m', 'user-verification': 'preferred' } });
-  admin = await srv.adminToken();
-});
-afterAll(() => srv?.close());
+const srv = useTestServer({ config: { 'sign-count-policy': 'log', 'session-ttl': '1h', 'token-ttl': '10m', 'user-verification': 'preferred' } });
 
 describe(`configured login policies (${BACKEND})`, () => {
   it("sign counter policy 'log': a counter that went backwards is recorded, the login allowed, the stored counter kept", async () => {
-    const userId = await createUser(srv.url, admin);
-    const { passkeyId, authenticator } = await registerPasskey(srv.url, { userId, token: admin });
+    const userId = await createUser(srv.url, srv.admin);
+    const { passkeyId, authenticator } = await registerPasskey(srv.url, { userId, token: srv.admin });
     await login(srv.url, authenticator, { userId, overrides: { counter: 5 } });
     expect(await codeOf(login(srv.url, authenticator, { userId, overrides: { counter: 2 } }))).toBe('ok');
     const events = await srv.app.store.db.selectFrom('events').select(['event_type', 'payload']).where('aggregate_id', '=', userId).orderBy('sequence').execute();
@@ -30,8 +23,8 @@ describe(`configured login policies (${BACKEND})`, () => {
   });
 
   it('the configured user verification default applies; sessions last the configured time, or the shorter lifetime asked for', async () => {
-    const userId = await createUser(srv.url, admin);
-    const { authenticator } = await registerPasskey(srv.url, { userId, token: admin });
+    const userId = await createUser(srv.url, srv.admin);
+    const { authenticator } = await registerPasskey(srv.url, { userId, token: srv.admin });
     const { begun, done } = await login(srv.url, authenticator, { userId, overrides: { userVerified: false } });
     expect(begun.options.userVerification).toBe('preferred');
     const sessions = clientFor(SessionService, 'connect', srv.url);
@@ -43,9 +36,15 @@ describe(`configured login policies (${BACKEND})`, () => {
     expect(claims.exp! - claims.iat!).toBe(600);
 
     // A 30 s session: its access token does not outlive it.
-    const short = await sessions.createSession({ checks: { user: { search: { case: 'userId', value: userId } } }, challenges: { webAuthN: {} }, lifetime: { seconds: 30n, nanos: 0 } });
+    const short = await sessions.createSession({
+      checks: { user: { search: { case: 'userId', value: userId } } },
+      challenges: { webAuthN: {} },
+      lifetime: { seconds: 30n, nanos: 0 },
+    });
     const options = requestOptionsOf(short.challenges?.webAuthN?.publicKeyCredentialRequestOptions);
-    const shortDone = await finishLogin(srv.url, short.sessionId, await sign(authenticator, { sessionId: short.sessionId, sessionToken: short.sessionToken, options }), { sessionToken: short.sessionToken });
+    const shortDone = await finishLogin(srv.url, short.sessionId, await sign(authenticator, { sessionId: short.sessionId, sessionToken: short.sessionToken, options }), {
+      sessionToken: short.sessionToken,
+    });
     const shortClaims = decodeJwt(shortDone.accessToken);
     expect(shortClaims.exp! - shortClaims.iat!).toBeLessThanOrEqual(30);
     expect(shortClaims.exp! - shortClaims.iat!).toBeGreaterThanOrEqual(28);

@@ -1,5 +1,5 @@
 import { Code } from '@connectrpc/connect';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { UserVerificationRequirement } from '../gen/passkeyd/session/v2/session_pb.js';
 import { createSoftAuthenticator, type SoftAuthenticator } from './helpers/authenticator.js';
 import { beginLogin, codeOf, errorOf, finishLogin, flipByte, login, sign } from './helpers/login.js';
@@ -7,28 +7,27 @@ import { createUser, registerPasskey } from './helpers/passkeys.js';
 
 /** What SetSession tells the caller for every credential it refuses before the signature is known good. */
 const NOT_ACCEPTED = 'this credential cannot sign in to this session';
-import { BACKEND, startTestServer, type TestServer } from './helpers/server.js';
-
-let srv: TestServer;
-let admin: string;
+import { BACKEND, useTestServer } from './helpers/server.js';
 
 const SECOND_RP = 'login.example.com';
 const SECOND_ORIGIN = 'https://login.example.com';
 
-beforeAll(async () => {
-  srv = await startTestServer({ config: { 'rp-id': `localhost,${SECOND_RP}`, origins: `http://localhost:8080,${SECOND_ORIGIN}` } });
-  admin = await srv.adminToken();
-});
-afterAll(() => srv?.close());
+const srv = useTestServer({ config: { 'rp-id': `localhost,${SECOND_RP}`, origins: `http://localhost:8080,${SECOND_ORIGIN}` } });
 
 async function userWithPasskey(authenticator?: SoftAuthenticator) {
-  const userId = await createUser(srv.url, admin);
-  const registered = await registerPasskey(srv.url, { userId, token: admin, ...(authenticator ? { authenticator } : {}) });
+  const userId = await createUser(srv.url, srv.admin);
+  const registered = await registerPasskey(srv.url, { userId, token: srv.admin, ...(authenticator ? { authenticator } : {}) });
   return { userId, ...registered };
 }
 
 async function failures(sessionId: string) {
-  const rows = await srv.app.store.db.selectFrom('events').select(['payload']).where('aggregate_id', '=', sessionId).where('event_type', '=', 'session.webauthn.failed').orderBy('sequence').execute();
+  const rows = await srv.app.store.db
+    .selectFrom('events')
+    .select(['payload'])
+    .where('aggregate_id', '=', sessionId)
+    .where('event_type', '=', 'session.webauthn.failed')
+    .orderBy('sequence')
+    .execute();
   return rows.map((r) => r.payload as { reason: string; code: string });
 }
 
@@ -46,7 +45,10 @@ describe(`login refusals, each with its code (${BACKEND})`, () => {
     // The same assertion sent twice at once: one login, one refusal.
     const raced = await beginLogin(srv.url, { userId });
     const signed = await sign(authenticator, raced);
-    const results = await Promise.all([codeOf(finishLogin(srv.url, raced.sessionId, signed, { protocol: 'grpc' })), codeOf(finishLogin(srv.url, raced.sessionId, signed, { protocol: 'connect' }))]);
+    const results = await Promise.all([
+      codeOf(finishLogin(srv.url, raced.sessionId, signed, { protocol: 'grpc' })),
+      codeOf(finishLogin(srv.url, raced.sessionId, signed, { protocol: 'connect' })),
+    ]);
     expect(results.sort()).toEqual([Code.Unauthenticated, 'ok'].sort());
   });
 
@@ -67,7 +69,11 @@ describe(`login refusals, each with its code (${BACKEND})`, () => {
     const { userId, authenticator } = await userWithPasskey();
     const begun = await beginLogin(srv.url, { userId });
     const assertion = await sign(authenticator, begun);
-    await srv.app.store.db.updateTable('challenges').set({ expires_at: new Date(Date.now() - 1000) }).where('session_id', '=', begun.sessionId).execute();
+    await srv.app.store.db
+      .updateTable('challenges')
+      .set({ expires_at: new Date(Date.now() - 1000) })
+      .where('session_id', '=', begun.sessionId)
+      .execute();
     expect(await codeOf(finishLogin(srv.url, begun.sessionId, assertion))).toBe(Code.FailedPrecondition);
     expect((await failures(begun.sessionId))[0]).toMatchObject({ code: 'failed_precondition', reason: expect.stringMatching(/expired/) });
   });
@@ -99,7 +105,7 @@ describe(`login refusals, each with its code (${BACKEND})`, () => {
 
     // A passkey registered for the second RP ID logs in there, from its origin.
     const second = createSoftAuthenticator();
-    await registerPasskey(srv.url, { userId, token: admin, authenticator: second, domain: SECOND_RP, origin: SECOND_ORIGIN });
+    await registerPasskey(srv.url, { userId, token: srv.admin, authenticator: second, domain: SECOND_RP, origin: SECOND_ORIGIN });
     const there = await beginLogin(srv.url, { userId, domain: SECOND_RP });
     expect(there.options.rpId).toBe(SECOND_RP);
     expect(there.options.allowCredentials?.map((c) => c.id)).toEqual([second.credentials[0]!.id]);
@@ -156,7 +162,13 @@ describe(`login refusals, each with its code (${BACKEND})`, () => {
       expect(err.code).toBe(Code.Unauthenticated);
       expect(err.rawMessage).toMatch(/sign counter/);
     }
-    const rejected = await srv.app.store.db.selectFrom('events').select('payload').where('aggregate_id', '=', userId).where('event_type', '=', 'user.passkey.signcount.rejected').orderBy('sequence').execute();
+    const rejected = await srv.app.store.db
+      .selectFrom('events')
+      .select('payload')
+      .where('aggregate_id', '=', userId)
+      .where('event_type', '=', 'user.passkey.signcount.rejected')
+      .orderBy('sequence')
+      .execute();
     expect(rejected.map((r) => r.payload)).toEqual([
       expect.objectContaining({ passkey_id: passkeyId, stored: 1, received: 1, policy: 'reject' }),
       expect.objectContaining({ passkey_id: passkeyId, stored: 1, received: 0, policy: 'reject' }),

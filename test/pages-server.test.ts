@@ -9,10 +9,10 @@ import http2 from 'node:http2';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { brotliDecompressSync, gunzipSync } from 'node:zlib';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { createPages, defaultPagesDir, PAGES_CSP } from '../src/server/pages.js';
 import { buildPages } from './helpers/pages.js';
-import { BACKEND, startTestServer, type TestServer } from './helpers/server.js';
+import { BACKEND, useTestServer } from './helpers/server.js';
 
 interface RawResponse {
   status: number;
@@ -41,13 +41,8 @@ function assetsOf(html: string): string[] {
   return [...html.matchAll(/(?:src|href)="(\/assets\/[^"]+)"/g)].map((m) => m[1]!);
 }
 
-let srv: TestServer;
-
-beforeAll(async () => {
-  await buildPages();
-  srv = await startTestServer();
-});
-afterAll(() => srv?.close());
+beforeAll(() => buildPages());
+const srv = useTestServer();
 
 describe(`hosted pages over HTTP (${BACKEND})`, () => {
   it.each([

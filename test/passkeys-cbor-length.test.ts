@@ -50,7 +50,13 @@ describe('cborItemLength (RFC 8949 examples)', () => {
   it('agrees with the encoder SimpleWebAuthn uses', () => {
     const value = new Map<string, Parameters<typeof isoCBOR.encode>[0]>([
       ['fmt', 'packed'],
-      ['attStmt', new Map<string, Parameters<typeof isoCBOR.encode>[0]>([['alg', -7], ['sig', new Uint8Array(71)]])],
+      [
+        'attStmt',
+        new Map<string, Parameters<typeof isoCBOR.encode>[0]>([
+          ['alg', -7],
+          ['sig', new Uint8Array(71)],
+        ]),
+      ],
       ['authData', new Uint8Array(164)],
     ]);
     const encoded = isoCBOR.encode(value);

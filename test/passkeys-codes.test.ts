@@ -8,7 +8,7 @@ import { UserService } from '../gen/passkeyd/user/v2/user_service_pb.js';
 import { createSoftAuthenticator } from './helpers/authenticator.js';
 import { bearer, clientFor, PROTOCOLS } from './helpers/clients.js';
 import { createUser, creationOptionsOf, DEFAULT_ORIGIN, registerPasskey } from './helpers/passkeys.js';
-import { BACKEND, startTestServer, type TestServer } from './helpers/server.js';
+import { BACKEND, useTestServer } from './helpers/server.js';
 import { codeOf, outcomeOf } from './helpers/codes.js';
 
 interface Delivery {
@@ -16,10 +16,9 @@ interface Delivery {
   contentType: string | undefined;
 }
 
-let srv: TestServer;
-let admin: string;
 let webhook: Server;
 let webhookStatus = 200;
+let hookUrl: string;
 const deliveries: Delivery[] = [];
 
 function readBody(req: IncomingMessage): Promise<string> {
@@ -41,15 +40,10 @@ beforeAll(async () => {
     res.end();
   });
   await new Promise<void>((r) => webhook.listen(0, '127.0.0.1', r));
-  const hookUrl = `http://127.0.0.1:${(webhook.address() as AddressInfo).port}/hook`;
-  srv = await startTestServer({ config: { 'link-webhook-url': hookUrl, issuer: 'https://id.example.com' } });
-  admin = await srv.adminToken();
+  hookUrl = `http://127.0.0.1:${(webhook.address() as AddressInfo).port}/hook`;
 });
-afterAll(async () => {
-  await srv?.close();
-  await new Promise((r) => webhook?.close(r));
-});
-
+afterAll(() => new Promise<void>((r) => webhook?.close(() => r())));
+const srv = useTestServer(() => ({ config: { 'link-webhook-url': hookUrl, issuer: 'https://id.example.com' } }));
 
 async function events(userId: string): Promise<{ type: string; payload: Record<string, unknown>; creator: string }[]> {
   const rows = await srv.app.store.db.selectFrom('events').select(['event_type', 'payload', 'creator']).where('aggregate_id', '=', userId).orderBy('sequence').execute();
@@ -62,15 +56,15 @@ async function passkeyRows(userId: string) {
 
 async function newCode(userId: string): Promise<{ id: string; code: string }> {
   const users = clientFor(UserService, 'connect', srv.url);
-  const r = await users.createPasskeyRegistrationLink({ userId, medium: { case: 'returnCode', value: {} } }, bearer(admin));
+  const r = await users.createPasskeyRegistrationLink({ userId, medium: { case: 'returnCode', value: {} } }, bearer(srv.admin));
   return { id: r.code!.id, code: r.code!.code };
 }
 
 describe(`registration codes and links (${BACKEND})`, () => {
   it('return_code: a high-entropy code, stored only as its hash, with an event that does not contain it', async () => {
-    const userId = await createUser(srv.url, admin);
+    const userId = await createUser(srv.url, srv.admin);
     const users = clientFor(UserService, 'grpc', srv.url);
-    const r = await users.createPasskeyRegistrationLink({ userId, medium: { case: 'returnCode', value: {} } }, bearer(admin));
+    const r = await users.createPasskeyRegistrationLink({ userId, medium: { case: 'returnCode', value: {} } }, bearer(srv.admin));
     expect(r.code?.code).toMatch(/^[A-Za-z0-9_-]{43}$/);
     expect(r.details?.sequence).toBe(2n);
     const row = await srv.app.store.db.selectFrom('registration_codes').selectAll().where('id', '=', r.code!.id).executeTakeFirstOrThrow();
@@ -85,11 +79,11 @@ describe(`registration codes and links (${BACKEND})`, () => {
     const { org_id: orgId } = await srv.app.store.db.selectFrom('users').select('org_id').where('id', '=', userId).executeTakeFirstOrThrow();
     const self = (await srv.app.tokens.issue({ subject: userId, orgId, ttlSeconds: 60 })).token;
     expect(await codeOf(users.createPasskeyRegistrationLink({ userId, medium: { case: 'returnCode', value: {} } }, bearer(self)))).toBe(Code.PermissionDenied);
-    expect(await codeOf(users.createPasskeyRegistrationLink({ userId: 'no-such-user', medium: { case: 'returnCode', value: {} } }, bearer(admin)))).toBe(Code.NotFound);
+    expect(await codeOf(users.createPasskeyRegistrationLink({ userId: 'no-such-user', medium: { case: 'returnCode', value: {} } }, bearer(srv.admin)))).toBe(Code.NotFound);
   });
 
   it.each(PROTOCOLS)('%s: admin creates a code → anonymous register + verify with it → the code is used up', async (protocol) => {
-    const userId = await createUser(srv.url, admin);
+    const userId = await createUser(srv.url, srv.admin);
     const code = await newCode(userId);
     const r = await registerPasskey(srv.url, { userId, code, protocol });
     const rows = await passkeyRows(userId);
@@ -113,7 +107,7 @@ describe(`registration codes and links (${BACKEND})`, () => {
   });
 
   it('two registrations begun with one code: the first to finish uses it; a token holder completes the other without it, a token-less caller cannot', async () => {
-    const userId = await createUser(srv.url, admin);
+    const userId = await createUser(srv.url, srv.admin);
     const code = await newCode(userId);
     const users = clientFor(UserService, 'grpc', srv.url);
     const begin = async () => {
@@ -126,7 +120,7 @@ describe(`registration codes and links (${BACKEND})`, () => {
     // Token-less: the code is used up now, so this registration has no standing.
     expect(await codeOf(users.verifyPasskeyRegistration({ userId, ...second, passkeyName: 'second' }))).toBe(Code.InvalidArgument);
     // With a token it completes; its event says no code was used for it.
-    expect(await codeOf(users.verifyPasskeyRegistration({ userId, ...second, passkeyName: 'second' }, bearer(admin)))).toBe('ok');
+    expect(await codeOf(users.verifyPasskeyRegistration({ userId, ...second, passkeyName: 'second' }, bearer(srv.admin)))).toBe('ok');
     const verified = (await events(userId)).filter((e) => e.type === 'user.passkey.verified');
     expect(verified.map((e) => [e.payload.passkey_id, e.payload.registration_code_id])).toEqual([
       [first.passkeyId, code.id],
@@ -136,7 +130,7 @@ describe(`registration codes and links (${BACKEND})`, () => {
   });
 
   it('a failed verification does not burn the code: the same registration and new ones still work', async () => {
-    const userId = await createUser(srv.url, admin);
+    const userId = await createUser(srv.url, srv.admin);
     const code = await newCode(userId);
     const users = clientFor(UserService, 'connect', srv.url);
     const begun = await users.registerPasskey({ userId, code });
@@ -159,14 +153,16 @@ describe(`registration codes and links (${BACKEND})`, () => {
     const row = await srv.app.store.db.selectFrom('challenges').select('challenge').where('passkey_id', '=', pending!.id).executeTakeFirstOrThrow();
     const late = await createSoftAuthenticator().register({ ...options, challenge: row.challenge }, { origin: DEFAULT_ORIGIN });
     // The code it was begun with is used now: a code failure (INVALID_ARGUMENT), recorded.
-    expect(await codeOf(users.verifyPasskeyRegistration({ userId, passkeyId: pending!.id, publicKeyCredential: late as unknown as JsonObject, passkeyName: 'x' }))).toBe(Code.InvalidArgument);
+    expect(await codeOf(users.verifyPasskeyRegistration({ userId, passkeyId: pending!.id, publicKeyCredential: late as unknown as JsonObject, passkeyName: 'x' }))).toBe(
+      Code.InvalidArgument,
+    );
     const failed = await srv.app.store.db.selectFrom('events').select('payload').where('aggregate_id', '=', userId).where('event_type', '=', 'user.passkey.code.failed').execute();
     expect(failed.map((e) => e.payload)).toContainEqual({ code_id: code.id, reason: 'used' });
   });
 
-  it('refused codes: wrong code, another user\'s code, an expired code → INVALID_ARGUMENT, recorded, nothing stored', async () => {
-    const userId = await createUser(srv.url, admin);
-    const otherId = await createUser(srv.url, admin);
+  it("refused codes: wrong code, another user's code, an expired code → INVALID_ARGUMENT, recorded, nothing stored", async () => {
+    const userId = await createUser(srv.url, srv.admin);
+    const otherId = await createUser(srv.url, srv.admin);
     const users = clientFor(UserService, 'grpc-web', srv.url);
     const mine = await newCode(userId);
     const theirs = await newCode(otherId);
@@ -175,10 +171,14 @@ describe(`registration codes and links (${BACKEND})`, () => {
     expect(await codeOf(users.registerPasskey({ userId, code: { id: mine.id, code: theirs.code } }))).toBe(Code.InvalidArgument);
     expect(await codeOf(users.registerPasskey({ userId, code: theirs }))).toBe(Code.InvalidArgument);
     expect(await codeOf(users.registerPasskey({ userId, code: { id: 'no-such-code', code: 'x' } }))).toBe(Code.InvalidArgument);
-    await srv.app.store.db.updateTable('registration_codes').set({ expires_at: new Date(Date.now() - 1000) }).where('id', '=', mine.id).execute();
+    await srv.app.store.db
+      .updateTable('registration_codes')
+      .set({ expires_at: new Date(Date.now() - 1000) })
+      .where('id', '=', mine.id)
+      .execute();
     expect(await codeOf(users.registerPasskey({ userId, code: mine }))).toBe(Code.InvalidArgument);
     // A token does not make a bad code acceptable either.
-    expect(await codeOf(users.registerPasskey({ userId, code: theirs }, bearer(admin)))).toBe(Code.InvalidArgument);
+    expect(await codeOf(users.registerPasskey({ userId, code: theirs }, bearer(srv.admin)))).toBe(Code.InvalidArgument);
 
     const failed = (await events(userId)).slice(before);
     expect(failed.map((e) => [e.type, e.payload.reason])).toEqual([
@@ -197,11 +197,11 @@ describe(`registration codes and links (${BACKEND})`, () => {
   });
 
   it('token-less verification needs a registration begun with a code; an expired one is a recorded code failure', async () => {
-    const userId = await createUser(srv.url, admin);
+    const userId = await createUser(srv.url, srv.admin);
     const users = clientFor(UserService, 'connect', srv.url);
     expect(await codeOf(users.registerPasskey({ userId }))).toBe(Code.Unauthenticated);
     // Begun with a token: no anonymous completion.
-    const begun = await users.registerPasskey({ userId }, bearer(admin));
+    const begun = await users.registerPasskey({ userId }, bearer(srv.admin));
     const response = await createSoftAuthenticator().register(creationOptionsOf(begun.publicKeyCredentialCreationOptions), { origin: DEFAULT_ORIGIN });
     const req = { userId, passkeyId: begun.passkeyId, publicKeyCredential: response as unknown as JsonObject, passkeyName: 'x' };
     expect(await codeOf(users.verifyPasskeyRegistration(req))).toBe(Code.Unauthenticated);
@@ -210,22 +210,26 @@ describe(`registration codes and links (${BACKEND})`, () => {
     const code = await newCode(userId);
     const withCode = await users.registerPasskey({ userId, code });
     const r2 = await createSoftAuthenticator().register(creationOptionsOf(withCode.publicKeyCredentialCreationOptions), { origin: DEFAULT_ORIGIN });
-    await srv.app.store.db.updateTable('registration_codes').set({ expires_at: new Date(Date.now() - 1000) }).where('id', '=', code.id).execute();
+    await srv.app.store.db
+      .updateTable('registration_codes')
+      .set({ expires_at: new Date(Date.now() - 1000) })
+      .where('id', '=', code.id)
+      .execute();
     const req2 = { userId, passkeyId: withCode.passkeyId, publicKeyCredential: r2 as unknown as JsonObject, passkeyName: 'x' };
     expect(await codeOf(users.verifyPasskeyRegistration(req2))).toBe(Code.InvalidArgument);
     const failed = await srv.app.store.db.selectFrom('events').select('payload').where('aggregate_id', '=', userId).where('event_type', '=', 'user.passkey.code.failed').execute();
     expect(failed.map((e) => e.payload)).toContainEqual({ code_id: code.id, reason: 'expired' });
-    expect(await codeOf(users.verifyPasskeyRegistration(req2, bearer(admin)))).toBe('ok');
-    expect(await codeOf(users.verifyPasskeyRegistration(req, bearer(admin)))).toBe('ok');
+    expect(await codeOf(users.verifyPasskeyRegistration(req2, bearer(srv.admin)))).toBe('ok');
+    expect(await codeOf(users.verifyPasskeyRegistration(req, bearer(srv.admin)))).toBe('ok');
   });
 
   it('send_link: renders the template, POSTs the link to the webhook, and the link registers a passkey', async () => {
-    const userId = await createUser(srv.url, admin, 'linked-user');
+    const userId = await createUser(srv.url, srv.admin, 'linked-user');
     const users = clientFor(UserService, 'grpc', srv.url);
     deliveries.length = 0;
     const r = await users.createPasskeyRegistrationLink(
       { userId, medium: { case: 'sendLink', value: { urlTemplate: 'https://app.example.com/passkey?u={{.UserID}}&o={{.OrgID}}&id={{.CodeID}}&c={{ .Code }}' } } },
-      bearer(admin),
+      bearer(srv.admin),
     );
     expect(r.code).toBeUndefined();
     expect(r.details?.sequence).toBe(3n); // code.added + code.sent
@@ -245,7 +249,7 @@ describe(`registration codes and links (${BACKEND})`, () => {
     expect(await codeOf(registerPasskey(srv.url, { userId, code }))).toBe('ok');
 
     // The default template points at the issuer's hosted registration page.
-    await users.createPasskeyRegistrationLink({ userId, medium: { case: 'sendLink', value: {} } }, bearer(admin));
+    await users.createPasskeyRegistrationLink({ userId, medium: { case: 'sendLink', value: {} } }, bearer(srv.admin));
     const def = new URL(deliveries[1]!.body.url as string);
     expect(def.origin + def.pathname).toBe('https://id.example.com/register');
     expect(def.searchParams.get('user')).toBe(userId);
@@ -253,16 +257,20 @@ describe(`registration codes and links (${BACKEND})`, () => {
   });
 
   it('send_link: a bad template is INVALID_ARGUMENT; a failing webhook is UNAVAILABLE and leaves no usable code', async () => {
-    const userId = await createUser(srv.url, admin);
+    const userId = await createUser(srv.url, srv.admin);
     const users = clientFor(UserService, 'connect', srv.url);
     const before = await events(userId);
     const codesBefore = await srv.app.store.db.selectFrom('registration_codes').select('id').where('user_id', '=', userId).execute();
-    expect(await codeOf(users.createPasskeyRegistrationLink({ userId, medium: { case: 'sendLink', value: { urlTemplate: 'https://x.example/{{.Password}}' } } }, bearer(admin)))).toBe(Code.InvalidArgument);
-    expect(await codeOf(users.createPasskeyRegistrationLink({ userId, medium: { case: 'sendLink', value: { urlTemplate: 'not a url {{.Code}}' } } }, bearer(admin)))).toBe(Code.InvalidArgument);
+    expect(
+      await codeOf(users.createPasskeyRegistrationLink({ userId, medium: { case: 'sendLink', value: { urlTemplate: 'https://x.example/{{.Password}}' } } }, bearer(srv.admin))),
+    ).toBe(Code.InvalidArgument);
+    expect(await codeOf(users.createPasskeyRegistrationLink({ userId, medium: { case: 'sendLink', value: { urlTemplate: 'not a url {{.Code}}' } } }, bearer(srv.admin)))).toBe(
+      Code.InvalidArgument,
+    );
     deliveries.length = 0;
     webhookStatus = 500;
     try {
-      const r = await outcomeOf(users.createPasskeyRegistrationLink({ userId, medium: { case: 'sendLink', value: {} } }, bearer(admin)));
+      const r = await outcomeOf(users.createPasskeyRegistrationLink({ userId, medium: { case: 'sendLink', value: {} } }, bearer(srv.admin)));
       expect(r.code).toBe(Code.Unavailable);
       expect(r.message).toMatch(/HTTP 500/);
     } finally {

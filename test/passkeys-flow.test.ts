@@ -1,20 +1,13 @@
 import { Code, ConnectError } from '@connectrpc/connect';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { AuthFactorState, PasskeyAuthenticator, PasskeyDeviceType } from '../gen/passkeyd/user/v2/passkey_pb.js';
 import { UserService } from '../gen/passkeyd/user/v2/user_service_pb.js';
 import { createSoftAuthenticator, type SoftAlg } from './helpers/authenticator.js';
 import { bearer, clientFor, PROTOCOLS } from './helpers/clients.js';
 import { createUser, creationOptionsOf, DEFAULT_ORIGIN, registerPasskey } from './helpers/passkeys.js';
-import { BACKEND, startTestServer, type TestServer } from './helpers/server.js';
+import { BACKEND, useTestServer } from './helpers/server.js';
 
-let srv: TestServer;
-let admin: string;
-
-beforeAll(async () => {
-  srv = await startTestServer({ config: { 'rp-id': 'localhost,login.example.com', origins: `${DEFAULT_ORIGIN},https://login.example.com` } });
-  admin = await srv.adminToken();
-});
-afterAll(() => srv?.close());
+const srv = useTestServer({ config: { 'rp-id': 'localhost,login.example.com', origins: `${DEFAULT_ORIGIN},https://login.example.com` } });
 
 async function codeOf(p: Promise<unknown>): Promise<Code | 'ok'> {
   try {
@@ -41,7 +34,7 @@ const ATTESTATIONS = ['none', 'packed'] as const;
 
 describe(`passkey registration over every protocol (${BACKEND})`, () => {
   it.each(PROTOCOLS)('%s: every algorithm × attestation completes registration and is listed with its attributes', async (protocol) => {
-    const userId = await createUser(srv.url, admin);
+    const userId = await createUser(srv.url, srv.admin);
     const token = await selfToken(userId);
     const users = clientFor(UserService, protocol, srv.url);
     let expectedSequence = 1n;
@@ -76,16 +69,16 @@ describe(`passkey registration over every protocol (${BACKEND})`, () => {
     const rsa = listed.result[4]!;
     expect(rsa.backupEligible).toBe(false);
     expect(rsa.deviceType).toBe(PasskeyDeviceType.SINGLE_DEVICE);
-    const user = await users.getUserByID({ userId }, bearer(admin));
+    const user = await users.getUserByID({ userId }, bearer(srv.admin));
     expect(user.details?.sequence).toBe(expectedSequence);
   });
 
   it('creation options: fresh challenge, configured RP, random user handle, excluded credentials, resident key, UV, algorithms', async () => {
-    const userId = await createUser(srv.url, admin, 'options-user');
+    const userId = await createUser(srv.url, srv.admin, 'options-user');
     const users = clientFor(UserService, 'connect', srv.url);
-    const first = await registerPasskey(srv.url, { userId, token: admin });
-    const a = await users.registerPasskey({ userId, authenticator: PasskeyAuthenticator.CROSS_PLATFORM }, bearer(admin));
-    const b = await users.registerPasskey({ userId, domain: 'login.example.com', authenticator: PasskeyAuthenticator.PLATFORM }, bearer(admin));
+    const first = await registerPasskey(srv.url, { userId, token: srv.admin });
+    const a = await users.registerPasskey({ userId, authenticator: PasskeyAuthenticator.CROSS_PLATFORM }, bearer(srv.admin));
+    const b = await users.registerPasskey({ userId, domain: 'login.example.com', authenticator: PasskeyAuthenticator.PLATFORM }, bearer(srv.admin));
     const oa = creationOptionsOf(a.publicKeyCredentialCreationOptions);
     const ob = creationOptionsOf(b.publicKeyCredentialCreationOptions);
     expect(Object.keys(a.publicKeyCredentialCreationOptions!)).toEqual(['publicKey']);
@@ -106,23 +99,30 @@ describe(`passkey registration over every protocol (${BACKEND})`, () => {
     expect(oa.timeout).toBe(srv.config.challengeTtlSeconds * 1000);
     // The stored challenge is bound to the passkey, user, RP ID, ceremony and UV requirement.
     const row = await srv.app.store.db.selectFrom('challenges').selectAll().where('passkey_id', '=', b.passkeyId).executeTakeFirstOrThrow();
-    expect(row).toMatchObject({ kind: 'registration', challenge: ob.challenge, user_id: userId, rp_id: 'login.example.com', user_verification: 'required', registration_code_id: null });
+    expect(row).toMatchObject({
+      kind: 'registration',
+      challenge: ob.challenge,
+      user_id: userId,
+      rp_id: 'login.example.com',
+      user_verification: 'required',
+      registration_code_id: null,
+    });
     expect(new Date(row.expires_at).getTime() - Date.now()).toBeGreaterThan((srv.config.challengeTtlSeconds - 30) * 1000);
     // An unknown domain is refused, with nothing stored.
     const before = await eventsOf(userId);
-    expect(await codeOf(users.registerPasskey({ userId, domain: 'evil.example' }, bearer(admin)))).toBe(Code.InvalidArgument);
+    expect(await codeOf(users.registerPasskey({ userId, domain: 'evil.example' }, bearer(srv.admin)))).toBe(Code.InvalidArgument);
     expect(await eventsOf(userId)).toEqual(before);
   });
 
   it('a passkey registered for the second RP ID is verified against that RP ID and its origin', async () => {
-    const userId = await createUser(srv.url, admin);
-    const r = await registerPasskey(srv.url, { userId, token: admin, domain: 'login.example.com', origin: 'https://login.example.com' });
+    const userId = await createUser(srv.url, srv.admin);
+    const r = await registerPasskey(srv.url, { userId, token: srv.admin, domain: 'login.example.com', origin: 'https://login.example.com' });
     const row = await srv.app.store.db.selectFrom('passkeys').select(['rp_id', 'state']).where('id', '=', r.passkeyId).executeTakeFirstOrThrow();
     expect(row).toEqual({ rp_id: 'login.example.com', state: 'ready' });
   });
 
   it('rename: 1–200 characters, READY passkeys of that user only, event and sequence', async () => {
-    const userId = await createUser(srv.url, admin);
+    const userId = await createUser(srv.url, srv.admin);
     const token = await selfToken(userId);
     const users = clientFor(UserService, 'grpc', srv.url);
     const r = await registerPasskey(srv.url, { userId, token, protocol: 'grpc' });
@@ -135,38 +135,38 @@ describe(`passkey registration over every protocol (${BACKEND})`, () => {
     expect(await codeOf(users.renamePasskey({ userId, passkeyId: 'nope', name: 'x' }, bearer(token)))).toBe(Code.NotFound);
     const pending = await users.registerPasskey({ userId }, bearer(token));
     expect(await codeOf(users.renamePasskey({ userId, passkeyId: pending.passkeyId, name: 'x' }, bearer(token)))).toBe(Code.NotFound);
-    const other = await createUser(srv.url, admin);
-    expect(await codeOf(users.renamePasskey({ userId: other, passkeyId: r.passkeyId, name: 'x' }, bearer(admin)))).toBe(Code.NotFound);
+    const other = await createUser(srv.url, srv.admin);
+    expect(await codeOf(users.renamePasskey({ userId: other, passkeyId: r.passkeyId, name: 'x' }, bearer(srv.admin)))).toBe(Code.NotFound);
     // Another user's token cannot touch this user's passkeys at all.
     expect(await codeOf(users.renamePasskey({ userId, passkeyId: r.passkeyId, name: 'x' }, bearer(await selfToken(other))))).toBe(Code.PermissionDenied);
     expect((await eventsOf(userId)).filter((e) => e === 'user.passkey.renamed')).toHaveLength(1);
   });
 
   it('list: READY only, pages with offset/limit, total, newest first by default, reads its own writes', async () => {
-    const userId = await createUser(srv.url, admin);
+    const userId = await createUser(srv.url, srv.admin);
     const users = clientFor(UserService, 'grpc-web', srv.url);
     const ids: string[] = [];
     for (let i = 0; i < 5; i++) {
-      const r = await registerPasskey(srv.url, { userId, token: admin, name: `key-${i}`, protocol: 'grpc-web' });
+      const r = await registerPasskey(srv.url, { userId, token: srv.admin, name: `key-${i}`, protocol: 'grpc-web' });
       ids.push(r.passkeyId);
       // Read-your-writes: the passkey is listed by the very next call.
-      const now = await users.listPasskeys({ userId, query: { limit: 1 } }, bearer(admin));
+      const now = await users.listPasskeys({ userId, query: { limit: 1 } }, bearer(srv.admin));
       expect(now.result[0]?.id).toBe(r.passkeyId);
       expect(now.details?.totalResult).toBe(BigInt(i + 1));
     }
-    await users.registerPasskey({ userId }, bearer(admin)); // pending, not listed
-    const p1 = await users.listPasskeys({ userId, query: { limit: 2, asc: true } }, bearer(admin));
-    const p3 = await users.listPasskeys({ userId, query: { limit: 2, offset: 4n, asc: true } }, bearer(admin));
+    await users.registerPasskey({ userId }, bearer(srv.admin)); // pending, not listed
+    const p1 = await users.listPasskeys({ userId, query: { limit: 2, asc: true } }, bearer(srv.admin));
+    const p3 = await users.listPasskeys({ userId, query: { limit: 2, offset: 4n, asc: true } }, bearer(srv.admin));
     expect(p1.details?.totalResult).toBe(5n);
     expect(p1.result.map((p) => p.id)).toEqual(ids.slice(0, 2));
     expect(p3.result.map((p) => p.id)).toEqual(ids.slice(4));
-    const desc = await users.listPasskeys({ userId, query: { limit: 2 } }, bearer(admin));
+    const desc = await users.listPasskeys({ userId, query: { limit: 2 } }, bearer(srv.admin));
     expect(desc.result.map((p) => p.name)).toEqual(['key-4', 'key-3']);
-    expect(await codeOf(users.listPasskeys({ userId: 'no-such-user' }, bearer(admin)))).toBe(Code.NotFound);
+    expect(await codeOf(users.listPasskeys({ userId: 'no-such-user' }, bearer(srv.admin)))).toBe(Code.NotFound);
   });
 
   it('lockout protection: the last passkey stays unless an admin forces it; unknown or removed → NOT_FOUND', async () => {
-    const userId = await createUser(srv.url, admin);
+    const userId = await createUser(srv.url, srv.admin);
     const token = await selfToken(userId);
     const users = clientFor(UserService, 'connect', srv.url);
     const a = await registerPasskey(srv.url, { userId, token });
@@ -185,9 +185,9 @@ describe(`passkey registration over every protocol (${BACKEND})`, () => {
     expect(await codeOf(users.removePasskey({ userId, passkeyId: b.passkeyId, force: true }, bearer(token)))).toBe(Code.PermissionDenied);
     expect(await codeOf(users.removePasskey({ userId, passkeyId: 'unknown' }, bearer(token)))).toBe(Code.NotFound);
     const pending = await users.registerPasskey({ userId }, bearer(token));
-    expect(await codeOf(users.removePasskey({ userId, passkeyId: pending.passkeyId, force: true }, bearer(admin)))).toBe(Code.NotFound);
-    const other = await createUser(srv.url, admin);
-    expect(await codeOf(users.removePasskey({ userId: other, passkeyId: b.passkeyId, force: true }, bearer(admin)))).toBe(Code.NotFound);
+    expect(await codeOf(users.removePasskey({ userId, passkeyId: pending.passkeyId, force: true }, bearer(srv.admin)))).toBe(Code.NotFound);
+    const other = await createUser(srv.url, srv.admin);
+    expect(await codeOf(users.removePasskey({ userId: other, passkeyId: b.passkeyId, force: true }, bearer(srv.admin)))).toBe(Code.NotFound);
     expect((await users.listPasskeys({ userId }, bearer(token))).result.map((p) => p.id)).toEqual([b.passkeyId]);
 
     const orgAdmin = await srv.adminToken('org_admin');
@@ -206,13 +206,13 @@ describe(`passkey registration over every protocol (${BACKEND})`, () => {
   });
 
   it('send_link without a configured webhook is FAILED_PRECONDITION, clearly, with nothing stored', async () => {
-    const userId = await createUser(srv.url, admin);
+    const userId = await createUser(srv.url, srv.admin);
     const users = clientFor(UserService, 'connect', srv.url);
     const before = await eventsOf(userId);
     for (const medium of [{ case: 'sendLink' as const, value: {} }, { case: undefined }]) {
       let err: ConnectError | undefined;
       try {
-        await users.createPasskeyRegistrationLink({ userId, medium }, bearer(admin));
+        await users.createPasskeyRegistrationLink({ userId, medium }, bearer(srv.admin));
       } catch (e) {
         err = ConnectError.from(e);
       }
@@ -223,8 +223,8 @@ describe(`passkey registration over every protocol (${BACKEND})`, () => {
     expect(await srv.app.store.db.selectFrom('registration_codes').select('id').where('user_id', '=', userId).execute()).toEqual([]);
   });
 
-  it('two concurrent removals of a user\'s last two passkeys leave one', async () => {
-    const userId = await createUser(srv.url, admin);
+  it("two concurrent removals of a user's last two passkeys leave one", async () => {
+    const userId = await createUser(srv.url, srv.admin);
     const token = await selfToken(userId);
     const a = await registerPasskey(srv.url, { userId, token });
     const b = await registerPasskey(srv.url, { userId, token });

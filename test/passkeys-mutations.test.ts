@@ -6,25 +6,18 @@
 import type { JsonObject } from '@bufbuild/protobuf';
 import { Code, ConnectError } from '@connectrpc/connect';
 import { isoCBOR } from '@simplewebauthn/server/helpers';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { UserService } from '../gen/passkeyd/user/v2/user_service_pb.js';
 import { createSoftAuthenticator } from './helpers/authenticator.js';
 import { bearer, clientFor } from './helpers/clients.js';
 import { createUser, creationOptionsOf, DEFAULT_ORIGIN } from './helpers/passkeys.js';
-import { BACKEND, startTestServer, type TestServer } from './helpers/server.js';
+import { BACKEND, useTestServer } from './helpers/server.js';
 import { prng } from './helpers/prng.js';
 
 const MUTATIONS = 1000;
 const SEED = Number(process.env.PASSKEYD_MUTATION_SEED ?? 20261122);
 
-let srv: TestServer;
-let admin: string;
-
-beforeAll(async () => {
-  srv = await startTestServer();
-  admin = await srv.adminToken();
-});
-afterAll(() => srv?.close());
+const srv = useTestServer();
 
 type CborValue = Parameters<typeof isoCBOR.encode>[0];
 type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
@@ -140,11 +133,13 @@ function mutate(base: Obj, rand: () => number): { name: string; value: Obj } {
 
 describe(`mutation test (${BACKEND})`, () => {
   it(`${MUTATIONS} mutations of a valid registration response: zero accepted, zero INTERNAL`, async () => {
-    const userId = await createUser(srv.url, admin);
+    const userId = await createUser(srv.url, srv.admin);
     const users = clientFor(UserService, 'connect', srv.url);
-    const begun = await users.registerPasskey({ userId }, bearer(admin));
+    const begun = await users.registerPasskey({ userId }, bearer(srv.admin));
     // Packed self-attestation: the signature covers authenticator data and the client data hash.
-    const valid = (await createSoftAuthenticator({ attestation: 'packed' }).register(creationOptionsOf(begun.publicKeyCredentialCreationOptions), { origin: DEFAULT_ORIGIN })) as unknown as Obj;
+    const valid = (await createSoftAuthenticator({ attestation: 'packed' }).register(creationOptionsOf(begun.publicKeyCredentialCreationOptions), {
+      origin: DEFAULT_ORIGIN,
+    })) as unknown as Obj;
     const rand = prng(SEED);
     const codes = new Map<string, number>();
     const accepted: string[] = [];
@@ -153,7 +148,7 @@ describe(`mutation test (${BACKEND})`, () => {
       const { name, value } = mutate(valid, rand);
       let code: string;
       try {
-        await users.verifyPasskeyRegistration({ userId, passkeyId: begun.passkeyId, publicKeyCredential: value as JsonObject, passkeyName: 'mutant' }, bearer(admin));
+        await users.verifyPasskeyRegistration({ userId, passkeyId: begun.passkeyId, publicKeyCredential: value as JsonObject, passkeyName: 'mutant' }, bearer(srv.admin));
         code = 'OK';
         accepted.push(`#${i} ${name}`);
       } catch (err) {
@@ -169,7 +164,7 @@ describe(`mutation test (${BACKEND})`, () => {
     // Nothing was consumed or stored along the way: the untouched response still completes, once.
     const row = await srv.app.store.db.selectFrom('passkeys').select(['state', 'credential_id']).where('id', '=', begun.passkeyId).executeTakeFirstOrThrow();
     expect(row).toEqual({ state: 'not_ready', credential_id: null });
-    const ok = await users.verifyPasskeyRegistration({ userId, passkeyId: begun.passkeyId, publicKeyCredential: valid as JsonObject, passkeyName: 'real' }, bearer(admin));
+    const ok = await users.verifyPasskeyRegistration({ userId, passkeyId: begun.passkeyId, publicKeyCredential: valid as JsonObject, passkeyName: 'real' }, bearer(srv.admin));
     expect(ok.details?.sequence).toBe(3n); // user.human.added, user.passkey.added, user.passkey.verified
   });
 });

@@ -3,22 +3,15 @@ import type { JsonObject } from '@bufbuild/protobuf';
 import { Code } from '@connectrpc/connect';
 import type { RegistrationResponseJSON } from '@simplewebauthn/server';
 import { isoCBOR } from '@simplewebauthn/server/helpers';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { UserService } from '../gen/passkeyd/user/v2/user_service_pb.js';
 import { b64url, createSoftAuthenticator, fromB64url, type CeremonyOverrides } from './helpers/authenticator.js';
 import { bearer, clientFor, type Protocol } from './helpers/clients.js';
 import { createUser, creationOptionsOf, DEFAULT_ORIGIN, registerPasskey } from './helpers/passkeys.js';
-import { BACKEND, startTestServer, type TestServer } from './helpers/server.js';
+import { BACKEND, useTestServer } from './helpers/server.js';
 import { outcomeOf } from './helpers/codes.js';
 
-let srv: TestServer;
-let admin: string;
-
-beforeAll(async () => {
-  srv = await startTestServer();
-  admin = await srv.adminToken();
-});
-afterAll(() => srv?.close());
+const srv = useTestServer();
 
 interface Pending {
   userId: string;
@@ -27,16 +20,16 @@ interface Pending {
 }
 
 async function pending(userId?: string): Promise<Pending> {
-  const id = userId ?? (await createUser(srv.url, admin));
+  const id = userId ?? (await createUser(srv.url, srv.admin));
   const users = clientFor(UserService, 'connect', srv.url);
-  const begun = await users.registerPasskey({ userId: id }, bearer(admin));
+  const begun = await users.registerPasskey({ userId: id }, bearer(srv.admin));
   return { userId: id, passkeyId: begun.passkeyId, options: creationOptionsOf(begun.publicKeyCredentialCreationOptions) };
 }
 
 function verify(p: Pending, credential: unknown, protocol: Protocol = 'connect', passkeyName = 'key') {
   return clientFor(UserService, protocol, srv.url).verifyPasskeyRegistration(
     { userId: p.userId, passkeyId: p.passkeyId, publicKeyCredential: credential as JsonObject, passkeyName },
-    bearer(admin),
+    bearer(srv.admin),
   );
 }
 
@@ -84,20 +77,26 @@ describe(`refused registration responses (${BACKEND})`, () => {
     await expectStillCompletes(p);
   });
 
-  it('user verification is enforced from the pending registration\'s stored requirement', async () => {
+  it("user verification is enforced from the pending registration's stored requirement", async () => {
     const p = await pending();
     await srv.app.store.db.updateTable('challenges').set({ user_verification: 'preferred' }).where('passkey_id', '=', p.passkeyId).execute();
     expect((await outcomeOf(verify(p, await respond(p, { userVerified: false })))).code).toBe('ok');
   });
 
-  it('tampered CBOR, bad base64url, an id that is not the credential\'s → INVALID_ARGUMENT, nothing stored', async () => {
+  it("tampered CBOR, bad base64url, an id that is not the credential's → INVALID_ARGUMENT, nothing stored", async () => {
     const p = await pending();
     const good = await respond(p);
     const att = fromB64url(good.response.attestationObject);
     const cases: [string, unknown][] = [
       ['CBOR header', { ...good, response: { ...good.response, attestationObject: b64url(Buffer.concat([Buffer.from([0xff]), att.subarray(1)])) } }],
       ['truncated CBOR', { ...good, response: { ...good.response, attestationObject: b64url(att.subarray(0, att.length - 20)) } }],
-      ['CBOR map length', { ...good, response: { ...good.response, attestationObject: b64url(Buffer.concat([Buffer.from([0xbb, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]), att.subarray(1)])) } }],
+      [
+        'CBOR map length',
+        {
+          ...good,
+          response: { ...good.response, attestationObject: b64url(Buffer.concat([Buffer.from([0xbb, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]), att.subarray(1)])) },
+        },
+      ],
       ['bytes after the CBOR map', { ...good, response: { ...good.response, attestationObject: b64url(Buffer.concat([att, Buffer.from([0x00])])) } }],
       ['self attestation naming another algorithm', { ...good, response: { ...good.response, attestationObject: b64url(withAttStmtAlg(att, -257)) } }],
       ['authData byte', { ...good, response: { ...good.response, attestationObject: b64url(Buffer.from(att.map((b, i) => (i === att.length - 40 ? b ^ 0x01 : b)))) } }],
@@ -172,7 +171,7 @@ describe(`refused registration responses (${BACKEND})`, () => {
   });
 
   it('a duplicate credential id → ALREADY_EXISTS, for the same user and across users, nothing stored', async () => {
-    const userId = await createUser(srv.url, admin);
+    const userId = await createUser(srv.url, srv.admin);
     const first = await pending(userId);
     const response = await respond(first);
     expect((await outcomeOf(verify(first, response))).code).toBe('ok');
@@ -192,14 +191,14 @@ describe(`refused registration responses (${BACKEND})`, () => {
 
   it("verifying someone else's passkey id → NOT_FOUND (admin and the user themself)", async () => {
     const victim = await pending();
-    const attacker = await createUser(srv.url, admin);
+    const attacker = await createUser(srv.url, srv.admin);
     const { org_id: orgId } = await srv.app.store.db.selectFrom('users').select('org_id').where('id', '=', attacker).executeTakeFirstOrThrow();
     const attackerToken = (await srv.app.tokens.issue({ subject: attacker, orgId, ttlSeconds: 60 })).token;
     const response = await respond(victim);
     const users = clientFor(UserService, 'grpc', srv.url);
     const req = { userId: attacker, passkeyId: victim.passkeyId, publicKeyCredential: response as unknown as JsonObject, passkeyName: 'mine now' };
     expect((await outcomeOf(users.verifyPasskeyRegistration(req, bearer(attackerToken)))).code).toBe(Code.NotFound);
-    expect((await outcomeOf(users.verifyPasskeyRegistration(req, bearer(admin)))).code).toBe(Code.NotFound);
+    expect((await outcomeOf(users.verifyPasskeyRegistration(req, bearer(srv.admin)))).code).toBe(Code.NotFound);
     // And the victim's own path with the attacker's token is not theirs to call.
     expect((await outcomeOf(users.verifyPasskeyRegistration({ ...req, userId: victim.userId }, bearer(attackerToken)))).code).toBe(Code.PermissionDenied);
     await expectNothingStored(victim);
@@ -219,7 +218,12 @@ describe(`refused registration responses (${BACKEND})`, () => {
     const results = await Promise.all([verify(q, r, 'connect'), verify(q, r, 'grpc'), verify(q, r, 'grpc-web')].map((x) => outcomeOf(x).then((f) => f.code)));
     expect(results.filter((c) => c === 'ok')).toHaveLength(1);
     expect(results.filter((c) => c !== 'ok').every((c) => c === Code.FailedPrecondition || c === Code.AlreadyExists)).toBe(true);
-    const verified = await srv.app.store.db.selectFrom('events').select('sequence').where('aggregate_id', '=', q.userId).where('event_type', '=', 'user.passkey.verified').execute();
+    const verified = await srv.app.store.db
+      .selectFrom('events')
+      .select('sequence')
+      .where('aggregate_id', '=', q.userId)
+      .where('event_type', '=', 'user.passkey.verified')
+      .execute();
     expect(verified).toHaveLength(1);
   });
 
@@ -227,7 +231,11 @@ describe(`refused registration responses (${BACKEND})`, () => {
     const p = await pending();
     const other = await pending(p.userId);
     const response = await respond(p);
-    await srv.app.store.db.updateTable('challenges').set({ expires_at: new Date(Date.now() - 1000) }).where('passkey_id', '=', p.passkeyId).execute();
+    await srv.app.store.db
+      .updateTable('challenges')
+      .set({ expires_at: new Date(Date.now() - 1000) })
+      .where('passkey_id', '=', p.passkeyId)
+      .execute();
     const r = await outcomeOf(verify(p, response));
     expect(r.code).toBe(Code.FailedPrecondition);
     expect(r.message).toMatch(/expired/);
@@ -241,14 +249,14 @@ describe(`refused registration responses (${BACKEND})`, () => {
 
   it('registering for an unknown user → NOT_FOUND; verifying an unknown passkey → NOT_FOUND', async () => {
     const users = clientFor(UserService, 'connect', srv.url);
-    expect((await outcomeOf(users.registerPasskey({ userId: 'no-such-user' }, bearer(admin)))).code).toBe(Code.NotFound);
+    expect((await outcomeOf(users.registerPasskey({ userId: 'no-such-user' }, bearer(srv.admin)))).code).toBe(Code.NotFound);
     const p = await pending();
     expect((await outcomeOf(verify({ ...p, passkeyId: 'no-such-passkey' }, await respond(p)))).code).toBe(Code.NotFound);
   });
 
-  it('a registered credential is excluded from the next registration\'s options', async () => {
-    const userId = await createUser(srv.url, admin);
-    const r = await registerPasskey(srv.url, { userId, token: admin });
+  it("a registered credential is excluded from the next registration's options", async () => {
+    const userId = await createUser(srv.url, srv.admin);
+    const r = await registerPasskey(srv.url, { userId, token: srv.admin });
     const next = await pending(userId);
     await expect(r.authenticator.register(next.options, { origin: DEFAULT_ORIGIN })).rejects.toThrow(/excluded/);
   });

@@ -8,11 +8,11 @@
 import { createRequire } from 'node:module';
 import type { JsonObject } from '@bufbuild/protobuf';
 import { Code, ConnectError } from '@connectrpc/connect';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { UserService } from '../gen/passkeyd/user/v2/user_service_pb.js';
 import { bearer, clientFor } from './helpers/clients.js';
 import { createUser } from './helpers/passkeys.js';
-import { BACKEND, startTestServer, type TestServer } from './helpers/server.js';
+import { BACKEND, useTestServer } from './helpers/server.js';
 
 interface Vector {
   id: string;
@@ -24,29 +24,62 @@ const helpers = createRequire(import.meta.url)('fido2-helpers') as { server: Rec
 
 /** The vectors, their RP ID, and what a successful verification must store. */
 const VECTORS = [
-  { name: 'none', key: 'challengeResponseAttestationNoneMsgB64Url', rpId: 'localhost', fmt: 'none', aaguid: '00000000-0000-0000-0000-000000000000', authenticatorName: '', algorithm: -7 },
-  { name: 'fido-u2f (Yubico security key)', key: 'challengeResponseAttestationU2fMsgB64Url', rpId: 'localhost', fmt: 'fido-u2f', aaguid: '00000000-0000-0000-0000-000000000000', authenticatorName: '', algorithm: -7 },
-  { name: 'fido-u2f (Hypersecu security key)', key: 'challengeResponseAttestationU2fHypersecuB64UrlMsg', rpId: 'webauthn.org', fmt: 'fido-u2f', aaguid: '00000000-0000-0000-0000-000000000000', authenticatorName: '', algorithm: -7 },
-  { name: 'packed with x5c (Feitian BioPass security key)', key: 'challengeResponseAttestationPackedB64UrlMsg', rpId: 'webauthn.org', fmt: 'packed', aaguid: '42383245-4437-3343-3846-423445354132', authenticatorName: '', algorithm: -7 },
-  { name: 'tpm (Windows Hello)', key: 'challengeResponseAttestationTpmB64UrlMsg', rpId: 'webauthn.org', fmt: 'tpm', aaguid: '08987058-cadc-4b81-b6e1-30de50dcbe96', authenticatorName: 'Windows Hello', algorithm: -257 },
+  {
+    name: 'none',
+    key: 'challengeResponseAttestationNoneMsgB64Url',
+    rpId: 'localhost',
+    fmt: 'none',
+    aaguid: '00000000-0000-0000-0000-000000000000',
+    authenticatorName: '',
+    algorithm: -7,
+  },
+  {
+    name: 'fido-u2f (Yubico security key)',
+    key: 'challengeResponseAttestationU2fMsgB64Url',
+    rpId: 'localhost',
+    fmt: 'fido-u2f',
+    aaguid: '00000000-0000-0000-0000-000000000000',
+    authenticatorName: '',
+    algorithm: -7,
+  },
+  {
+    name: 'fido-u2f (Hypersecu security key)',
+    key: 'challengeResponseAttestationU2fHypersecuB64UrlMsg',
+    rpId: 'webauthn.org',
+    fmt: 'fido-u2f',
+    aaguid: '00000000-0000-0000-0000-000000000000',
+    authenticatorName: '',
+    algorithm: -7,
+  },
+  {
+    name: 'packed with x5c (Feitian BioPass security key)',
+    key: 'challengeResponseAttestationPackedB64UrlMsg',
+    rpId: 'webauthn.org',
+    fmt: 'packed',
+    aaguid: '42383245-4437-3343-3846-423445354132',
+    authenticatorName: '',
+    algorithm: -7,
+  },
+  {
+    name: 'tpm (Windows Hello)',
+    key: 'challengeResponseAttestationTpmB64UrlMsg',
+    rpId: 'webauthn.org',
+    fmt: 'tpm',
+    aaguid: '08987058-cadc-4b81-b6e1-30de50dcbe96',
+    authenticatorName: 'Windows Hello',
+    algorithm: -257,
+  },
 ] as const;
 
-let srv: TestServer;
-let admin: string;
-
-beforeAll(async () => {
-  srv = await startTestServer({
-    config: {
-      'rp-id': 'localhost,webauthn.org',
-      origins: 'https://localhost:8443,https://webauthn.org',
-      // These devices did not verify the user (UV flag clear); a deployment may ask for "preferred".
-      'user-verification': 'preferred',
-      attestation: 'direct',
-    },
-  });
-  admin = await srv.adminToken();
+const srv = useTestServer({
+  config: {
+    'rp-id': 'localhost,webauthn.org',
+    origins: 'https://localhost:8443,https://webauthn.org',
+    // These devices did not verify the user (UV flag clear); a deployment may ask for "preferred".
+    'user-verification': 'preferred',
+    attestation: 'direct',
+  },
 });
-afterAll(() => srv?.close());
 
 /** The browser's PublicKeyCredential JSON for a vector (the vectors predate `type` and `clientExtensionResults`). */
 function credentialOf(v: Vector): JsonObject {
@@ -58,9 +91,9 @@ function signedChallenge(v: Vector): string {
 }
 
 async function pendingFor(rpId: string, challenge?: string): Promise<{ userId: string; passkeyId: string }> {
-  const userId = await createUser(srv.url, admin);
+  const userId = await createUser(srv.url, srv.admin);
   const users = clientFor(UserService, 'connect', srv.url);
-  const { passkeyId } = await users.registerPasskey({ userId, domain: rpId }, bearer(admin));
+  const { passkeyId } = await users.registerPasskey({ userId, domain: rpId }, bearer(srv.admin));
   if (challenge !== undefined) {
     await srv.app.store.db.updateTable('challenges').set({ challenge, rp_id: rpId }).where('passkey_id', '=', passkeyId).execute();
   }
@@ -69,7 +102,7 @@ async function pendingFor(rpId: string, challenge?: string): Promise<{ userId: s
 
 async function verify(p: { userId: string; passkeyId: string }, credential: JsonObject): Promise<Code | 'ok'> {
   try {
-    await clientFor(UserService, 'connect', srv.url).verifyPasskeyRegistration({ ...p, publicKeyCredential: credential, passkeyName: 'device' }, bearer(admin));
+    await clientFor(UserService, 'connect', srv.url).verifyPasskeyRegistration({ ...p, publicKeyCredential: credential, passkeyName: 'device' }, bearer(srv.admin));
     return 'ok';
   } catch (err) {
     return ConnectError.from(err).code;
@@ -92,9 +125,17 @@ describe(`real-device attestations (fido2-helpers) through VerifyPasskeyRegistra
     const p = await pendingFor(t.rpId, signedChallenge(v));
     expect(await verify(p, credentialOf(v))).toBe('ok');
     const row = await srv.app.store.db.selectFrom('passkeys').selectAll().where('id', '=', p.passkeyId).executeTakeFirstOrThrow();
-    expect(row).toMatchObject({ state: 'ready', attestation_format: t.fmt, aaguid: t.aaguid, authenticator_name: t.authenticatorName, algorithm: t.algorithm, rp_id: t.rpId, name: 'device' });
+    expect(row).toMatchObject({
+      state: 'ready',
+      attestation_format: t.fmt,
+      aaguid: t.aaguid,
+      authenticator_name: t.authenticatorName,
+      algorithm: t.algorithm,
+      rp_id: t.rpId,
+      name: 'device',
+    });
     expect(Buffer.from(row.credential_id!).equals(Buffer.from(v.rawId, 'base64url'))).toBe(true);
-    const listed = await clientFor(UserService, 'grpc', srv.url).listPasskeys({ userId: p.userId }, bearer(admin));
+    const listed = await clientFor(UserService, 'grpc', srv.url).listPasskeys({ userId: p.userId }, bearer(srv.admin));
     expect(listed.result.map((k) => [k.id, k.attestationFormat, k.aaguid, k.authenticatorName])).toEqual([[p.passkeyId, t.fmt, t.aaguid, t.authenticatorName]]);
 
     // The same device response for another user: a duplicate credential id.

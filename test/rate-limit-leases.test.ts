@@ -1,7 +1,7 @@
 import { RateLimiterMemory, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
 import { afterAll, describe, expect, it } from 'vitest';
-import { LeasedLimiter } from '../src/api/interceptors/leased-limiter.js';
-import { createRateLimits } from '../src/api/interceptors/rate-limit.js';
+import { LeasedLimiter } from '../src/store/leased-limiter.js';
+import { createRateLimits } from '../src/store/rate-limits.js';
 import type { Store } from '../src/store/db.js';
 import { BACKEND, openTestStore } from './helpers/server.js';
 
@@ -18,7 +18,12 @@ function countingStore(points: number, duration = 30): { store: RateLimiterAbstr
 }
 
 /** Spends `calls` calls on the limiters in turn, `parallel` at a time; counts what was allowed. */
-async function spend(limiters: { consume(key: string): Promise<void> }[], key: string, calls: number, parallel: number): Promise<{ allowed: number; refused: number; order: boolean[] }> {
+async function spend(
+  limiters: { consume(key: string): Promise<void> }[],
+  key: string,
+  calls: number,
+  parallel: number,
+): Promise<{ allowed: number; refused: number; order: boolean[] }> {
   const order: boolean[] = [];
   for (let i = 0; i < calls; i += parallel) {
     const batch = Array.from({ length: Math.min(parallel, calls - i) }, (_, j) =>
@@ -96,7 +101,9 @@ describe.skipIf(BACKEND !== 'postgres')('leased rate limits on PostgreSQL', () =
     const a = await createRateLimits(first.store, config);
     const b = await createRateLimits(second.store, config);
     expect(a.store).toBe('postgres');
-    const each = (limits: typeof a) => ({ consume: (key: string) => limits.consume('general', key).catch((err) => Promise.reject(err.kind === 'resource_exhausted' ? new RateLimiterRes() : err)) });
+    const each = (limits: typeof a) => ({
+      consume: (key: string) => limits.consume('general', key).catch((err) => Promise.reject(err.kind === 'resource_exhausted' ? new RateLimiterRes() : err)),
+    });
     const r = await spend([each(a), each(b)], '198.51.100.9', 450, 8);
     expect(r.allowed).toBeLessThanOrEqual(limit);
     expect(r.allowed).toBeGreaterThanOrEqual(limit * 0.75);

@@ -1,25 +1,23 @@
 import { Code } from '@connectrpc/connect';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { SessionService } from '../gen/passkeyd/session/v2/session_service_pb.js';
 import { UserService } from '../gen/passkeyd/user/v2/user_service_pb.js';
 import { bearer, clientFor, type Protocol } from './helpers/clients.js';
 import { codeOf, errorOf } from './helpers/login.js';
 import { createUser } from './helpers/passkeys.js';
-import { BACKEND, startTestServer, type TestServer } from './helpers/server.js';
+import { BACKEND, startTestServer, useTestServer } from './helpers/server.js';
 
 const LIMIT = 4;
 const AVAILABILITY_LIMIT = 2;
 const WINDOW_SECONDS = 3;
-const config = { 'rate-limit': String(LIMIT), 'availability-rate-limit': String(AVAILABILITY_LIMIT), 'rate-limit-window': `${WINDOW_SECONDS}s`, 'availability-min-latency-ms': '0' };
+const config = {
+  'rate-limit': String(LIMIT),
+  'availability-rate-limit': String(AVAILABILITY_LIMIT),
+  'rate-limit-window': `${WINDOW_SECONDS}s`,
+  'availability-min-latency-ms': '0',
+};
 
-let srv: TestServer;
-let admin: string;
-
-beforeAll(async () => {
-  srv = await startTestServer({ config });
-  admin = await srv.adminToken();
-});
-afterAll(() => srv?.close());
+const srv = useTestServer({ config });
 
 const openSession = (url: string, protocol: Protocol = 'connect', headers?: { headers: Record<string, string> }) =>
   clientFor(SessionService, protocol, url).createSession({ challenges: { webAuthN: {} } }, headers);
@@ -34,7 +32,7 @@ async function waitOut(retryAfter: string | null) {
 
 describe(`rate limits on calls without a token (${BACKEND})`, () => {
   it('the limit triggers with RESOURCE_EXHAUSTED and a retry hint, spares token-bearing calls, and recovers', async () => {
-    const userId = await createUser(srv.url, admin);
+    const userId = await createUser(srv.url, srv.admin);
     const session = await openSession(srv.url, 'grpc');
     for (let i = 1; i < LIMIT; i++) expect(await codeOf(openSession(srv.url, i % 2 ? 'grpc' : 'connect'))).toBe('ok');
 
@@ -55,8 +53,8 @@ describe(`rate limits on calls without a token (${BACKEND})`, () => {
       expect(await codeOf(openSession(srv.url, 'connect', { headers: { authorization } })), JSON.stringify(authorization)).toBe(Code.ResourceExhausted);
     }
     // Calls with a token are not counted here.
-    expect(await codeOf(sessions.getSession({ sessionId: session.sessionId }, bearer(admin)))).toBe('ok');
-    expect(await codeOf(openSession(srv.url, 'connect', bearer(admin)))).toBe('ok');
+    expect(await codeOf(sessions.getSession({ sessionId: session.sessionId }, bearer(srv.admin)))).toBe('ok');
+    expect(await codeOf(openSession(srv.url, 'connect', bearer(srv.admin)))).toBe('ok');
 
     await waitOut(refused.metadata.get('retry-after'));
     expect(await codeOf(sessions.getSession({ sessionId: session.sessionId, sessionToken: session.sessionToken }))).toBe('ok');

@@ -12,19 +12,19 @@ import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSoftAuthenticator } from './helpers/authenticator.js';
 import { DEFAULT_ORIGIN } from './helpers/passkeys.js';
-import { BACKEND, startTestServer, type TestServer } from './helpers/server.js';
+import { BACKEND, useTestServer } from './helpers/server.js';
 
 const START = '<!-- readme-test:start -->';
 const END = '<!-- readme-test:end -->';
 
 /** A fenced shell block and the line it starts on (for error messages). */
-export interface ShellBlock {
+interface ShellBlock {
   line: number;
   code: string;
 }
 
 /** The ```sh / ```bash blocks between the markers, in order; undefined when there are no markers. */
-export function extractShellBlocks(markdown: string): ShellBlock[] | undefined {
+function extractShellBlocks(markdown: string): ShellBlock[] | undefined {
   const blocks: ShellBlock[] = [];
   let found = false;
   // Every marked region, in order: they run as one session.
@@ -53,12 +53,11 @@ function walkthrough(): { file: string; blocks: ShellBlock[] } {
   return { file: 'README.md', blocks };
 }
 
-let srv: TestServer;
+const srv = useTestServer();
 let browser: http.Server;
 let browserUrl: string;
 
 beforeAll(async () => {
-  srv = await startTestServer();
   // The browser's part, over HTTP so that the bash session can reach it.
   const authenticator = createSoftAuthenticator();
   browser = http.createServer((req, res) => {
@@ -69,7 +68,8 @@ beforeAll(async () => {
         const input = JSON.parse(body);
         // Accept passkeyd's Struct ({"publicKey": …}) or the bare options, as browser libraries do.
         const options = input.publicKey ?? input;
-        const out = req.url === '/create' ? await authenticator.register(options, { origin: DEFAULT_ORIGIN }) : await authenticator.authenticate(options, { origin: DEFAULT_ORIGIN });
+        const out =
+          req.url === '/create' ? await authenticator.register(options, { origin: DEFAULT_ORIGIN }) : await authenticator.authenticate(options, { origin: DEFAULT_ORIGIN });
         res.writeHead(200, { 'content-type': 'application/json' });
         res.end(JSON.stringify(out));
       } catch (err) {
@@ -82,7 +82,6 @@ beforeAll(async () => {
   browserUrl = `http://127.0.0.1:${(browser.address() as AddressInfo).port}`;
 });
 afterAll(async () => {
-  await srv?.close();
   browser?.close();
 });
 
@@ -105,7 +104,28 @@ function runBash(script: string, env: Record<string, string>): Promise<{ code: n
 
 describe(`README walk-through (${BACKEND})`, () => {
   it('extracts only the shell blocks between the markers', () => {
-    const md = ['# x', '```sh', 'echo outside', '```', START, 'text', '```sh', 'echo one', '```', '```ts', 'no()', '```', '```bash', 'echo two', 'echo three', '```', END, '```sh', 'echo after', '```'].join('\n');
+    const md = [
+      '# x',
+      '```sh',
+      'echo outside',
+      '```',
+      START,
+      'text',
+      '```sh',
+      'echo one',
+      '```',
+      '```ts',
+      'no()',
+      '```',
+      '```bash',
+      'echo two',
+      'echo three',
+      '```',
+      END,
+      '```sh',
+      'echo after',
+      '```',
+    ].join('\n');
     expect(extractShellBlocks(md)).toEqual([
       { line: 7, code: 'echo one' },
       { line: 13, code: 'echo two\necho three' },
@@ -132,7 +152,11 @@ describe(`README walk-through (${BACKEND})`, () => {
     const events = await srv.app.store.db.selectFrom('events').select(['aggregate_id', 'event_type']).where('aggregate_type', '=', 'user').orderBy('position').execute();
     const byUser = new Map<string, string[]>();
     for (const e of events) byUser.set(e.aggregate_id, [...(byUser.get(e.aggregate_id) ?? []), e.event_type]);
-    const lifecycles = [...byUser.values()].filter((types) => ['user.human.added', 'user.passkey.added', 'user.passkey.used', 'user.passkey.renamed', 'user.passkey.removed', 'user.removed'].every((t) => types.some((x) => x.startsWith(t))));
+    const lifecycles = [...byUser.values()].filter((types) =>
+      ['user.human.added', 'user.passkey.added', 'user.passkey.used', 'user.passkey.renamed', 'user.passkey.removed', 'user.removed'].every((t) =>
+        types.some((x) => x.startsWith(t)),
+      ),
+    );
     expect(lifecycles).toHaveLength(2);
   });
 });

@@ -11,21 +11,14 @@ import { FileDescriptorProtoSchema, FileDescriptorSetSchema, type FileDescriptor
 import { create, fromBinary } from '@bufbuild/protobuf';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { http as httpExt } from '../gen/google/api/annotations_pb.js';
 import { auth as authExt } from '../gen/passkeyd/options/v1/options_pb.js';
-import { BACKEND, startTestServer, type TestServer } from './helpers/server.js';
+import { BACKEND, useTestServer } from './helpers/server.js';
 
 const exec = promisify(execFile);
 const BUF = path.resolve('node_modules/.bin/buf');
-let srv: TestServer;
-let admin: string;
-
-beforeAll(async () => {
-  srv = await startTestServer();
-  admin = await srv.adminToken();
-});
-afterAll(() => srv?.close());
+const srv = useTestServer();
 
 /** Runs `buf curl` (async: the server runs in this process). */
 async function bufCurl(...args: string[]): Promise<string> {
@@ -41,7 +34,12 @@ describe(`buf curl with server reflection (${BACKEND})`, () => {
     const services = (await bufCurl('--protocol', 'grpc', '--http2-prior-knowledge', '--list-services', srv.url)).trim().split('\n');
     expect(services.sort()).toEqual([...INFRA_SERVICES, ...OWN_SERVICES].sort());
     const methods = (await bufCurl('--protocol', 'grpc', '--http2-prior-knowledge', '--list-methods', srv.url)).trim().split('\n');
-    for (const m of ['passkeyd.user.v2.UserService/RegisterPasskey', 'passkeyd.user.v2.UserService/VerifyPasskeyRegistration', 'passkeyd.session.v2.SessionService/SetSession', 'grpc.health.v1.Health/Check']) {
+    for (const m of [
+      'passkeyd.user.v2.UserService/RegisterPasskey',
+      'passkeyd.user.v2.UserService/VerifyPasskeyRegistration',
+      'passkeyd.session.v2.SessionService/SetSession',
+      'grpc.health.v1.Health/Check',
+    ]) {
       expect(methods).toContain(m);
     }
   });
@@ -60,19 +58,40 @@ describe(`buf curl with server reflection (${BACKEND})`, () => {
     expect(health).toEqual({ status: 'SERVING' });
     const added = JSON.parse(
       await bufCurl(
-        '--protocol', 'grpc', '--http2-prior-knowledge',
-        '-H', `Authorization: Bearer ${admin}`,
-        '-d', JSON.stringify({ username: 'reflected', profile: { given_name: 'Re', family_name: 'Flected' }, email: { email: 'reflected@example.com' } }),
+        '--protocol',
+        'grpc',
+        '--http2-prior-knowledge',
+        '-H',
+        `Authorization: Bearer ${srv.admin}`,
+        '-d',
+        JSON.stringify({ username: 'reflected', profile: { given_name: 'Re', family_name: 'Flected' }, email: { email: 'reflected@example.com' } }),
         `${srv.url}/passkeyd.user.v2.UserService/AddHumanUser`,
       ),
     );
     expect(added.userId).toMatch(/^[0-9a-z]{26}$/);
     const got = JSON.parse(
-      await bufCurl('--protocol', 'grpc', '--http2-prior-knowledge', '-H', `Authorization: Bearer ${admin}`, '-d', JSON.stringify({ user_id: added.userId }), `${srv.url}/passkeyd.user.v2.UserService/GetUserByID`),
+      await bufCurl(
+        '--protocol',
+        'grpc',
+        '--http2-prior-knowledge',
+        '-H',
+        `Authorization: Bearer ${srv.admin}`,
+        '-d',
+        JSON.stringify({ user_id: added.userId }),
+        `${srv.url}/passkeyd.user.v2.UserService/GetUserByID`,
+      ),
     );
     expect(got.user.username).toBe('reflected');
     // Without the token the same call is refused by the same interceptor as every other protocol.
-    const refused = await exec(BUF, ['curl', '--protocol', 'grpc', '--http2-prior-knowledge', '-d', JSON.stringify({ user_id: added.userId }), `${srv.url}/passkeyd.user.v2.UserService/GetUserByID`]).then(
+    const refused = await exec(BUF, [
+      'curl',
+      '--protocol',
+      'grpc',
+      '--http2-prior-knowledge',
+      '-d',
+      JSON.stringify({ user_id: added.userId }),
+      `${srv.url}/passkeyd.user.v2.UserService/GetUserByID`,
+    ]).then(
       () => undefined,
       (err: { stderr: string }) => err.stderr,
     );
@@ -99,10 +118,11 @@ async function ask(version: 'v1' | 'v1alpha', requests: object[]): Promise<any[]
   try {
     const stream = client.ServerReflectionInfo();
     const answers: any[] = [];
-    const next = () => new Promise<any>((resolve, reject) => {
-      stream.once('data', resolve);
-      stream.once('error', reject);
-    });
+    const next = () =>
+      new Promise<any>((resolve, reject) => {
+        stream.once('data', resolve);
+        stream.once('error', reject);
+      });
     for (const r of requests) {
       const p = next();
       stream.write(r);
@@ -149,7 +169,15 @@ describe(`grpc.reflection over @grpc/grpc-js (${BACKEND})`, () => {
     expect(files[0]!.name).toBe('passkeyd/user/v2/user_service.proto');
     const names = files.map((f) => f.name);
     expect(new Set(names).size).toBe(names.length);
-    for (const dep of ['google/api/annotations.proto', 'google/api/http.proto', 'google/protobuf/descriptor.proto', 'google/protobuf/struct.proto', 'google/protobuf/timestamp.proto', 'passkeyd/options/v1/options.proto', 'passkeyd/object/v2/object.proto']) {
+    for (const dep of [
+      'google/api/annotations.proto',
+      'google/api/http.proto',
+      'google/protobuf/descriptor.proto',
+      'google/protobuf/struct.proto',
+      'google/protobuf/timestamp.proto',
+      'passkeyd/options/v1/options.proto',
+      'passkeyd/object/v2/object.proto',
+    ]) {
       expect(names).toContain(dep);
     }
     // A rebuilt registry has the service, its messages and its method options (http rule, auth rule).

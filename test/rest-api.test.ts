@@ -5,20 +5,13 @@
  */
 import http2 from 'node:http2';
 import { Code } from '@connectrpc/connect';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { createSoftAuthenticator } from './helpers/authenticator.js';
 import { requestOptionsOf } from './helpers/login.js';
 import { createUser, creationOptionsOf, DEFAULT_ORIGIN, registerPasskey } from './helpers/passkeys.js';
-import { BACKEND, startServerBehindProxy, startTestServer, TEST_DATABASE_URL, type TestServer } from './helpers/server.js';
+import { BACKEND, startServerBehindProxy, TEST_DATABASE_URL, useTestServer } from './helpers/server.js';
 
-let srv: TestServer;
-let admin: string;
-
-beforeAll(async () => {
-  srv = await startTestServer({ config: { 'availability-rate-limit': '2', 'availability-min-latency-ms': '0' } });
-  admin = await srv.adminToken();
-});
-afterAll(() => srv?.close());
+const srv = useTestServer({ config: { 'availability-rate-limit': '2', 'availability-min-latency-ms': '0' } });
 
 interface Reply {
   status: number;
@@ -54,22 +47,27 @@ const human = (username: string) => ({ username, profile: { givenName: 'Rest', f
 
 describe(`REST errors: HTTP status and google.rpc.Status body per code (${BACKEND})`, () => {
   it('400 INVALID_ARGUMENT: failed bounds, unparsable JSON, unknown fields, wrongly typed values', async () => {
-    expectError(await rest('POST', '/v2/users/human', { body: { username: 'no-profile' }, token: admin }), 400, Code.InvalidArgument, /profile/);
-    expectError(await rest('POST', '/v2/users/human', { raw: '{"username": ', token: admin, headers: { 'content-type': 'application/json' } }), 400, Code.InvalidArgument, /not valid JSON/);
-    expectError(await rest('POST', '/v2/users/human', { body: { ...human('typo'), usernme: 'x' }, token: admin }), 400, Code.InvalidArgument);
-    expectError(await rest('POST', '/v2/users', { body: { query: { limit: 'ten' } }, token: admin }), 400, Code.InvalidArgument);
-    expectError(await rest('GET', `/v2/users/${'x'.repeat(201)}`, { token: admin }), 400, Code.InvalidArgument, /user_id|userId/);
+    expectError(await rest('POST', '/v2/users/human', { body: { username: 'no-profile' }, token: srv.admin }), 400, Code.InvalidArgument, /profile/);
+    expectError(
+      await rest('POST', '/v2/users/human', { raw: '{"username": ', token: srv.admin, headers: { 'content-type': 'application/json' } }),
+      400,
+      Code.InvalidArgument,
+      /not valid JSON/,
+    );
+    expectError(await rest('POST', '/v2/users/human', { body: { ...human('typo'), usernme: 'x' }, token: srv.admin }), 400, Code.InvalidArgument);
+    expectError(await rest('POST', '/v2/users', { body: { query: { limit: 'ten' } }, token: srv.admin }), 400, Code.InvalidArgument);
+    expectError(await rest('GET', `/v2/users/${'x'.repeat(201)}`, { token: srv.admin }), 400, Code.InvalidArgument, /user_id|userId/);
   });
 
   it('400 FAILED_PRECONDITION: removing the last passkey', async () => {
-    const userId = await createUser(srv.url, admin);
-    const { passkeyId } = await registerPasskey(srv.url, { userId, token: admin });
-    expectError(await rest('DELETE', `/v2/users/${userId}/passkeys/${passkeyId}`, { token: admin }), 400, Code.FailedPrecondition, /only passkey/);
+    const userId = await createUser(srv.url, srv.admin);
+    const { passkeyId } = await registerPasskey(srv.url, { userId, token: srv.admin });
+    expectError(await rest('DELETE', `/v2/users/${userId}/passkeys/${passkeyId}`, { token: srv.admin }), 400, Code.FailedPrecondition, /only passkey/);
     // ?force=true (a bool from the query string) lets the admin through.
-    const forced = await rest('DELETE', `/v2/users/${userId}/passkeys/${passkeyId}?force=true`, { token: admin });
+    const forced = await rest('DELETE', `/v2/users/${userId}/passkeys/${passkeyId}?force=true`, { token: srv.admin });
     expect(forced.status).toBe(200);
     expect(forced.json.details.sequence).toMatch(/^\d+$/);
-    expectError(await rest('DELETE', `/v2/users/${userId}/passkeys/${passkeyId}?force=maybe`, { token: admin }), 400, Code.InvalidArgument, /force/);
+    expectError(await rest('DELETE', `/v2/users/${userId}/passkeys/${passkeyId}?force=maybe`, { token: srv.admin }), 400, Code.InvalidArgument, /force/);
   });
 
   it('401 UNAUTHENTICATED: no token, a malformed header, a bad token', async () => {
@@ -79,17 +77,17 @@ describe(`REST errors: HTTP status and google.rpc.Status body per code (${BACKEN
   });
 
   it('403 PERMISSION_DENIED: an org admin outside their organization', async () => {
-    const org = await rest('POST', '/v2/organizations', { body: { name: 'Elsewhere Inc' }, token: admin });
+    const org = await rest('POST', '/v2/organizations', { body: { name: 'Elsewhere Inc' }, token: srv.admin });
     expect(org.status).toBe(200);
-    const userId = await createUser(srv.url, admin);
+    const userId = await createUser(srv.url, srv.admin);
     const otherOrgAdmin = await srv.adminToken('org_admin', org.json.organizationId);
     expectError(await rest('GET', `/v2/users/${userId}`, { token: otherOrgAdmin }), 403, Code.PermissionDenied, /organization/);
   });
 
   it('404 NOT_FOUND and 409 ALREADY_EXISTS', async () => {
-    expectError(await rest('GET', '/v2/users/nobody-here', { token: admin }), 404, Code.NotFound, /not found/);
-    expect((await rest('POST', '/v2/users/human', { body: human('twice'), token: admin })).status).toBe(200);
-    expectError(await rest('POST', '/v2/users/human', { body: human('twice'), token: admin }), 409, Code.AlreadyExists);
+    expectError(await rest('GET', '/v2/users/nobody-here', { token: srv.admin }), 404, Code.NotFound, /not found/);
+    expect((await rest('POST', '/v2/users/human', { body: human('twice'), token: srv.admin })).status).toBe(200);
+    expectError(await rest('POST', '/v2/users/human', { body: human('twice'), token: srv.admin }), 409, Code.AlreadyExists);
   });
 
   it('429 RESOURCE_EXHAUSTED from the rate limit, with Retry-After passed through', async () => {
@@ -123,8 +121,8 @@ describe(`REST errors: HTTP status and google.rpc.Status body per code (${BACKEN
 describe(`REST routing and encoding (${BACKEND})`, () => {
   it('unknown /v2 paths are 404, another method on a known path 405 with Allow — both as JSON errors', async () => {
     expectError(await rest('GET', '/v2/nothing'), 404, Code.NotFound);
-    expectError(await rest('GET', '/v2/users/u1/passkeys/p1/extra', { token: admin }), 404, Code.NotFound);
-    const wrong = await rest('PUT', '/v2/users/u1', { token: admin, body: {} });
+    expectError(await rest('GET', '/v2/users/u1/passkeys/p1/extra', { token: srv.admin }), 404, Code.NotFound);
+    const wrong = await rest('PUT', '/v2/users/u1', { token: srv.admin, body: {} });
     expectError(wrong, 405, Code.Unimplemented);
     expect(wrong.headers.get('allow')).toBe('DELETE, GET');
     // Non-/v2 paths keep their own 404 (Connect's fallback).
@@ -133,19 +131,23 @@ describe(`REST routing and encoding (${BACKEND})`, () => {
 
   it('snake_case and lowerCamelCase input are the same message; output is lowerCamelCase', async () => {
     const snake = await rest('POST', '/v2/users/human', {
-      token: admin,
+      token: srv.admin,
       body: { user_id: 'snake-user', username: 'snake', profile: { given_name: 'Sna', family_name: 'Ke' }, email: { email: 'snake@example.com', is_verified: true } },
     });
     expect(snake.status).toBe(200);
     expect(snake.json.userId).toBe('snake-user');
-    const got = await rest('GET', '/v2/users/snake-user', { token: admin });
-    expect(got.json.user).toMatchObject({ userId: 'snake-user', username: 'snake', human: { profile: { givenName: 'Sna', familyName: 'Ke', displayName: 'Sna Ke' }, email: { email: 'snake@example.com', isVerified: true } } });
+    const got = await rest('GET', '/v2/users/snake-user', { token: srv.admin });
+    expect(got.json.user).toMatchObject({
+      userId: 'snake-user',
+      username: 'snake',
+      human: { profile: { givenName: 'Sna', familyName: 'Ke', displayName: 'Sna Ke' }, email: { email: 'snake@example.com', isVerified: true } },
+    });
     expect(JSON.stringify(got.json)).not.toMatch(/_[a-z]+":/);
   });
 
   it('Timestamps as RFC 3339 and uint64 as strings; Struct out (creation options) and in (the credential)', async () => {
-    const userId = await createUser(srv.url, admin);
-    const begun = await rest('POST', `/v2/users/${userId}/passkeys`, { token: admin, body: {} });
+    const userId = await createUser(srv.url, srv.admin);
+    const begun = await rest('POST', `/v2/users/${userId}/passkeys`, { token: srv.admin, body: {} });
     expect(begun.status).toBe(200);
     const { details, passkeyId, publicKeyCredentialCreationOptions } = begun.json;
     expect(details.changeDate).toMatch(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$/);
@@ -157,21 +159,23 @@ describe(`REST routing and encoding (${BACKEND})`, () => {
     expect(typeof options.challenge).toBe('string');
     expect(options.pubKeyCredParams.length).toBeGreaterThan(0);
     const credential = await createSoftAuthenticator().register(options, { origin: DEFAULT_ORIGIN });
-    const verified = await rest('POST', `/v2/users/${userId}/passkeys/${passkeyId}`, { token: admin, body: { public_key_credential: credential, passkey_name: 'via REST' } });
+    const verified = await rest('POST', `/v2/users/${userId}/passkeys/${passkeyId}`, { token: srv.admin, body: { public_key_credential: credential, passkey_name: 'via REST' } });
     expect(verified.status).toBe(200);
     expect(BigInt(verified.json.details.sequence)).toBeGreaterThan(BigInt(details.sequence));
-    const listed = await rest('POST', `/v2/users/${userId}/passkeys/_search`, { token: admin, body: { query: { limit: 10 } } });
+    const listed = await rest('POST', `/v2/users/${userId}/passkeys/_search`, { token: srv.admin, body: { query: { limit: 10 } } });
     expect(listed.json.result).toEqual([expect.objectContaining({ id: passkeyId, name: 'via REST', state: 'AUTH_FACTOR_STATE_READY', creationDate: expect.stringMatching(/Z$/) })]);
     expect(listed.json.details.totalResult).toBe('1');
   });
 
   it('GET takes the remaining fields from the query string (GetSession ?session_token=)', async () => {
-    const userId = await createUser(srv.url, admin);
-    const { authenticator } = await registerPasskey(srv.url, { userId, token: admin });
+    const userId = await createUser(srv.url, srv.admin);
+    const { authenticator } = await registerPasskey(srv.url, { userId, token: srv.admin });
     const created = await rest('POST', '/v2/sessions', { body: { checks: { user: { user_id: userId } }, challenges: { web_auth_n: { domain: 'localhost' } } } });
     expect(created.status).toBe(200);
     const assertion = await authenticator.authenticate(requestOptionsOf(created.json.challenges.webAuthN.publicKeyCredentialRequestOptions), { origin: DEFAULT_ORIGIN });
-    const set = await rest('PATCH', `/v2/sessions/${created.json.sessionId}`, { body: { session_token: created.json.sessionToken, checks: { web_auth_n: { credential_assertion_data: assertion } } } });
+    const set = await rest('PATCH', `/v2/sessions/${created.json.sessionId}`, {
+      body: { session_token: created.json.sessionToken, checks: { web_auth_n: { credential_assertion_data: assertion } } },
+    });
     expect(set.status).toBe(200);
     expect(set.json.accessToken).toMatch(/^ey/);
     expect(set.json.accessTokenExpirationDate).toMatch(/Z$/);
@@ -187,7 +191,7 @@ describe(`REST routing and encoding (${BACKEND})`, () => {
 
   it('bodies over 1 MiB are refused with 413 before parsing', async () => {
     const huge = JSON.stringify({ username: 'x'.repeat(1024 * 1024) });
-    const r = await rest('POST', '/v2/users/human', { raw: huge, token: admin, headers: { 'content-type': 'application/json' } });
+    const r = await rest('POST', '/v2/users/human', { raw: huge, token: srv.admin, headers: { 'content-type': 'application/json' } });
     expectError(r, 413, Code.ResourceExhausted, /exceeds 1048576 bytes/);
   });
 
@@ -196,7 +200,7 @@ describe(`REST routing and encoding (${BACKEND})`, () => {
     try {
       const request = (method: string, path: string, body?: string) =>
         new Promise<{ status: number; json: any }>((resolve, reject) => {
-          const stream = session.request({ ':method': method, ':path': path, authorization: `Bearer ${admin}`, 'content-type': 'application/json' });
+          const stream = session.request({ ':method': method, ':path': path, authorization: `Bearer ${srv.admin}`, 'content-type': 'application/json' });
           let text = '';
           let status = 0;
           stream.on('response', (h) => (status = Number(h[':status'])));
@@ -219,7 +223,7 @@ describe(`REST routing and encoding (${BACKEND})`, () => {
   });
 
   it('REST calls run through the same interceptors: logged and counted with protocol "rest"', async () => {
-    await rest('GET', '/v2/users/metrics-probe', { token: admin });
+    await rest('GET', '/v2/users/metrics-probe', { token: srv.admin });
     const metrics = await (await fetch(`${srv.url}/metrics`)).text();
     expect(metrics).toMatch(/passkeyd_rpc_requests_total\{procedure="passkeyd\.user\.v2\.UserService\/GetUserByID",protocol="rest",code="NotFound"\} [1-9]/);
   });

@@ -1,23 +1,21 @@
 /** /openapi.json: generated from the same routes and descriptors that serve REST, and consistent with them. */
 import { hasOption } from '@bufbuild/protobuf';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { http } from '../gen/google/api/annotations_pb.js';
 import { OrganizationService } from '../gen/passkeyd/org/v2/org_service_pb.js';
 import { SessionService } from '../gen/passkeyd/session/v2/session_service_pb.js';
 import { UserService } from '../gen/passkeyd/user/v2/user_service_pb.js';
-import { BACKEND, startTestServer, type TestServer } from './helpers/server.js';
+import { BACKEND, useTestServer } from './helpers/server.js';
 
-let srv: TestServer;
+const srv = useTestServer();
 let doc: any;
 
 beforeAll(async () => {
-  srv = await startTestServer();
   const res = await fetch(`${srv.url}/openapi.json`);
   expect(res.status).toBe(200);
   expect(res.headers.get('content-type')).toBe('application/json');
   doc = await res.json();
 });
-afterAll(() => srv?.close());
 
 /** Every {"$ref": ...} in a value. */
 function refs(v: unknown, out: string[] = []): string[] {
@@ -37,7 +35,11 @@ describe(`OpenAPI document (${BACKEND})`, () => {
   it('is OpenAPI 3.1 with every REST binding as an operation, unique operation ids, resolvable refs', () => {
     expect(doc.openapi).toBe('3.1.0');
     expect(doc.info.title).toBe('passkeyd');
-    const operations = Object.entries(doc.paths).flatMap(([path, item]: [string, any]) => Object.entries(item).filter(([m]) => METHODS.includes(m)).map(([m, op]) => ({ path, method: m, op: op as any })));
+    const operations = Object.entries(doc.paths).flatMap(([path, item]: [string, any]) =>
+      Object.entries(item)
+        .filter(([m]) => METHODS.includes(m))
+        .map(([m, op]) => ({ path, method: m, op: op as any })),
+    );
     const ids = operations.map((o) => o.op.operationId);
     const expected = [UserService, SessionService, OrganizationService].flatMap((svc) => svc.methods.filter((m) => hasOption(m, http)).map((m) => `${svc.name}_${m.name}`));
     expect(expected.length).toBeGreaterThan(15);
@@ -90,7 +92,11 @@ describe(`OpenAPI document (${BACKEND})`, () => {
     const [path] = Object.entries(doc.paths).find(([, i]: [string, any]) => i.post?.operationId === 'UserService_ListUsers') as [string, any];
     const props = Object.keys(doc.components.schemas['passkeyd.user.v2.ListUsersRequest'].properties);
     expect(props).toEqual(expect.arrayContaining(['query', 'sortingColumn', 'queries']));
-    const res = await fetch(srv.url + path, { method: 'POST', headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/json' }, body: JSON.stringify({ query: { limit: 1 } }) });
+    const res = await fetch(srv.url + path, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ query: { limit: 1 } }),
+    });
     expect(res.status).toBe(200);
     const body = await res.json();
     const responseProps = Object.keys(doc.components.schemas['passkeyd.user.v2.ListUsersResponse'].properties);

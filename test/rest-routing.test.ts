@@ -4,16 +4,20 @@ import { describe, expect, it } from 'vitest';
 import { OrganizationService } from '../gen/passkeyd/org/v2/org_service_pb.js';
 import { SessionService } from '../gen/passkeyd/session/v2/session_service_pb.js';
 import { UserService } from '../gen/passkeyd/user/v2/user_service_pb.js';
-import { buildRouteTable } from '../src/api/rest/route-table.js';
-import { specGrpcMessage } from '../src/api/rest/node-bridge.js';
-import { compareSpecificity, matchTemplate, parseTemplate, splitPath, TemplateError } from '../src/api/rest/path-template.js';
+import { buildRouteTable } from '../src/api/transport/rest/route-table.js';
+import { specGrpcMessage } from '../src/api/transport/grpc-message.js';
+import { compareSpecificity, matchTemplate, parseTemplate, splitPath, TemplateError } from '../src/api/transport/rest/path-template.js';
 
 const handlersOf = (...services: DescService[]) => services.flatMap((s) => s.methods.map((method: DescMethod) => ({ method })));
 const table = buildRouteTable(handlersOf(UserService, SessionService, OrganizationService));
 
 function target(httpMethod: string, path: string): string | undefined {
   const found = table.lookup(httpMethod, path);
-  return found.kind === 'match' ? `${found.route.method.name} ${JSON.stringify(Object.fromEntries(found.bindings))}` : found.kind === 'method-not-allowed' ? `405 ${found.allowed.join(',')}` : undefined;
+  return found.kind === 'match'
+    ? `${found.route.method.name} ${JSON.stringify(Object.fromEntries(found.bindings))}`
+    : found.kind === 'method-not-allowed'
+      ? `405 ${found.allowed.join(',')}`
+      : undefined;
 }
 
 describe('REST route table of passkeyd', () => {

@@ -8,7 +8,7 @@ import { Code, ConnectError, createConnectRouter, createContextValues, type Inte
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { clientAddressKey, restKey } from '../src/api/context.js';
-import { createRestTranscoder } from '../src/api/rest/transcoder.js';
+import { createRestTranscoder } from '../src/api/transport/rest/transcoder.js';
 import { EchoService, Shelf } from './helpers/rest-echo-service.js';
 
 const MAX = 4096;

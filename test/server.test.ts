@@ -8,25 +8,32 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { createClient } from '@connectrpc/connect';
 import { createGrpcTransport } from '@connectrpc/connect-node';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { Health, HealthCheckResponse_ServingStatus } from '../gen/health/v1/health_pb.js';
 import { UserService } from '../gen/passkeyd/user/v2/user_service_pb.js';
 import { bearer, clientFor } from './helpers/clients.js';
-import { startTestServer, type TestServer } from './helpers/server.js';
+import { startTestServer, useTestServer } from './helpers/server.js';
 
 const exec = promisify(execFile);
-let srv: TestServer;
-let admin: string;
 
-beforeAll(async () => {
-  srv = await startTestServer();
-  admin = await srv.adminToken();
-});
-afterAll(() => srv?.close());
+const srv = useTestServer();
 
 describe('one port for every protocol', () => {
   it('curl without HTTP/2 flags reaches Connect JSON, and with prior knowledge reaches it over h2c', async () => {
-    const args = ['-s', '-X', 'POST', `${srv.url}/passkeyd.user.v2.UserService/ListUsers`, '-H', 'content-type: application/json', '-H', `authorization: Bearer ${admin}`, '-d', '{}', '-w', '\\n%{http_version}'];
+    const args = [
+      '-s',
+      '-X',
+      'POST',
+      `${srv.url}/passkeyd.user.v2.UserService/ListUsers`,
+      '-H',
+      'content-type: application/json',
+      '-H',
+      `authorization: Bearer ${srv.admin}`,
+      '-d',
+      '{}',
+      '-w',
+      '\\n%{http_version}',
+    ];
     const h1 = await exec('curl', args);
     const [body1, version1] = h1.stdout.trim().split('\n');
     expect(version1).toBe('1.1');
@@ -48,7 +55,7 @@ describe('one port for every protocol', () => {
     const discovery = (await (await fetch(`${srv.url}/.well-known/openid-configuration`)).json()) as { issuer: string; jwks_uri: string };
     expect(discovery.issuer).toBe(srv.config.issuer);
     expect(discovery.jwks_uri).toBe(`${srv.config.issuer}/.well-known/jwks.json`);
-    await clientFor(UserService, 'connect', srv.url).listUsers({}, bearer(admin));
+    await clientFor(UserService, 'connect', srv.url).listUsers({}, bearer(srv.admin));
     const metrics = await (await fetch(`${srv.url}/metrics`)).text();
     expect(metrics).toContain('passkeyd_rpc_requests_total{procedure="passkeyd.user.v2.UserService/ListUsers",protocol="connect",code="ok"}');
     expect((await fetch(`${srv.url}/readyz`)).status).toBe(200);
@@ -100,16 +107,40 @@ describe('TLS with ALPN serves every protocol on one port', () => {
     const dir = mkdtempSync(path.join(os.tmpdir(), 'passkeyd-tls-'));
     const cert = path.join(dir, 'cert.pem');
     const key = path.join(dir, 'key.pem');
-    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: 'ignore' });
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:P-256',
+        '-nodes',
+        '-keyout',
+        key,
+        '-out',
+        cert,
+        '-days',
+        '1',
+        '-subj',
+        '/CN=127.0.0.1',
+        '-addext',
+        'subjectAltName=IP:127.0.0.1',
+      ],
+      { stdio: 'ignore' },
+    );
     const tls = await startTestServer({ config: { 'tls-cert': cert, 'tls-key': key } });
     try {
       const ca = execFileSync('cat', [cert]);
       const base = `https://127.0.0.1:${tls.server.port}`;
       const h1 = await new Promise<{ version: string; status: number }>((resolve, reject) =>
-        https.get(`${base}/healthz`, { ca, ALPNProtocols: ['http/1.1'] } as https.RequestOptions, (res) => {
-          res.resume();
-          resolve({ version: res.httpVersion, status: res.statusCode! });
-        }).on('error', reject),
+        https
+          .get(`${base}/healthz`, { ca, ALPNProtocols: ['http/1.1'] } as https.RequestOptions, (res) => {
+            res.resume();
+            resolve({ version: res.httpVersion, status: res.statusCode! });
+          })
+          .on('error', reject),
       );
       expect(h1).toEqual({ version: '1.1', status: 200 });
       const session = http2.connect(base, { ca });

@@ -3,7 +3,7 @@ import { create, fromBinary, toBinary, toJson, type DescMessage, type MessageIni
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CreateSessionRequestSchema, CreateSessionResponseSchema } from '../gen/passkeyd/session/v2/session_service_pb.js';
 import { AddHumanUserRequestSchema, AddHumanUserResponseSchema, GetUserByIDRequestSchema, ListUsersRequestSchema } from '../gen/passkeyd/user/v2/user_service_pb.js';
-import { BACKEND, startTestServer, type TestServer } from './helpers/server.js';
+import { BACKEND, useTestServer } from './helpers/server.js';
 
 /**
  * The unary fast path (src/api/unary-fast-path.ts) against Connect's own handlers, on one server: the
@@ -20,19 +20,13 @@ interface RawAnswer {
   body: Buffer;
 }
 
-let srv: TestServer;
-let admin: string;
 let session: http2.ClientHttp2Session;
 
+const srv = useTestServer({ config: { 'rate-limit': '6', 'rate-limit-window': '60s' } });
 beforeAll(async () => {
-  srv = await startTestServer({ config: { 'rate-limit': '6', 'rate-limit-window': '60s' } });
-  admin = await srv.adminToken();
   session = http2.connect(srv.url);
 });
-afterAll(async () => {
-  session?.close();
-  await srv?.close();
-});
+afterAll(() => session?.close());
 
 function frame(message: Uint8Array, flags = 0): Buffer {
   const out = Buffer.alloc(5 + message.length);
@@ -69,7 +63,8 @@ function call(path: string, body: Uint8Array, headers: Record<string, string>, v
       // Trailers-only answers carry the status in the headers.
       const all = { ...head, ...trailers } as Record<string, string>;
       const metadata: Record<string, string> = {};
-      for (const [k, v] of Object.entries(all)) if (!k.startsWith(':') && !['content-type', 'date', 'grpc-status', 'grpc-message', 'grpc-accept-encoding', 'accept-encoding'].includes(k)) metadata[k] = String(v);
+      for (const [k, v] of Object.entries(all))
+        if (!k.startsWith(':') && !['content-type', 'date', 'grpc-status', 'grpc-message', 'grpc-accept-encoding', 'accept-encoding'].includes(k)) metadata[k] = String(v);
       resolve({ status: String(all['grpc-status']), message: all['grpc-message'], contentType: head['content-type'] as string | undefined, metadata, body: Buffer.concat(chunks) });
     };
     req.on('trailers', (t) => {
@@ -101,7 +96,7 @@ async function both(path: string, body: Uint8Array, headers: Record<string, stri
   return [fast, connect];
 }
 
-const auth = () => ({ authorization: `Bearer ${admin}` });
+const auth = () => ({ authorization: `Bearer ${srv.admin}` });
 const ADD = '/passkeyd.user.v2.UserService/AddHumanUser';
 const GET = '/passkeyd.user.v2.UserService/GetUserByID';
 const LIST = '/passkeyd.user.v2.UserService/ListUsers';
@@ -214,7 +209,13 @@ async function connectCall(path: string, body: Uint8Array | string, contentType:
   return { status: res.status, headers: out, body: Buffer.from(await res.arrayBuffer()) };
 }
 
-async function connectBoth(path: string, body: Uint8Array | string, contentType: string, headers: Record<string, string> = {}, fastExpected = true): Promise<[HttpAnswer, HttpAnswer]> {
+async function connectBoth(
+  path: string,
+  body: Uint8Array | string,
+  contentType: string,
+  headers: Record<string, string> = {},
+  fastExpected = true,
+): Promise<[HttpAnswer, HttpAnswer]> {
   const before = await fastCalls('connect');
   const fast = await connectCall(path, body, contentType, headers, false);
   const afterFast = await fastCalls('connect');
@@ -229,7 +230,13 @@ describe(`unary fast path, Connect protocol (${BACKEND})`, () => {
   const proto = 'application/proto';
 
   it('answers successful JSON and protobuf calls like Connect: status, headers, body', async () => {
-    const added = await connectCall(ADD, JSON.stringify({ username: 'connect-fast', profile: { givenName: 'C', familyName: 'F' }, email: { email: 'cf@example.com' } }), json, auth(), false);
+    const added = await connectCall(
+      ADD,
+      JSON.stringify({ username: 'connect-fast', profile: { givenName: 'C', familyName: 'F' }, email: { email: 'cf@example.com' } }),
+      json,
+      auth(),
+      false,
+    );
     expect(added.status).toBe(200);
     const userId = JSON.parse(added.body.toString()).userId as string;
     const [fast, connect] = await connectBoth(GET, JSON.stringify({ userId }), json, auth());
@@ -279,28 +286,60 @@ describe(`unary fast path, Connect protocol (${BACKEND})`, () => {
   });
 });
 
+/** Resolves once the server has acknowledged a PING sent now on `session`. */
+async function ping(session: http2.ClientHttp2Session): Promise<void> {
+  if (session.connecting) await new Promise((resolve) => session.once('connect', resolve)); // a PING sent earlier is cancelled
+  await new Promise<void>((resolve, reject) => session.ping((err) => (err ? reject(err) : resolve())));
+}
+
+/** One Connect unary call on an existing HTTP/2 connection: HTTP status and body. */
+function unaryOn(session: http2.ClientHttp2Session, path: string, body: Uint8Array, headers: Record<string, string>): Promise<{ status: number; body: Buffer }> {
+  return new Promise((resolve, reject) => {
+    const req = session.request({ ':method': 'POST', ':path': path, ...headers });
+    let status = 0;
+    const chunks: Buffer[] = [];
+    req.on('response', (h) => (status = Number(h[':status'])));
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => resolve({ status, body: Buffer.concat(chunks) }));
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
 describe(`unary fast path, aborted uploads (${BACKEND})`, () => {
   it('a call whose client resets the stream mid-upload is not run', async () => {
     const username = 'never-created';
-    const message = toBinary(AddHumanUserRequestSchema, create(AddHumanUserRequestSchema, { username, profile: { givenName: 'N', familyName: 'C' }, email: { email: 'nc@example.com' } }));
+    const message = toBinary(
+      AddHumanUserRequestSchema,
+      create(AddHumanUserRequestSchema, { username, profile: { givenName: 'N', familyName: 'C' }, email: { email: 'nc@example.com' } }),
+    );
     // A complete request followed by an (unknown, ignorable) field 99 of 100 bytes: cut before that
     // field, what arrived is still a valid request, which must not run.
     const trailer = Buffer.concat([Buffer.from([0x9a, 0x06, 100]), Buffer.alloc(100, 0x61)]);
     const full = Buffer.concat([message, trailer]);
     const before = await fastCalls('connect');
     const own = http2.connect(srv.url);
-    const req = own.request({ ':method': 'POST', ':path': ADD, 'content-type': 'application/proto', 'content-length': String(full.length), ...auth() });
-    req.on('error', () => {});
-    req.write(message);
-    await new Promise((r) => setTimeout(r, 150));
-    req.close(http2.constants.NGHTTP2_CANCEL);
-    await new Promise((r) => setTimeout(r, 400));
-    own.destroy();
-    const row = await srv.app.store.db.selectFrom('users').select('id').where('username', '=', username).executeTakeFirst();
-    expect(row).toBeUndefined();
-    expect(await fastCalls('connect')).toBe(before);
-    // The same bytes, whole, are a valid call.
-    const whole = await connectCall(ADD, full, 'application/proto', auth(), false);
-    expect(whole.status).toBe(200);
+    try {
+      const headers = { 'content-type': 'application/proto', 'content-length': String(full.length), ...auth() };
+      const req = own.request({ ':method': 'POST', ':path': ADD, ...headers });
+      req.on('error', () => {});
+      req.write(message);
+      // The server handles a connection's frames in order and answers a PING after the frames sent
+      // before it: no fixed sleep, each wait ends once the server has what came before.
+      await ping(own); // it has the message
+      req.close(http2.constants.NGHTTP2_CANCEL);
+      await ping(own); // it has the reset, and has decided about the cut call
+      // The same bytes, whole, on the same connection, are a valid call. Had the cut call run, it would
+      // have run first (decided before this one arrived): this one would be ALREADY_EXISTS.
+      const whole = await unaryOn(own, ADD, full, headers);
+      expect(whole.status).toBe(200);
+      const { userId } = fromBinary(AddHumanUserResponseSchema, whole.body);
+      const rows = await srv.app.store.db.selectFrom('users').select('id').where('username', '=', username).execute();
+      expect(rows).toEqual([{ id: userId }]);
+      // And only the whole call went through the fast path (its counter moves before the call runs).
+      expect(await fastCalls('connect')).toBe(before + 1);
+    } finally {
+      own.destroy();
+    }
   });
 });

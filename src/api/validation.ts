@@ -2,7 +2,7 @@ import { getOption, hasOption, toJsonString, type DescField, type DescMessage, t
 import { reflect, type ReflectMessage } from '@bufbuild/protobuf/reflect';
 import { ScalarType } from '@bufbuild/protobuf';
 import { field as fieldRulesExt } from '../../gen/passkeyd/options/v1/options_pb.js';
-import { invalid } from '../domain/errors.js';
+import { invalid } from '../errors.js';
 
 type Check = (m: ReflectMessage, path: string) => void;
 
@@ -130,8 +130,7 @@ function checksFor(desc: DescMessage): Check[] {
             else if (typeof item === 'string') {
               if (item.includes('\u0000')) throw invalid(`${ip}: must not contain a NUL character`);
               if (itemBounds) stringCheck(ip, item, itemBounds);
-            }
-            else if (f.listKind === 'message') for (const c of inner) c(item as ReflectMessage, `${ip}.`);
+            } else if (f.listKind === 'message') for (const c of inner) c(item as ReflectMessage, `${ip}.`);
           }
         });
         break;

@@ -1,6 +1,7 @@
-import { createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, type KeyObject } from 'node:crypto';
-import type { Kysely } from 'kysely';
+import { createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, type JsonWebKey, type KeyObject } from 'node:crypto';
+import type { Kysely, Transaction } from 'kysely';
 import type { Database } from '../store/schema.js';
+import { insertSigningKey, listSigningKeys } from '../store/signing-keys.js';
 
 /** A signing key, parsed once into KeyObjects. */
 export interface SigningKey {
@@ -12,24 +13,21 @@ export interface SigningKey {
 }
 
 /** Creates a new ES256 key and stores it; it becomes the key new tokens are signed with. */
-export async function addSigningKey(db: Kysely<Database>): Promise<string> {
+export async function addSigningKey(db: Kysely<Database> | Transaction<Database>): Promise<string> {
   const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
   const kid = randomBytes(12).toString('base64url');
   const publicJwk = { ...publicKey.export({ format: 'jwk' }), kid, alg: 'ES256', use: 'sig' };
-  await db
-    .insertInto('signing_keys')
-    .values({ kid, private_jwk: JSON.stringify(privateKey.export({ format: 'jwk' })), public_jwk: JSON.stringify(publicJwk), created_at: new Date() })
-    .execute();
+  await insertSigningKey(db, { kid, privateJwk: privateKey.export({ format: 'jwk' }), publicJwk });
   return kid;
 }
 
 /** Every stored key, newest first. */
 export async function loadSigningKeys(db: Kysely<Database>): Promise<SigningKey[]> {
-  const rows = await db.selectFrom('signing_keys').selectAll().orderBy('created_at', 'desc').orderBy('kid').execute();
+  const rows = await listSigningKeys(db);
   return rows.map((r) => ({
     kid: r.kid,
-    privateKey: createPrivateKey({ key: r.private_jwk as any, format: 'jwk' }),
-    publicKey: createPublicKey({ key: r.public_jwk as any, format: 'jwk' }),
+    privateKey: createPrivateKey({ key: r.private_jwk as JsonWebKey, format: 'jwk' }),
+    publicKey: createPublicKey({ key: r.public_jwk as JsonWebKey, format: 'jwk' }),
     publicJwk: r.public_jwk,
     createdAt: r.created_at,
   }));

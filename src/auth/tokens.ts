@@ -2,7 +2,7 @@ import { randomUUID, sign, type KeyObject } from 'node:crypto';
 import { errors as joseErrors, jwtVerify, type JWTPayload } from 'jose';
 import type { Kysely } from 'kysely';
 import { LRUCache } from 'lru-cache';
-import { unauthenticated } from '../domain/errors.js';
+import { unauthenticated } from '../errors.js';
 import type { Database } from '../store/schema.js';
 import { loadSigningKeys, type SigningKey } from './signing-keys.js';
 
@@ -19,7 +19,7 @@ export interface Principal {
   expiresAt: Date;
 }
 
-export interface TokenClaims {
+interface TokenClaims {
   subject: string;
   orgId: string;
   roles?: Role[];

@@ -1,6 +1,6 @@
 import { loadConfig, parseDuration, ConfigError, type Config } from '../config/config.js';
 import { mintAdminToken, rotateSigningKey } from '../domain/admin.js';
-import { DomainError } from '../domain/errors.js';
+import { PasskeydError } from '../errors.js';
 import { createTokenService } from '../auth/tokens.js';
 import { bootstrap } from '../domain/bootstrap.js';
 import { createLogger } from '../log.js';
@@ -141,7 +141,7 @@ async function main(argv: string[]): Promise<void> {
 }
 
 main(process.argv.slice(2)).catch((err) => {
-  const known = err instanceof ConfigError || err instanceof DomainError || err instanceof DataDirBusyError;
-  process.stderr.write(`passkeyd: ${known ? err.message : (err as Error).stack ?? String(err)}\n`);
+  const known = err instanceof ConfigError || err instanceof PasskeydError || err instanceof DataDirBusyError;
+  process.stderr.write(`passkeyd: ${known ? err.message : ((err as Error).stack ?? String(err))}\n`);
   process.exit(known ? 2 : 1);
 });

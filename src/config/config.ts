@@ -44,13 +44,19 @@ interface Setting<K extends keyof Config> {
 
 export class ConfigError extends Error {}
 
-const int = (name: string, min: number, max: number) => (raw: string): number => {
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < min || n > max) throw new ConfigError(`${name} must be an integer from ${min} to ${max}, got "${raw}"`);
-  return n;
-};
+const int =
+  (name: string, min: number, max: number) =>
+  (raw: string): number => {
+    const n = Number(raw);
+    if (!Number.isInteger(n) || n < min || n > max) throw new ConfigError(`${name} must be an integer from ${min} to ${max}, got "${raw}"`);
+    return n;
+  };
 
-const list = (raw: string): string[] => raw.split(',').map((s) => s.trim()).filter(Boolean);
+const list = (raw: string): string[] =>
+  raw
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
 
 /** Parses "15m", "1h", "30s", "2d" or plain seconds. */
 export function parseDuration(raw: string): number {
@@ -63,16 +69,20 @@ export function parseDuration(raw: string): number {
   return seconds;
 }
 
-const oneOf = <T extends string>(name: string, values: readonly T[]) => (raw: string): T => {
-  if (!(values as readonly string[]).includes(raw)) throw new ConfigError(`${name} must be one of ${values.join(', ')}, got "${raw}"`);
-  return raw as T;
-};
+const oneOf =
+  <T extends string>(name: string, values: readonly T[]) =>
+  (raw: string): T => {
+    if (!(values as readonly string[]).includes(raw)) throw new ConfigError(`${name} must be one of ${values.join(', ')}, got "${raw}"`);
+    return raw as T;
+  };
 
-const bool = (name: string) => (raw: string): boolean => {
-  if (raw === 'true' || raw === '1') return true;
-  if (raw === 'false' || raw === '0') return false;
-  throw new ConfigError(`${name} must be true or false, got "${raw}"`);
-};
+const bool =
+  (name: string) =>
+  (raw: string): boolean => {
+    if (raw === 'true' || raw === '1') return true;
+    if (raw === 'false' || raw === '0') return false;
+    throw new ConfigError(`${name} must be true or false, got "${raw}"`);
+  };
 
 const str = (raw: string) => raw;
 const schemaName = (raw: string): string | undefined => {
@@ -86,10 +96,28 @@ const optStr = (raw: string): string | undefined => raw || undefined;
 export const settings: Setting<keyof Config>[] = [
   { key: 'port', env: 'PASSKEYD_PORT', flag: 'port', parse: int('PASSKEYD_PORT', 0, 65535), doc: 'listening port (gRPC, gRPC-web, Connect, REST, pages)' },
   { key: 'host', env: 'PASSKEYD_HOST', flag: 'host', parse: str, doc: 'listening address' },
-  { key: 'grpcPort', env: 'PASSKEYD_GRPC_PORT', flag: 'grpc-port', parse: int('PASSKEYD_GRPC_PORT', 0, 65535), doc: 'optional extra HTTP/2-only port (0 = none; gRPC works on the main port)' },
+  {
+    key: 'grpcPort',
+    env: 'PASSKEYD_GRPC_PORT',
+    flag: 'grpc-port',
+    parse: int('PASSKEYD_GRPC_PORT', 0, 65535),
+    doc: 'optional extra HTTP/2-only port (0 = none; gRPC works on the main port)',
+  },
   { key: 'databaseUrl', env: 'DATABASE_URL', flag: 'database-url', parse: optStr, doc: 'PostgreSQL URL; unset means embedded PGlite' },
-  { key: 'databasePreparedStatements', env: 'PASSKEYD_DATABASE_PREPARED_STATEMENTS', flag: 'database-prepared-statements', parse: bool('PASSKEYD_DATABASE_PREPARED_STATEMENTS'), doc: 'prepare each statement once per PostgreSQL connection (turn off behind a pooler in transaction mode)' },
-  { key: 'databaseSchema', env: 'PASSKEYD_DATABASE_SCHEMA', flag: 'database-schema', parse: schemaName, doc: 'PostgreSQL schema for passkeyd\'s tables (created if missing); unset means the default search path' },
+  {
+    key: 'databasePreparedStatements',
+    env: 'PASSKEYD_DATABASE_PREPARED_STATEMENTS',
+    flag: 'database-prepared-statements',
+    parse: bool('PASSKEYD_DATABASE_PREPARED_STATEMENTS'),
+    doc: 'prepare each statement once per PostgreSQL connection (turn off behind a pooler in transaction mode)',
+  },
+  {
+    key: 'databaseSchema',
+    env: 'PASSKEYD_DATABASE_SCHEMA',
+    flag: 'database-schema',
+    parse: schemaName,
+    doc: "PostgreSQL schema for passkeyd's tables (created if missing); unset means the default search path",
+  },
   { key: 'dataDir', env: 'PASSKEYD_DATA_DIR', flag: 'data-dir', parse: str, doc: 'PGlite data directory' },
   { key: 'rpIds', env: 'PASSKEYD_RP_ID', flag: 'rp-id', parse: list, doc: 'WebAuthn relying-party id(s), comma-separated, first is default' },
   { key: 'rpName', env: 'PASSKEYD_RP_NAME', flag: 'rp-name', parse: str, doc: 'relying-party display name' },
@@ -100,23 +128,83 @@ export const settings: Setting<keyof Config>[] = [
   { key: 'challengeTtlSeconds', env: 'PASSKEYD_CHALLENGE_TTL', flag: 'challenge-ttl', parse: parseDuration, doc: 'ceremony challenge lifetime' },
   { key: 'sessionTtlSeconds', env: 'PASSKEYD_SESSION_TTL', flag: 'session-ttl', parse: parseDuration, doc: 'session lifetime' },
   { key: 'registrationCodeTtlSeconds', env: 'PASSKEYD_REGISTRATION_CODE_TTL', flag: 'registration-code-ttl', parse: parseDuration, doc: 'passkey registration code lifetime' },
-  { key: 'attestation', env: 'PASSKEYD_ATTESTATION', flag: 'attestation', parse: oneOf('PASSKEYD_ATTESTATION', ['none', 'indirect', 'direct', 'enterprise'] as const), doc: 'attestation conveyance asked for at registration' },
-  { key: 'userVerification', env: 'PASSKEYD_USER_VERIFICATION', flag: 'user-verification', parse: oneOf('PASSKEYD_USER_VERIFICATION', ['required', 'preferred', 'discouraged'] as const), doc: 'default user verification requirement' },
-  { key: 'signCountPolicy', env: 'PASSKEYD_SIGN_COUNT_POLICY', flag: 'sign-count-policy', parse: oneOf('PASSKEYD_SIGN_COUNT_POLICY', ['reject', 'log'] as const), doc: 'a sign counter that did not increase: refuse the login, or only record it' },
-  { key: 'logLevel', env: 'PASSKEYD_LOG_LEVEL', flag: 'log-level', parse: oneOf('PASSKEYD_LOG_LEVEL', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const), doc: 'pino log level' },
+  {
+    key: 'attestation',
+    env: 'PASSKEYD_ATTESTATION',
+    flag: 'attestation',
+    parse: oneOf('PASSKEYD_ATTESTATION', ['none', 'indirect', 'direct', 'enterprise'] as const),
+    doc: 'attestation conveyance asked for at registration',
+  },
+  {
+    key: 'userVerification',
+    env: 'PASSKEYD_USER_VERIFICATION',
+    flag: 'user-verification',
+    parse: oneOf('PASSKEYD_USER_VERIFICATION', ['required', 'preferred', 'discouraged'] as const),
+    doc: 'default user verification requirement',
+  },
+  {
+    key: 'signCountPolicy',
+    env: 'PASSKEYD_SIGN_COUNT_POLICY',
+    flag: 'sign-count-policy',
+    parse: oneOf('PASSKEYD_SIGN_COUNT_POLICY', ['reject', 'log'] as const),
+    doc: 'a sign counter that did not increase: refuse the login, or only record it',
+  },
+  {
+    key: 'logLevel',
+    env: 'PASSKEYD_LOG_LEVEL',
+    flag: 'log-level',
+    parse: oneOf('PASSKEYD_LOG_LEVEL', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const),
+    doc: 'pino log level',
+  },
   { key: 'tlsCert', env: 'PASSKEYD_TLS_CERT', flag: 'tls-cert', parse: optStr, doc: 'PEM certificate file; with the key, serves TLS (ALPN h2 + http/1.1)' },
   { key: 'tlsKey', env: 'PASSKEYD_TLS_KEY', flag: 'tls-key', parse: optStr, doc: 'PEM private key file' },
-  { key: 'workers', env: 'PASSKEYD_WORKERS', flag: 'workers', parse: int('PASSKEYD_WORKERS', 0, 256), doc: 'worker processes for `serve` with PostgreSQL (0 = one per core); PGlite always runs one' },
+  {
+    key: 'workers',
+    env: 'PASSKEYD_WORKERS',
+    flag: 'workers',
+    parse: int('PASSKEYD_WORKERS', 0, 256),
+    doc: 'worker processes for `serve` with PostgreSQL (0 = one per core); PGlite always runs one',
+  },
   { key: 'shutdownGraceSeconds', env: 'PASSKEYD_SHUTDOWN_GRACE', flag: 'shutdown-grace', parse: parseDuration, doc: 'how long SIGTERM waits for in-flight requests' },
-  { key: 'linkWebhookUrl', env: 'PASSKEYD_LINK_WEBHOOK_URL', flag: 'link-webhook-url', parse: optStr, doc: 'HTTP endpoint that receives registration links to deliver (`send_link`)' },
-  { key: 'rateLimitPerMinute', env: 'PASSKEYD_RATE_LIMIT', flag: 'rate-limit', parse: int('PASSKEYD_RATE_LIMIT', 1, 1_000_000_000), doc: 'requests per minute per client address on endpoints callable without a token' },
-  { key: 'availabilityRateLimitPerMinute', env: 'PASSKEYD_AVAILABILITY_RATE_LIMIT', flag: 'availability-rate-limit', parse: int('PASSKEYD_AVAILABILITY_RATE_LIMIT', 1, 1_000_000_000), doc: 'CheckPasskeyAvailability calls per minute per client address' },
-  { key: 'availabilityMinLatencyMs', env: 'PASSKEYD_AVAILABILITY_MIN_LATENCY_MS', flag: 'availability-min-latency-ms', parse: int('PASSKEYD_AVAILABILITY_MIN_LATENCY_MS', 0, 10_000), doc: 'CheckPasskeyAvailability answers no sooner than this' },
-  { key: 'rateLimitWindowSeconds', env: 'PASSKEYD_RATE_LIMIT_WINDOW', flag: 'rate-limit-window', parse: parseDuration, doc: 'the window the rate limits count in (the limits above are per this window)' },
+  {
+    key: 'linkWebhookUrl',
+    env: 'PASSKEYD_LINK_WEBHOOK_URL',
+    flag: 'link-webhook-url',
+    parse: optStr,
+    doc: 'HTTP endpoint that receives registration links to deliver (`send_link`)',
+  },
+  {
+    key: 'rateLimitPerMinute',
+    env: 'PASSKEYD_RATE_LIMIT',
+    flag: 'rate-limit',
+    parse: int('PASSKEYD_RATE_LIMIT', 1, 1_000_000_000),
+    doc: 'requests per minute per client address on endpoints callable without a token',
+  },
+  {
+    key: 'availabilityRateLimitPerMinute',
+    env: 'PASSKEYD_AVAILABILITY_RATE_LIMIT',
+    flag: 'availability-rate-limit',
+    parse: int('PASSKEYD_AVAILABILITY_RATE_LIMIT', 1, 1_000_000_000),
+    doc: 'CheckPasskeyAvailability calls per minute per client address',
+  },
+  {
+    key: 'availabilityMinLatencyMs',
+    env: 'PASSKEYD_AVAILABILITY_MIN_LATENCY_MS',
+    flag: 'availability-min-latency-ms',
+    parse: int('PASSKEYD_AVAILABILITY_MIN_LATENCY_MS', 0, 10_000),
+    doc: 'CheckPasskeyAvailability answers no sooner than this',
+  },
+  {
+    key: 'rateLimitWindowSeconds',
+    env: 'PASSKEYD_RATE_LIMIT_WINDOW',
+    flag: 'rate-limit-window',
+    parse: parseDuration,
+    doc: 'the window the rate limits count in (the limits above are per this window)',
+  },
 ];
 
 /** The defaults: `npm start` runs with these and no set-up. */
-export const defaults: Config = {
+const defaults: Config = {
   port: 8080,
   host: '127.0.0.1',
   grpcPort: 0,

@@ -2,7 +2,8 @@ import type { Kysely } from 'kysely';
 import { addSigningKey } from '../auth/signing-keys.js';
 import { ROLES, type Role, type TokenService } from '../auth/tokens.js';
 import { defaultOrgId } from './bootstrap.js';
-import { invalid, notFound } from './errors.js';
+import { invalid, notFound } from '../errors.js';
+import { orgExists } from '../store/orgs.js';
 import type { Database } from '../store/schema.js';
 
 export interface AdminTokenRequest {
@@ -16,8 +17,7 @@ export interface AdminTokenRequest {
 export async function mintAdminToken(db: Kysely<Database>, tokens: TokenService, req: AdminTokenRequest): Promise<string> {
   if (!ROLES.includes(req.role as Role)) throw invalid(`--role must be one of ${ROLES.join(', ')}`);
   const orgId = req.org ?? (await defaultOrgId(db));
-  const org = await db.selectFrom('orgs').select('id').where('id', '=', orgId).executeTakeFirst();
-  if (!org) throw notFound(`organization ${orgId}`);
+  if (!(await orgExists(db, orgId))) throw notFound(`organization ${orgId}`);
   const subject = req.user ?? `admin:${req.role}`;
   const ttl = req.ttlSeconds ?? 3600;
   const { token } = await tokens.issue({ subject, orgId, roles: [req.role as Role], ttlSeconds: ttl });

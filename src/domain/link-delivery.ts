@@ -1,8 +1,8 @@
-import { DomainError, invalid } from './errors.js';
+import { invalid, unavailable } from '../errors.js';
 import type { CodeDelivery } from './registration-codes.js';
 
 /** The values a registration link template may use. */
-export interface LinkValues {
+interface LinkValues {
   UserID: string;
   OrgID: string;
   CodeID: string;
@@ -26,7 +26,7 @@ export function checkLinkTemplate(template: string): void {
 }
 
 /** Renders a link template; values are URL-encoded, since they land in a URL. */
-export function renderLinkTemplate(template: string, values: LinkValues): string {
+function renderLinkTemplate(template: string, values: LinkValues): string {
   const url = template.replace(PLACEHOLDER, (_, name: string) => {
     if (!KNOWN.has(name)) throw invalid(`send_link.url_template: unknown placeholder {{${name}}} (use {{.UserID}}, {{.OrgID}}, {{.CodeID}}, {{.Code}})`);
     return encodeURIComponent(values[name.slice(1) as keyof LinkValues]);
@@ -42,7 +42,7 @@ export function renderLinkTemplate(template: string, values: LinkValues): string
 }
 
 /** What the webhook receives (JSON, POST). */
-export interface LinkWebhookPayload {
+interface LinkWebhookPayload {
   type: 'passkey_registration_link';
   user_id: string;
   org_id: string;
@@ -84,10 +84,10 @@ export function webhookDelivery(webhookUrl: string, template: string, timeoutMs 
         await res.body?.cancel();
       } catch (err) {
         const reason = (err as Error).name === 'TimeoutError' ? `no answer within ${timeoutMs} ms` : 'could not connect';
-        throw new DomainError('unavailable', `the registration link could not be delivered: the link webhook ${reason}; retry later`);
+        throw unavailable(`the registration link could not be delivered: the link webhook ${reason}; retry later`);
       }
       if (status < 200 || status > 299) {
-        throw new DomainError('unavailable', `the registration link could not be delivered: the link webhook answered HTTP ${status}; retry later`);
+        throw unavailable(`the registration link could not be delivered: the link webhook answered HTTP ${status}; retry later`);
       }
     },
   };

@@ -1,47 +1,31 @@
-import type { Kysely, Selectable } from 'kysely';
+import type { Kysely } from 'kysely';
+import { alreadyExists } from '../errors.js';
 import { newId } from '../ids.js';
-import { appendEvents, latestPosition } from '../store/events.js';
-import type { Database, OrgsTable } from '../store/schema.js';
-import { inTransaction, isUniqueViolation } from '../store/transaction.js';
-import { alreadyExists } from './errors.js';
-import type { ChangeDetails, ListResult, Page } from './types.js';
+import { aggregateExists, appendEvents } from '../store/events.js';
+import type { ListResult, Page } from '../store/lists.js';
+import { insertOrg, listOrgs, type Org } from '../store/orgs.js';
+import type { Database } from '../store/schema.js';
+import { inTransaction, mappingDuplicates } from '../store/transaction.js';
+import { event } from './events.js';
+import type { ChangeDetails } from './types.js';
 
-export type Org = Selectable<OrgsTable>;
+export type { Org } from '../store/orgs.js';
 
 /** Creates an organization. */
 export async function addOrganization(db: Kysely<Database>, input: { name: string; orgId?: string | undefined }, creator: string): Promise<{ id: string; details: ChangeDetails }> {
   const id = input.orgId ?? newId();
-  try {
-    return await inTransaction(db, async (trx) => {
-      const exists = await trx.selectFrom('aggregates').select('aggregate_id').where('aggregate_type', '=', 'org').where('aggregate_id', '=', id).executeTakeFirst();
-      if (exists) throw alreadyExists(`organization ${id} already exists`);
-      const details = await appendEvents(trx, { type: 'org', id, owner: id }, [{ type: 'org.added', payload: { name: input.name } }], creator);
-      await trx
-        .insertInto('orgs')
-        .values({ id, name: input.name, state: 'active', is_default: false, created_at: details.creationDate, updated_at: details.changeDate, sequence: details.sequence })
-        .execute();
+  const taken = () => alreadyExists(`organization ${id} already exists`);
+  const run = () =>
+    inTransaction(db, async (trx) => {
+      if (await aggregateExists(trx, 'org', id)) throw taken();
+      const details = await appendEvents(trx, { type: 'org', id, owner: id }, [event('org.added', { name: input.name })], creator);
+      await insertOrg(trx, { id, name: input.name, isDefault: false }, details);
       return { id, details };
     });
-  } catch (err) {
-    if (isUniqueViolation(err)) throw alreadyExists(`organization ${id} already exists`);
-    throw err;
-  }
+  return mappingDuplicates(run, { '*': taken });
 }
 
 /** Lists organizations by creation date: newest first, oldest first with `asc`. */
-export async function listOrganizations(db: Kysely<Database>, page: Page): Promise<ListResult<Org>> {
-  return db.transaction().execute(async (trx) => {
-    const [items, total, position] = await Promise.all([
-      trx.selectFrom('orgs').selectAll().orderBy('created_at', page.asc ? 'asc' : 'desc').orderBy('id', page.asc ? 'asc' : 'desc').offset(page.offset).limit(page.limit).execute(),
-      trx.selectFrom('orgs').select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow(),
-      latestPosition(trx),
-    ]);
-    return { items, total: Number(total.n), processedPosition: position, timestamp: new Date() };
-  });
-}
-
-/** The organization a user belongs to, or undefined for an unknown user. */
-export async function orgOfUser(db: Kysely<Database>, userId: string): Promise<string | undefined> {
-  const row = await db.selectFrom('users').select('org_id').where('id', '=', userId).executeTakeFirst();
-  return row?.org_id;
+export function listOrganizations(db: Kysely<Database>, page: Page): Promise<ListResult<Org>> {
+  return listOrgs(db, page);
 }

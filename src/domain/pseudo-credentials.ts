@@ -1,6 +1,7 @@
 import { createHmac } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import type { Database } from '../store/schema.js';
+import { readSecret } from '../store/secrets.js';
 
 /** A credential descriptor as it appears in `allowCredentials`. */
 export interface CredentialDescriptor {
@@ -35,22 +36,18 @@ export interface PseudoCredentials {
 export function createPseudoCredentials(db: Kysely<Database>): PseudoCredentials {
   let secret: Promise<Buffer> | undefined;
   const key = (): Promise<Buffer> => {
-    secret ??= db
-      .selectFrom('secrets')
-      .select('value')
-      .where('name', '=', 'pseudo_credentials')
-      .executeTakeFirstOrThrow()
-      .then((row) => Buffer.from(row.value))
-      .catch((err: unknown) => {
-        secret = undefined;
-        throw err;
-      });
+    secret ??= readSecret(db, 'pseudo_credentials').catch((err: unknown) => {
+      secret = undefined;
+      throw err;
+    });
     return secret;
   };
   return {
     async digest(lookup) {
       const subject = 'loginName' in lookup ? `name\u0000${lookup.loginName.toLowerCase()}` : `id\u0000${lookup.userId}`;
-      return createHmac('sha256', await key()).update(subject).digest();
+      return createHmac('sha256', await key())
+        .update(subject)
+        .digest();
     },
     async derive(rpId, digest) {
       const k = await key();

@@ -1,25 +1,26 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import { sql, type Kysely, type RawBuilder, type Selectable, type Transaction } from 'kysely';
+import type { Kysely } from 'kysely';
+import { invalid, notFound } from '../errors.js';
 import { newId } from '../ids.js';
 import { appendEvents } from '../store/events.js';
-import type { Database, RegistrationCodesTable } from '../store/schema.js';
+import { findRegistrationCode, insertRegistrationCode, type RegistrationCode } from '../store/registration-codes.js';
+import type { Database } from '../store/schema.js';
 import { inTransaction } from '../store/transaction.js';
-import { invalid } from './errors.js';
+import { findUser, type User } from '../store/users.js';
+import { event, type EventPayloads, type PasskeydEvent } from './events.js';
 import type { ChangeDetails } from './types.js';
-import { getUser, type User } from './users.js';
+import { getUser } from './users.js';
 
-/** A registration code as stored: only its SHA-256 hash, never the code. */
-export type RegistrationCode = Selectable<RegistrationCodesTable>;
+export type { RegistrationCode } from '../store/registration-codes.js';
 
 /** Why a presented code was refused (recorded in `user.passkey.code.failed`). */
-export type CodeFailure = 'unknown' | 'mismatch' | 'expired' | 'used';
+export type CodeFailure = EventPayloads['user.passkey.code.failed']['reason'];
 
-/** One message for every refusal, so a caller learns nothing about which codes exist. */
 /** The one message for every refused code (no hint whether it exists, expired or was used). */
 export const CODE_REFUSED = 'the registration code is invalid or has expired';
 
 /** SHA-256 of a code: the code has 256 bits of entropy, so a fast hash is enough (nothing to brute-force). */
-export function hashCode(code: string): Buffer {
+function hashCode(code: string): Buffer {
   return createHash('sha256').update(code, 'utf8').digest();
 }
 
@@ -29,7 +30,7 @@ export function isCodeUsable(row: Pick<RegistrationCode, 'used_at' | 'expires_at
 }
 
 /** A new code: 32 random bytes, base64url; with its id and hash. */
-export function newRegistrationCode(): { id: string; code: string; hash: Buffer } {
+function newRegistrationCode(): { id: string; code: string; hash: Buffer } {
   const code = randomBytes(32).toString('base64url');
   return { id: newId(), code, hash: hashCode(code) };
 }
@@ -64,25 +65,16 @@ export async function createRegistrationCode(
   if (input.delivery) await input.delivery.deliver({ user, codeId: id, code, expiresAt });
   const details = await inTransaction(db, async (trx) => {
     // Re-read inside the transaction: the user may have been deleted while the link was on its way.
-    const current = await getUser(trx, input.userId);
-    const events = [{ type: 'user.passkey.code.added', payload: { code_id: id, expires_at: expiresAt.toISOString() } }];
-    if (input.delivery) events.push({ type: 'user.passkey.code.sent', payload: { code_id: id, expires_at: expiresAt.toISOString() } });
+    const current = await findUser(trx, input.userId);
+    if (!current) throw notFound(`user ${input.userId}`);
+    const payload = { code_id: id, expires_at: expiresAt.toISOString() };
+    const events: PasskeydEvent[] = [event('user.passkey.code.added', payload)];
+    if (input.delivery) events.push(event('user.passkey.code.sent', payload));
     const details = await appendEvents(trx, { type: 'user', id: current.id, owner: current.org_id }, events, creator);
-    await trx.insertInto('registration_codes').values({ id, user_id: current.id, code_hash: hash, created_at: createdAt, expires_at: expiresAt, used_at: null }).execute();
-    await touchUser(trx, current.id, details);
+    await insertRegistrationCode(trx, { id, user_id: current.id, code_hash: hash, created_at: createdAt, expires_at: expiresAt, used_at: null });
     return details;
   });
   return { id, code, expiresAt, details };
-}
-
-/** Keeps the user's row in step with its aggregate, so GetUserByID reports the same sequence. */
-export async function touchUser(trx: Transaction<Database>, userId: string, details: ChangeDetails): Promise<void> {
-  await trx.updateTable('users').set({ sequence: details.sequence, updated_at: details.changeDate }).where('id', '=', userId).execute();
-}
-
-/** {@link touchUser} as the body of a CTE, from the user aggregate's row an `appendCtes` CTE returned. */
-export function touchUserFrom(appended: string, userId: string): RawBuilder<unknown> {
-  return sql`update users u set sequence = x.sequence, updated_at = x.updated_at from ${sql.id(appended)} x where u.id = ${userId}::text`;
 }
 
 /**
@@ -91,7 +83,7 @@ export function touchUserFrom(appended: string, userId: string): RawBuilder<unkn
  * it stays recorded although the request fails) and surfaces as INVALID_ARGUMENT.
  */
 export async function checkRegistrationCode(db: Kysely<Database>, userId: string, presented: { id: string; code: string }): Promise<RegistrationCode> {
-  const row = await db.selectFrom('registration_codes').selectAll().where('id', '=', presented.id).executeTakeFirst();
+  const row = await findRegistrationCode(db, presented.id);
   const expected = row?.user_id === userId ? Buffer.from(row.code_hash) : randomBytes(32);
   const matches = timingSafeEqual(hashCode(presented.code), expected);
   let failure: CodeFailure | undefined;
@@ -107,9 +99,13 @@ export async function checkRegistrationCode(db: Kysely<Database>, userId: string
 /** Appends `user.passkey.code.failed` to the user's aggregate (nothing when the user does not exist). */
 export async function recordCodeFailure(db: Kysely<Database>, userId: string, codeId: string, reason: CodeFailure): Promise<void> {
   await inTransaction(db, async (trx) => {
-    const user = await trx.selectFrom('users').select(['id', 'org_id']).where('id', '=', userId).executeTakeFirst();
+    const user = await findUser(trx, userId);
     if (!user) return;
-    const details = await appendEvents(trx, { type: 'user', id: user.id, owner: user.org_id }, [{ type: 'user.passkey.code.failed', payload: { code_id: codeId, reason } }], 'anonymous');
-    await touchUser(trx, user.id, details);
+    await appendEvents(trx, { type: 'user', id: user.id, owner: user.org_id }, [event('user.passkey.code.failed', { code_id: codeId, reason })], 'anonymous');
   });
+}
+
+/** The code a code-begun registration was bound to, as stored (for a token-less VerifyPasskeyRegistration). */
+export function readRegistrationCode(db: Kysely<Database>, id: string): Promise<RegistrationCode | undefined> {
+  return findRegistrationCode(db, id);
 }

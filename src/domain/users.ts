@@ -1,16 +1,19 @@
 import { randomBytes } from 'node:crypto';
-import type { Kysely, Selectable, Transaction } from 'kysely';
+import type { Kysely } from 'kysely';
+import { alreadyExists, notFound } from '../errors.js';
 import { newId } from '../ids.js';
-import { appendEvents, latestPosition } from '../store/events.js';
-import type { Database, UsersTable } from '../store/schema.js';
-import { inTransaction, isUniqueViolation } from '../store/transaction.js';
-import { alreadyExists, notFound } from './errors.js';
-import type { ChangeDetails, ListResult, Page } from './types.js';
+import { aggregateExists, appendEvents, stampOf } from '../store/events.js';
+import type { ListResult, Page } from '../store/lists.js';
+import { isActiveOrg } from '../store/orgs.js';
+import type { Database } from '../store/schema.js';
+import { inTransaction, mappingDuplicates } from '../store/transaction.js';
+import * as users from '../store/users.js';
+import { event, type EventPayloads } from './events.js';
+import type { ChangeDetails } from './types.js';
 
-/** A user as stored (current state). */
-export type User = Selectable<UsersTable>;
+export type { User, UserFilter, UserSort, TextMethod } from '../store/users.js';
 
-export interface Profile {
+interface Profile {
   givenName: string;
   familyName: string;
   nickName?: string | undefined;
@@ -27,74 +30,40 @@ export interface AddHumanUserInput {
   emailVerified: boolean;
 }
 
-const USER = 'user';
-
-function usernameTaken(username: string) {
-  return alreadyExists(`username "${username}" is already taken`);
-}
+const usernameTaken = (username: string) => alreadyExists(`username "${username}" is already taken`);
 
 /** Creates a human user with a fresh random WebAuthn user handle (never derived from the id or PII). */
 export async function addHumanUser(db: Kysely<Database>, input: AddHumanUserInput, creator: string): Promise<{ id: string; details: ChangeDetails }> {
   const id = input.userId ?? newId();
   const username = input.username ?? input.email;
-  const displayName = input.profile.displayName || `${input.profile.givenName} ${input.profile.familyName}`;
-  try {
-    return await inTransaction(db, async (trx) => {
-      const org = await trx.selectFrom('orgs').select('id').where('id', '=', input.orgId).where('state', '=', 'active').executeTakeFirst();
-      if (!org) throw notFound(`organization ${input.orgId}`);
-      const exists = await trx.selectFrom('aggregates').select('aggregate_id').where('aggregate_type', '=', USER).where('aggregate_id', '=', id).executeTakeFirst();
-      if (exists) throw alreadyExists(`user ${id} already exists`);
-      const taken = await trx.selectFrom('users').select('id').where('username_lower', '=', username.toLowerCase()).executeTakeFirst();
-      if (taken) throw usernameTaken(username);
-      const handle = randomBytes(32);
-      const details = await appendEvents(
-        trx,
-        { type: USER, id, owner: input.orgId },
-        [
-          {
-            type: 'user.human.added',
-            payload: {
-              username,
-              given_name: input.profile.givenName,
-              family_name: input.profile.familyName,
-              nick_name: input.profile.nickName ?? '',
-              display_name: displayName,
-              preferred_language: input.profile.preferredLanguage ?? '',
-              email: input.email,
-              email_verified: input.emailVerified,
-            },
-          },
-        ],
-        creator,
-      );
-      await trx
-        .insertInto('users')
-        .values({
-          id,
-          org_id: input.orgId,
-          username,
-          username_lower: username.toLowerCase(),
-          email: input.email,
-          email_verified: input.emailVerified,
-          given_name: input.profile.givenName,
-          family_name: input.profile.familyName,
-          nick_name: input.profile.nickName ?? '',
-          display_name: displayName,
-          preferred_language: input.profile.preferredLanguage ?? '',
-          state: 'active',
-          webauthn_user_handle: handle,
-          created_at: details.creationDate,
-          updated_at: details.changeDate,
-          sequence: details.sequence,
-        })
-        .execute();
+  const fields: EventPayloads['user.human.added'] = {
+    username,
+    given_name: input.profile.givenName,
+    family_name: input.profile.familyName,
+    nick_name: input.profile.nickName ?? '',
+    display_name: input.profile.displayName || `${input.profile.givenName} ${input.profile.familyName}`,
+    preferred_language: input.profile.preferredLanguage ?? '',
+    email: input.email,
+    email_verified: input.emailVerified,
+  };
+  const run = () =>
+    inTransaction(db, async (trx) => {
+      if (!(await isActiveOrg(trx, input.orgId))) throw notFound(`organization ${input.orgId}`);
+      if (await aggregateExists(trx, 'user', id)) throw alreadyExists(`user ${id} already exists`);
+      if (await users.usernameTaken(trx, username)) throw usernameTaken(username);
+      const details = await appendEvents(trx, { type: 'user', id, owner: input.orgId }, [event('user.human.added', fields)], creator);
+      await users.insertUser(trx, {
+        id,
+        org_id: input.orgId,
+        ...fields,
+        username_lower: username.toLowerCase(),
+        state: 'active',
+        webauthn_user_handle: randomBytes(32),
+        ...stampOf(details),
+      });
       return { id, details };
     });
-  } catch (err) {
-    if (isUniqueViolation(err, 'users_username_lower_key')) throw usernameTaken(username);
-    if (isUniqueViolation(err)) throw alreadyExists(`user ${id} already exists`);
-    throw err;
-  }
+  return mappingDuplicates(run, { [users.USERNAME_UNIQUE]: () => usernameTaken(username), '*': () => alreadyExists(`user ${id} already exists`) });
 }
 
 export interface UpdateHumanUserInput {
@@ -105,14 +74,12 @@ export interface UpdateHumanUserInput {
 
 /** Changes a user's username, profile or email; one `user.human.changed` event with what changed. */
 export async function updateHumanUser(db: Kysely<Database>, userId: string, input: UpdateHumanUserInput, creator: string): Promise<ChangeDetails> {
-  try {
-    return await inTransaction(db, async (trx) => {
-      const user = await getUserForUpdate(trx, userId);
-      const changes: Record<string, unknown> = {};
-      if (input.username !== undefined && input.username !== user.username) {
-        changes.username = input.username;
-        changes.username_lower = input.username.toLowerCase();
-      }
+  const run = () =>
+    inTransaction(db, async (trx) => {
+      const user = await users.findUserForUpdate(trx, userId);
+      if (!user) throw notFound(`user ${userId}`);
+      const changes: EventPayloads['user.human.changed'] = {};
+      if (input.username !== undefined && input.username !== user.username) changes.username = input.username;
       if (input.profile) {
         const p = input.profile;
         const next = {
@@ -122,36 +89,22 @@ export async function updateHumanUser(db: Kysely<Database>, userId: string, inpu
           display_name: p.displayName || `${p.givenName} ${p.familyName}`,
           preferred_language: p.preferredLanguage ?? user.preferred_language,
         };
-        for (const [k, v] of Object.entries(next)) if (user[k as keyof User] !== v) changes[k] = v;
+        for (const [k, v] of Object.entries(next) as [keyof typeof next, string][]) if (user[k] !== v) changes[k] = v;
       }
       if (input.email && (input.email.email !== user.email || input.email.verified !== user.email_verified)) {
         changes.email = input.email.email;
         changes.email_verified = input.email.verified;
       }
-      const { username_lower: _ignored, ...payload } = changes;
-      const details = await appendEvents(trx, { type: USER, id: userId, owner: user.org_id }, [{ type: 'user.human.changed', payload }], creator);
-      await trx
-        .updateTable('users')
-        .set({ ...changes, updated_at: details.changeDate, sequence: details.sequence })
-        .where('id', '=', userId)
-        .execute();
+      const details = await appendEvents(trx, { type: 'user', id: userId, owner: user.org_id }, [event('user.human.changed', changes)], creator);
+      await users.updateUser(trx, userId, { ...changes, ...(changes.username !== undefined ? { username_lower: changes.username.toLowerCase() } : {}) });
       return details;
     });
-  } catch (err) {
-    if (isUniqueViolation(err, 'users_username_lower_key')) throw usernameTaken(input.username ?? '');
-    throw err;
-  }
-}
-
-async function getUserForUpdate(trx: Transaction<Database>, userId: string): Promise<User> {
-  const user = await trx.selectFrom('users').selectAll().where('id', '=', userId).executeTakeFirst();
-  if (!user) throw notFound(`user ${userId}`);
-  return user;
+  return mappingDuplicates(run, { [users.USERNAME_UNIQUE]: () => usernameTaken(input.username ?? '') });
 }
 
 /** Reads one user, or throws NOT_FOUND. */
-export async function getUser(db: Kysely<Database> | Transaction<Database>, userId: string): Promise<User> {
-  const user = await db.selectFrom('users').selectAll().where('id', '=', userId).executeTakeFirst();
+export async function getUser(db: Kysely<Database>, userId: string): Promise<users.User> {
+  const user = await users.findUser(db, userId);
   if (!user) throw notFound(`user ${userId}`);
   return user;
 }
@@ -159,50 +112,20 @@ export async function getUser(db: Kysely<Database> | Transaction<Database>, user
 /** Removes a user from every read (its passkeys and sessions go by cascade); its events stay as the audit trail. */
 export async function deleteUser(db: Kysely<Database>, userId: string, creator: string): Promise<ChangeDetails> {
   return inTransaction(db, async (trx) => {
-    const user = await getUserForUpdate(trx, userId);
-    const details = await appendEvents(trx, { type: USER, id: userId, owner: user.org_id }, [{ type: 'user.removed', payload: { username: user.username } }], creator);
-    await trx.deleteFrom('users').where('id', '=', userId).execute();
+    const user = await users.findUserForUpdate(trx, userId);
+    if (!user) throw notFound(`user ${userId}`);
+    const details = await appendEvents(trx, { type: 'user', id: userId, owner: user.org_id }, [event('user.removed', { username: user.username })], creator);
+    await users.deleteUserRow(trx, userId);
     return details;
   });
 }
 
-export type TextMethod = 'equals' | 'equals_ic' | 'starts' | 'starts_ic' | 'contains' | 'contains_ic';
-
-export interface UserFilter {
-  orgId?: string | undefined;
-  username?: { value: string; method: TextMethod } | undefined;
-  email?: { value: string; method: TextMethod } | undefined;
-  userIds?: string[] | undefined;
+/** Lists users matching every given filter, with the total. */
+export function listUsers(db: Kysely<Database>, filters: users.UserFilter[], page: Page, sort: users.UserSort): Promise<ListResult<users.User>> {
+  return users.listUsers(db, filters, page, sort);
 }
 
-export type UserSort = 'creation_date' | 'username' | 'email';
-
-function escapeLike(s: string): string {
-  return s.replace(/[\\%_]/g, (c) => `\\${c}`);
-}
-
-/** Lists users matching every given filter, with the total count. */
-export async function listUsers(db: Kysely<Database>, filters: UserFilter[], page: Page, sort: UserSort): Promise<ListResult<User>> {
-  return db.transaction().execute(async (trx) => {
-    let q = trx.selectFrom('users');
-    for (const f of filters) {
-      if (f.orgId !== undefined) q = q.where('org_id', '=', f.orgId);
-      if (f.userIds !== undefined) q = f.userIds.length ? q.where('id', 'in', f.userIds) : q.where((eb) => eb.lit(false));
-      for (const [col, t] of [['username', f.username], ['email', f.email]] as const) {
-        if (!t) continue;
-        const ic = t.method.endsWith('_ic');
-        const base = t.method.replace('_ic', '');
-        const pattern = base === 'equals' ? escapeLike(t.value) : base === 'starts' ? `${escapeLike(t.value)}%` : `%${escapeLike(t.value)}%`;
-        q = q.where(col, ic ? 'ilike' : 'like', pattern);
-      }
-    }
-    const column = sort === 'username' ? 'username_lower' : sort === 'email' ? 'email' : 'created_at';
-    const dir = page.asc ? 'asc' : 'desc';
-    const [items, total, position] = await Promise.all([
-      q.selectAll().orderBy(column, dir).orderBy('id', dir).offset(page.offset).limit(page.limit).execute(),
-      q.select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow(),
-      latestPosition(trx),
-    ]);
-    return { items, total: Number(total.n), processedPosition: position, timestamp: new Date() };
-  });
+/** The organization a user belongs to, or undefined for an unknown user (the permission check's question). */
+export function orgOfUser(db: Kysely<Database>, userId: string): Promise<string | undefined> {
+  return users.orgOfUser(db, userId);
 }

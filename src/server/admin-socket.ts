@@ -7,7 +7,7 @@ import { mintAdminToken, rotateSigningKey, type AdminTokenRequest } from '../dom
 import type { App } from './app.js';
 
 /** Where the admin socket of a PGlite data directory lives (short enough for AF_UNIX paths). */
-export function adminSocketPath(dataDir: string): string {
+function adminSocketPath(dataDir: string): string {
   const p = path.resolve(dataDir, 'passkeyd.sock');
   if (p.length < 100) return p;
   return path.join(os.tmpdir(), `passkeyd-${createHash('sha256').update(p).digest('hex').slice(0, 16)}.sock`);

@@ -1,35 +1,37 @@
-import { createConnectRouter, createContextValues } from '@connectrpc/connect';
+import { Code, createConnectRouter, createContextValues } from '@connectrpc/connect';
 import { compressionBrotli, compressionGzip } from '@connectrpc/connect-node';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { clientAddressKey } from '../api/context.js';
 import { authInterceptor } from '../api/interceptors/auth.js';
 import { errorInterceptor } from '../api/interceptors/errors.js';
 import { loggingInterceptor } from '../api/interceptors/logging.js';
-import { createRateLimits, rateLimitInterceptor } from '../api/interceptors/rate-limit.js';
-import { createRpcNodeHandler, type NodeServerRequest } from '../api/rest/node-bridge.js';
-import { openApiRoute } from '../api/rest/openapi.js';
-import { createRestTranscoder } from '../api/rest/transcoder.js';
-import { createUnaryFastPath } from '../api/unary-fast-path.js';
+import { rateLimitInterceptor } from '../api/interceptors/rate-limit.js';
+import { createRateLimits } from '../store/rate-limits.js';
 import { createRoutes } from '../api/router.js';
 import type { ServiceDeps } from '../api/services/deps.js';
+import { pathOf, sendStatus, type NodeRequest, type NodeResponse } from '../api/transport/http.js';
+import { createRpcNodeHandler } from '../api/transport/node-adapter.js';
+import { openApiRoute } from '../api/transport/rest/openapi.js';
+import { createRestTranscoder } from '../api/transport/rest/transcoder.js';
+import { createUnaryFastPath } from '../api/transport/unary-fast-path.js';
 import { createTokenService, type TokenService } from '../auth/tokens.js';
 import type { Config } from '../config/config.js';
 import { bootstrap } from '../domain/bootstrap.js';
-import { unauthenticated } from '../domain/errors.js';
-import { orgOfUser } from '../domain/orgs.js';
+import { internalError, unauthenticated } from '../errors.js';
+import { orgOfUser } from '../domain/users.js';
 import { isSessionLive, sweepExpiredSessions } from '../domain/sessions.js';
 import { createLogger, type Logger } from '../log.js';
 import { openStore, type Store } from '../store/db.js';
 import { migrateToLatest } from '../store/migrate.js';
 import { createCors } from './cors.js';
-import { createPublicRoutes, sendJson, type NodeRequest, type NodeResponse } from './http-routes.js';
+import { createPublicRoutes } from './http-routes.js';
 import { createPages } from './pages.js';
 
 /** The API version the OpenAPI document states (the proto packages' v2). */
 const OPENAPI_VERSION = '2.0.0';
 
 /** Largest request body accepted on any protocol. */
-export const MAX_BODY_BYTES = 1024 * 1024;
+const MAX_BODY_BYTES = 1024 * 1024;
 
 /**
  * An HTTP/1.1 request answered before its body was read (too large, unauthenticated) still has bytes in
@@ -72,7 +74,9 @@ export interface AppOptions {
 /** Opens the database, migrates, bootstraps, and wires every protocol to one handler set. */
 export async function createApp(config: Config, options: AppOptions = {}): Promise<App> {
   const log = options.log ?? createLogger(config.logLevel);
-  const store = options.store ?? (await openStore({ databaseUrl: config.databaseUrl, schema: config.databaseSchema, dataDir: config.dataDir, preparedStatements: config.databasePreparedStatements }));
+  const store =
+    options.store ??
+    (await openStore({ databaseUrl: config.databaseUrl, schema: config.databaseSchema, dataDir: config.dataDir, preparedStatements: config.databasePreparedStatements }));
   if (!options.migrated) {
     await migrateToLatest(store.db, store.schema);
     await bootstrap(store.db);
@@ -95,14 +99,17 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     authInterceptor(tokens, (id) => orgOfUser(store.db, id), sessionCheck),
   ];
   // Expired sessions and abandoned login challenges are only dead weight; every read ignores them.
-  const sweeper = setInterval(() => {
-    sweepExpiredSessions(store.db).catch((err: unknown) => log.warn({ err }, 'sweeping expired sessions failed'));
-    rateLimits.sweep().catch((err: unknown) => log.warn({ err }, 'sweeping expired rate-limit counters failed'));
-  }, 10 * 60 * 1000);
+  const sweeper = setInterval(
+    () => {
+      sweepExpiredSessions(store.db).catch((err: unknown) => log.warn({ err }, 'sweeping expired sessions failed'));
+      rateLimits.sweep().catch((err: unknown) => log.warn({ err }, 'sweeping expired rate-limit counters failed'));
+    },
+    10 * 60 * 1000,
+  );
   sweeper.unref();
   const ping = () => store.ping();
   const publicRoutes = createPublicRoutes({ issuer: config.issuer, tokens, ping, registry });
-  const notFound = (_req: NodeRequest, res: NodeResponse) => sendJson(res, 404, { code: 5, message: 'not found', details: [] });
+  const notFound = (_req: NodeRequest, res: NodeResponse) => sendStatus(res, Code.NotFound, 'not found');
   // One router, one set of handlers (with their interceptors): the Node adapter serves gRPC, gRPC-web
   // and Connect from it, the REST transcoder hands /v2/... requests to the very same handlers.
   const codecs = {
@@ -116,10 +123,10 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
   };
   const router = createConnectRouter(codecs);
   const registrations = createRoutes(deps, ping, interceptors)(router);
-  const contextValues = (req: NodeServerRequest) => createContextValues().set(clientAddressKey, req.socket?.remoteAddress ?? 'unknown');
+  const contextValues = (req: NodeRequest) => createContextValues().set(clientAddressKey, req.socket?.remoteAddress ?? 'unknown');
   // Plain unary gRPC and Connect calls (the login's two, among others) skip Connect's per-call machinery.
   const fastPath = createUnaryFastPath(registrations, { ...codecs, maxBodyBytes: MAX_BODY_BYTES, log, registry });
-  const connect = createRpcNodeHandler(router.handlers, { contextValues, fallback: notFound as any, log, fastPath });
+  const connect = createRpcNodeHandler(router.handlers, { contextValues, fallback: notFound, log, fastPath });
   const rest = createRestTranscoder({ handlers: router.handlers, contextValues, maxBodyBytes: MAX_BODY_BYTES, log });
   publicRoutes.set('/openapi.json', openApiRoute(rest.table.routes, { title: 'passkeyd', version: OPENAPI_VERSION }));
   const cors = createCors(config.origins);
@@ -131,21 +138,22 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     // Answered before its body is read, such a request must not leave its connection to be reused.
     if (Number(req.headers['content-length'] ?? 0) > MAX_BODY_BYTES && req.httpVersionMajor === 1) res.setHeader('connection', 'close');
     if (cors(req, res)) return;
-    const path = (req.url ?? '/').split('?', 1)[0]!;
+    const path = pathOf(req, '/');
     if (pages.handle(req, res, path)) return;
     const route = publicRoutes.get(path);
     if (route && (req.method === 'GET' || req.method === 'HEAD')) {
       Promise.resolve(route(req, res)).catch((err) => {
         log.error({ err, path }, 'route failed');
-        if (!res.headersSent) sendJson(res, 500, { code: 13, message: 'internal error', details: [] });
+        const internal = internalError(err);
+        if (!res.headersSent) sendStatus(res, internal.code, internal.rawMessage);
       });
       return;
     }
     if (path.startsWith('/v2/')) {
-      rest(req as any, res as any);
+      rest(req, res);
       return;
     }
-    connect(req as any, res as any);
+    connect(req, res);
   };
 
   return {

@@ -1,8 +1,8 @@
 import type { ServerResponse } from 'node:http';
-import type { NodeRequest, NodeResponse } from './http-routes.js';
+import type { NodeRequest, NodeResponse } from '../api/transport/http.js';
 
 /** Methods a browser may use: Connect/gRPC-web (POST, GET for idempotent Connect calls) and the REST verbs. */
-export const CORS_ALLOWED_METHODS = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'];
+const CORS_ALLOWED_METHODS = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'];
 
 /**
  * Request headers browsers may send: what connect-web and gRPC-web clients set (the list @connectrpc/cors

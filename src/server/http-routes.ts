@@ -1,19 +1,11 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
 import type { Registry } from 'prom-client';
+import { sendJson, writeHead, type NodeRequest, type NodeResponse } from '../api/transport/http.js';
 import type { TokenService } from '../auth/tokens.js';
 
-export type NodeRequest = IncomingMessage | Http2ServerRequest;
-export type NodeResponse = ServerResponse | Http2ServerResponse;
+/** A public route: answers GET and HEAD on one path (app.ts answers a throw or rejection with 500). */
 export type RouteHandler = (req: NodeRequest, res: NodeResponse) => void | Promise<void>;
 
-/** Writes a JSON body with the given status. */
-export function sendJson(res: NodeResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
-  const text = JSON.stringify(body);
-  (res as ServerResponse).writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), ...headers });
-  res.end(text);
-}
-
+/** What the public routes read: the issuer for discovery, the keys for JWKS, the database for readiness, the metrics. */
 export interface PublicRouteDeps {
   issuer: string;
   tokens: TokenService;
@@ -50,7 +42,7 @@ export function createPublicRoutes(deps: PublicRouteDeps): Map<string, RouteHand
       '/metrics',
       async (_req, res) => {
         const text = await deps.registry.metrics();
-        (res as ServerResponse).writeHead(200, { 'content-type': deps.registry.contentType });
+        writeHead(res, 200, { 'content-type': deps.registry.contentType });
         res.end(text);
       },
     ],

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import http2 from 'node:http2';
 import net from 'node:net';
+import type { NodeRequest, NodeResponse } from '../api/transport/http.js';
 import type { App } from './app.js';
 
 /** The HTTP/2 connection preface a prior-knowledge client sends first. */
@@ -27,7 +28,7 @@ export async function listen(app: App): Promise<RunningServer> {
   let drained: (() => void) | undefined;
   // In flight = its response is not written yet. An HTTP/2 compat response only closes with its stream,
   // which a client may keep open uploading a body nobody reads: watch the stream's writable side.
-  const tracked = (req: any, res: any) => {
+  const tracked = (req: NodeRequest, res: NodeResponse) => {
     inFlight++;
     let counted = true;
     const done = () => {
@@ -37,7 +38,7 @@ export async function listen(app: App): Promise<RunningServer> {
       if (inFlight === 0) drained?.();
     };
     res.once('close', done);
-    (req.stream ?? res).once('finish', done);
+    ('stream' in req ? req.stream : res).once('finish', done);
     handler(req, res);
   };
 

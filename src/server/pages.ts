@@ -4,18 +4,18 @@ import type { ServerResponse } from 'node:http';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { brotliCompressSync, constants as zlib, gzipSync } from 'node:zlib';
+import type { NodeRequest, NodeResponse } from '../api/transport/http.js';
 import type { Logger } from '../log.js';
-import type { NodeRequest, NodeResponse } from './http-routes.js';
 
 /** The hosted pages: URL path → file in the pages directory. */
-export const PAGE_ROUTES: ReadonlyMap<string, string> = new Map([
+const PAGE_ROUTES: ReadonlyMap<string, string> = new Map([
   ['/', 'index.html'],
   ['/register', 'register.html'],
   ['/account', 'account.html'],
 ]);
 
 /** Where the built assets are served from; their names carry a content hash. */
-export const ASSETS_PREFIX = '/assets/';
+const ASSETS_PREFIX = '/assets/';
 
 /**
  * The pages' Content-Security-Policy: scripts, styles and images only from this origin, no inline code
@@ -134,7 +134,12 @@ function sendText(req: NodeRequest, res: NodeResponse, status: number, text: str
 function addVary(res: NodeResponse, token: string): void {
   const out = res as ServerResponse;
   const existing = out.getHeader('vary');
-  const list = existing ? String(existing).split(',').map((s) => s.trim()).filter(Boolean) : [];
+  const list = existing
+    ? String(existing)
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean)
+    : [];
   if (!list.some((v) => v.toLowerCase() === token.toLowerCase())) list.push(token);
   out.setHeader('vary', list.join(', '));
 }

@@ -4,7 +4,7 @@ type Timestamp = ColumnType<Date, Date | string | undefined, Date | string>;
 type Json<T = unknown> = ColumnType<T, string, string>;
 
 /** The append-only log: the audit trail and the source of every `details.sequence`. */
-export interface EventsTable {
+interface EventsTable {
   position: Generated<string>;
   aggregate_type: string;
   aggregate_id: string;
@@ -17,7 +17,7 @@ export interface EventsTable {
 }
 
 /** One row per aggregate: its current sequence, owner and creation time. */
-export interface AggregatesTable {
+interface AggregatesTable {
   aggregate_type: string;
   aggregate_id: string;
   sequence: number;
@@ -62,7 +62,7 @@ export interface SigningKeysTable {
   created_at: Timestamp;
 }
 
-export interface SecretsTable {
+interface SecretsTable {
   name: string;
   value: Buffer;
   created_at: Timestamp;

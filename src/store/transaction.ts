@@ -1,5 +1,5 @@
-import { sql, type Kysely, type RawBuilder, type Transaction } from 'kysely';
-import { DomainError } from '../domain/errors.js';
+import type { Kysely, Transaction } from 'kysely';
+import { aborted } from '../errors.js';
 import type { Database } from './schema.js';
 
 const RETRYABLE = new Set(['40001', '40P01']);
@@ -23,44 +23,27 @@ export async function retryingConflicts<T>(run: () => Promise<T>, attempts = 5):
     } catch (err) {
       const code = (err as { code?: string }).code;
       if (!code || !RETRYABLE.has(code)) throw err;
-      if (attempt >= attempts) throw new DomainError('aborted', 'the change conflicted with concurrent changes; retry');
+      if (attempt >= attempts) throw aborted('the change conflicted with concurrent changes; retry');
       await new Promise((r) => setTimeout(r, Math.random() * 10 * attempt));
     }
   }
 }
 
-/** True when a database error is a unique violation of the named constraint (or any, without a name). */
-export function isUniqueViolation(err: unknown, constraint?: string): boolean {
-  const e = err as { code?: string; constraint?: string; message?: string };
-  if (e?.code !== '23505') return false;
-  if (!constraint) return true;
-  return e.constraint === constraint || (e.message ?? '').includes(constraint);
-}
-
-/** The SQLSTATE `passkeyd_refuse()` raises (migration 005). */
-const REFUSED = 'PK001';
-
 /**
- * The final check of a command done in ONE statement of data-modifying CTEs, as a boolean column:
- * true when each named CTE found a row, else `passkeyd_refuse(<name of the first empty one>)`, whose
- * error aborts the statement and so undoes every step. {@link runStatement} turns it into the
- * caller's error.
+ * Runs `fn`; a unique violation of one of the named constraints becomes that constraint's error (the
+ * store's one mapping from "the database said: duplicate" to an answer the caller understands).
+ * `'*'` stands for any unique violation.
  */
-export function everyStepFound(ctes: readonly string[]): RawBuilder<boolean> {
-  const steps = ctes.map((c) => sql`when not exists (select 1 from ${sql.id(c)}) then passkeyd_refuse(${c}::text)`);
-  return sql<boolean>`case ${sql.join(steps, sql` `)} else true end`;
-}
-
-/**
- * Runs a one-statement command, again when it lost to a concurrent writer; when a step of its
- * {@link everyStepFound} check found nothing, throws the error `refused` names for that step.
- */
-export async function runStatement<T>(run: () => Promise<T>, refused: Record<string, () => Error>): Promise<T> {
+export async function mappingDuplicates<T>(fn: () => Promise<T>, errors: Record<string, () => Error>): Promise<T> {
   try {
-    return await retryingConflicts(run);
+    return await fn();
   } catch (err) {
-    const e = err as { code?: string; message?: string };
-    const step = e?.code === REFUSED && e.message !== undefined ? refused[e.message] : undefined;
-    throw step ? step() : err;
+    const e = err as { code?: string; constraint?: string; message?: string };
+    if (e?.code === '23505') {
+      for (const [constraint, error] of Object.entries(errors)) {
+        if (constraint === '*' || e.constraint === constraint || (e.message ?? '').includes(constraint)) throw error();
+      }
+    }
+    throw err;
   }
 }

@@ -1,5 +1,5 @@
 import { generateAuthenticationOptions, verifyAuthenticationResponse, type AuthenticationResponseJSON } from '@simplewebauthn/server';
-import { invalid, unauthenticated } from '../domain/errors.js';
+import { invalid, unauthenticated } from '../errors.js';
 
 // Unpadded or padded base64url, as browsers and libraries send it.
 const BASE64URL = /^[A-Za-z0-9_-]*={0,2}$/;

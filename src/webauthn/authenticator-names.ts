@@ -1,7 +1,7 @@
 import { createRequire } from 'node:module';
 
 /** The all-zero AAGUID: the authenticator chose not to say what it is (attestation "none"). */
-export const ZERO_AAGUID = '00000000-0000-0000-0000-000000000000';
+const ZERO_AAGUID = '00000000-0000-0000-0000-000000000000';
 
 // The package is CommonJS exporting the JSON map itself; its typings describe an ESM default export.
 const names = createRequire(import.meta.url)('aaguids') as Record<string, string>;

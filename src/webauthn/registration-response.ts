@@ -1,6 +1,6 @@
 import { verifyRegistrationResponse, type RegistrationResponseJSON } from '@simplewebauthn/server';
 import { cose, decodeCredentialPublicKey, isoCBOR } from '@simplewebauthn/server/helpers';
-import { invalid } from '../domain/errors.js';
+import { invalid } from '../errors.js';
 import { authenticatorNameOf } from './authenticator-names.js';
 import { cborItemLength } from './cbor-length.js';
 import { SUPPORTED_ALGORITHMS } from './relying-party.js';

@@ -1,5 +1,5 @@
 import type { Config } from '../config/config.js';
-import { invalid } from '../domain/errors.js';
+import { invalid } from '../errors.js';
 
 /** COSE algorithms offered and accepted for new passkeys: EdDSA, ES256, RS256 (in order of preference). */
 export const SUPPORTED_ALGORITHMS: readonly number[] = [-8, -7, -257];

@@ -1,10 +1,5 @@
 import { describe, it, expect } from 'vitest';
-import {
-  generateAuthenticationOptions,
-  generateRegistrationOptions,
-  verifyAuthenticationResponse,
-  verifyRegistrationResponse,
-} from '@simplewebauthn/server';
+import { generateAuthenticationOptions, generateRegistrationOptions, verifyAuthenticationResponse, verifyRegistrationResponse } from '@simplewebauthn/server';
 import { createSoftAuthenticator, fromB64url, b64url, type SoftAlg } from './authenticator.js';
 
 const origin = 'http://localhost:8080';
@@ -94,9 +89,7 @@ describe('soft authenticator', () => {
     const auth = createSoftAuthenticator();
     const options = await regOptions('none');
     const response = await auth.register(options, { origin: 'https://evil.example' });
-    await expect(
-      verifyRegistrationResponse({ response, expectedChallenge: options.challenge, expectedOrigin: origin, expectedRPID: rpID }),
-    ).rejects.toThrow(/origin/i);
+    await expect(verifyRegistrationResponse({ response, expectedChallenge: options.challenge, expectedOrigin: origin, expectedRPID: rpID })).rejects.toThrow(/origin/i);
   });
 
   it('rejects UV=false when user verification is required', async () => {

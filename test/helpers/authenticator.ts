@@ -5,12 +5,7 @@
  * `@simplewebauthn/browser` sends to a server) using only `node:crypto` and a tiny CBOR encoder.
  */
 import { createHash, generateKeyPairSync, randomBytes, sign, type KeyObject } from 'node:crypto';
-import type {
-  AuthenticationResponseJSON,
-  PublicKeyCredentialCreationOptionsJSON,
-  PublicKeyCredentialRequestOptionsJSON,
-  RegistrationResponseJSON,
-} from '@simplewebauthn/server';
+import type { AuthenticationResponseJSON, PublicKeyCredentialCreationOptionsJSON, PublicKeyCredentialRequestOptionsJSON, RegistrationResponseJSON } from '@simplewebauthn/server';
 
 /** Credential key algorithm supported by the soft authenticator. */
 export type SoftAlg = 'ES256' | 'EdDSA' | 'RS256';
@@ -34,7 +29,7 @@ export interface SoftAuthenticatorOptions {
 }
 
 /** A credential held by the soft authenticator. */
-export interface SoftCredential {
+interface SoftCredential {
   /** Credential ID, base64url. */
   id: string;
   rpId: string;
@@ -164,10 +159,26 @@ function coseKey(alg: SoftAlg, publicKey: KeyObject): Buffer {
   const f = (s: string | undefined): Buffer => fromB64url(s ?? '');
   const entries: [number, CborValue][] =
     alg === 'ES256'
-      ? [[1, 2], [3, -7], [-1, 1], [-2, f(jwk.x)], [-3, f(jwk.y)]]
+      ? [
+          [1, 2],
+          [3, -7],
+          [-1, 1],
+          [-2, f(jwk.x)],
+          [-3, f(jwk.y)],
+        ]
       : alg === 'EdDSA'
-        ? [[1, 1], [3, -8], [-1, 6], [-2, f(jwk.x)]]
-        : [[1, 3], [3, -257], [-1, f(jwk.n)], [-2, f(jwk.e)]];
+        ? [
+            [1, 1],
+            [3, -8],
+            [-1, 6],
+            [-2, f(jwk.x)],
+          ]
+        : [
+            [1, 3],
+            [3, -257],
+            [-1, f(jwk.n)],
+            [-2, f(jwk.e)],
+          ];
   return cbor(new Map(entries));
 }
 
@@ -177,10 +188,7 @@ function signWith(alg: SoftAlg, key: KeyObject, data: Uint8Array): Buffer {
 }
 
 function clientData(type: string, challenge: string, o: CeremonyOverrides): Buffer {
-  return Buffer.from(
-    JSON.stringify({ type, challenge, origin: o.origin, crossOrigin: o.crossOrigin ?? false }),
-    'utf8',
-  );
+  return Buffer.from(JSON.stringify({ type, challenge, origin: o.origin, crossOrigin: o.crossOrigin ?? false }), 'utf8');
 }
 
 /** Create a software authenticator. Each call has its own, initially empty, credential store. */
@@ -232,7 +240,13 @@ export function createSoftAuthenticator(opts: SoftAuthenticatorOptions = {}): So
         attStmt.set('alg', COSE_ALG[alg]);
         attStmt.set('sig', signWith(alg, privateKey, Buffer.concat([ad, sha256(cdj)])));
       }
-      const attObj = cbor(new Map<string, CborValue>([['fmt', attestation], ['attStmt', attStmt], ['authData', ad]]));
+      const attObj = cbor(
+        new Map<string, CborValue>([
+          ['fmt', attestation],
+          ['attStmt', attStmt],
+          ['authData', ad],
+        ]),
+      );
 
       const id = b64url(credId);
       credentials.push({ id, rpId, userHandle: options.user.id, privateKey, alg, counter: 0 });

@@ -10,7 +10,7 @@ export const PROTOCOLS: Protocol[] = ['grpc', 'grpc-web', 'connect'];
  * A real transport for a protocol: gRPC over HTTP/2 cleartext (prior knowledge), gRPC-web through
  * connect-web with fetch (HTTP/1.1, as a browser), Connect JSON over HTTP/1.1.
  */
-export function transportFor(protocol: Protocol, baseUrl: string): Transport {
+function transportFor(protocol: Protocol, baseUrl: string): Transport {
   switch (protocol) {
     case 'grpc':
       return createGrpcTransport({ baseUrl, httpVersion: '2' } as any);

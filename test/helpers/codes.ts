@@ -1,4 +1,4 @@
-import { Code, ConnectError } from '@connectrpc/connect';
+import { type Code, ConnectError } from '@connectrpc/connect';
 
 /** The gRPC code a call ends with, or 'ok'. */
 export async function codeOf(p: Promise<unknown>): Promise<Code | 'ok'> {

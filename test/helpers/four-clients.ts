@@ -69,7 +69,14 @@ function timestampFromPb(t: { seconds?: string; nanos?: number }): string {
   const nanos = t.nanos ?? 0;
   const base = new Date(seconds * 1000).toISOString().slice(0, 19);
   // Same fraction rule as proto3 JSON (and protobuf-es): 0, 3, 6 or 9 digits.
-  const frac = nanos === 0 ? '' : nanos % 1_000_000 === 0 ? `.${String(nanos / 1_000_000).padStart(3, '0')}` : nanos % 1000 === 0 ? `.${String(nanos / 1000).padStart(6, '0')}` : `.${String(nanos).padStart(9, '0')}`;
+  const frac =
+    nanos === 0
+      ? ''
+      : nanos % 1_000_000 === 0
+        ? `.${String(nanos / 1_000_000).padStart(3, '0')}`
+        : nanos % 1000 === 0
+          ? `.${String(nanos / 1000).padStart(6, '0')}`
+          : `.${String(nanos).padStart(9, '0')}`;
   return `${base}${frac}Z`;
 }
 function durationToPb(s: string): Record<string, unknown> {
@@ -87,7 +94,14 @@ function durationFromPb(d: { seconds?: string; nanos?: number }): string {
 const pbjsCamel = (name: string) => name.slice(0, 1) + name.slice(1).replace(/_([a-z])(?=[a-z]|$)/g, (_, c: string) => c.toUpperCase());
 
 function convertSingle(f: DescField, v: any, dir: 'to' | 'from'): any {
-  const msg = f.fieldKind === 'message' ? f.message : f.fieldKind === 'list' && f.listKind === 'message' ? f.message : f.fieldKind === 'map' && f.mapKind === 'message' ? f.message : undefined;
+  const msg =
+    f.fieldKind === 'message'
+      ? f.message
+      : f.fieldKind === 'list' && f.listKind === 'message'
+        ? f.message
+        : f.fieldKind === 'map' && f.mapKind === 'message'
+          ? f.message
+          : undefined;
   if (!msg) return v;
   switch (msg.typeName) {
     case 'google.protobuf.Struct':
@@ -118,7 +132,7 @@ function convertMessage(desc: DescMessage, obj: Record<string, any>, dir: 'to' |
 }
 
 /** proto3 JSON keys → proto names (snake_case), leaving Struct contents alone. */
-export function toProtoNames(desc: DescMessage, obj: JsonObject): JsonObject {
+function toProtoNames(desc: DescMessage, obj: JsonObject): JsonObject {
   const out: JsonObject = {};
   for (const [key, v] of Object.entries(obj)) {
     const f = desc.fields.find((x) => x.jsonName === key || x.name === key);
@@ -233,7 +247,11 @@ const REST: Record<string, (r: JsonObject) => RestRequest> = {
   'passkeyd.user.v2.UserService/GetUserByID': (r) => ({ method: 'GET', path: `/v2/users/${enc(String(r.userId))}` }),
   'passkeyd.user.v2.UserService/ListUsers': (r) => ({ method: 'POST', path: '/v2/users', body: r }),
   'passkeyd.user.v2.UserService/DeleteUser': (r) => ({ method: 'DELETE', path: `/v2/users/${enc(String(r.userId))}` }),
-  'passkeyd.user.v2.UserService/CreatePasskeyRegistrationLink': (r) => ({ method: 'POST', path: `/v2/users/${enc(String(r.userId))}/passkeys/registration_link`, body: omit(r, 'userId') }),
+  'passkeyd.user.v2.UserService/CreatePasskeyRegistrationLink': (r) => ({
+    method: 'POST',
+    path: `/v2/users/${enc(String(r.userId))}/passkeys/registration_link`,
+    body: omit(r, 'userId'),
+  }),
   'passkeyd.user.v2.UserService/RegisterPasskey': (r) => ({ method: 'POST', path: `/v2/users/${enc(String(r.userId))}/passkeys`, body: omit(r, 'userId') }),
   'passkeyd.user.v2.UserService/VerifyPasskeyRegistration': (r) => ({
     method: 'POST',
@@ -241,7 +259,11 @@ const REST: Record<string, (r: JsonObject) => RestRequest> = {
     body: omit(r, 'userId', 'passkeyId'),
   }),
   'passkeyd.user.v2.UserService/ListPasskeys': (r) => ({ method: 'POST', path: `/v2/users/${enc(String(r.userId))}/passkeys/_search`, body: omit(r, 'userId') }),
-  'passkeyd.user.v2.UserService/RenamePasskey': (r) => ({ method: 'PATCH', path: `/v2/users/${enc(String(r.userId))}/passkeys/${enc(String(r.passkeyId))}`, body: omit(r, 'userId', 'passkeyId') }),
+  'passkeyd.user.v2.UserService/RenamePasskey': (r) => ({
+    method: 'PATCH',
+    path: `/v2/users/${enc(String(r.userId))}/passkeys/${enc(String(r.passkeyId))}`,
+    body: omit(r, 'userId', 'passkeyId'),
+  }),
   'passkeyd.user.v2.UserService/RemovePasskey': (r) => ({
     method: 'DELETE',
     path: `/v2/users/${enc(String(r.userId))}/passkeys/${enc(String(r.passkeyId))}`,

@@ -54,7 +54,11 @@ export function sign(authenticator: SoftAuthenticator, begun: BegunLogin, overri
 /** SetSession with an assertion. */
 export async function finishLogin(baseUrl: string, sessionId: string, assertion: unknown, o: { protocol?: Protocol; sessionToken?: string } = {}) {
   const sessions = clientFor(SessionService, o.protocol ?? 'connect', baseUrl);
-  const done = await sessions.setSession({ sessionId, sessionToken: o.sessionToken ?? sessionTokens.get(sessionId) ?? '', checks: { webAuthN: { credentialAssertionData: assertion as JsonObject } } });
+  const done = await sessions.setSession({
+    sessionId,
+    sessionToken: o.sessionToken ?? sessionTokens.get(sessionId) ?? '',
+    checks: { webAuthN: { credentialAssertionData: assertion as JsonObject } },
+  });
   // A successful check rotates the session token.
   if (done.sessionToken) sessionTokens.set(sessionId, done.sessionToken);
   return done;

@@ -8,7 +8,7 @@ import { create, createFileRegistry, setExtension, type DescMessage, type DescSe
 import {
   FieldDescriptorProto_Label as Label,
   FieldDescriptorProto_Type as Type,
-  FieldDescriptorProtoSchema,
+  type FieldDescriptorProtoSchema,
   FileDescriptorProtoSchema,
   MethodOptionsSchema,
   file_google_protobuf_struct,
@@ -39,7 +39,16 @@ const fileProto = create(FileDescriptorProtoSchema, {
   package: 'test.echo.v1',
   syntax: 'proto3',
   dependency: ['google/api/annotations.proto', 'google/protobuf/struct.proto', 'google/protobuf/timestamp.proto', 'google/protobuf/wrappers.proto'],
-  enumType: [{ name: 'Color', value: [{ name: 'COLOR_UNSPECIFIED', number: 0 }, { name: 'COLOR_RED', number: 1 }, { name: 'COLOR_BLUE', number: 2 }] }],
+  enumType: [
+    {
+      name: 'Color',
+      value: [
+        { name: 'COLOR_UNSPECIFIED', number: 0 },
+        { name: 'COLOR_RED', number: 1 },
+        { name: 'COLOR_BLUE', number: 2 },
+      ],
+    },
+  ],
   messageType: [
     { name: 'Shelf', field: [field('id', 1, Type.STRING), field('size', 2, Type.INT32)] },
     {
@@ -76,11 +85,31 @@ const fileProto = create(FileDescriptorProtoSchema, {
             additionalBindings: [{ pattern: { case: 'post', value: '/v1/shelves/{shelf.id}:echo' }, body: 'extra' }],
           }),
         },
-        { name: 'Post', inputType: '.test.echo.v1.EchoRequest', outputType: '.test.echo.v1.EchoRequest', options: rule({ pattern: { case: 'post', value: '/v1/echo' }, body: '*' }) },
-        { name: 'Literal', inputType: '.test.echo.v1.EchoRequest', outputType: '.test.echo.v1.EchoRequest', options: rule({ pattern: { case: 'post', value: '/v1/shelves/special:echo' }, body: '*' }) },
+        {
+          name: 'Post',
+          inputType: '.test.echo.v1.EchoRequest',
+          outputType: '.test.echo.v1.EchoRequest',
+          options: rule({ pattern: { case: 'post', value: '/v1/echo' }, body: '*' }),
+        },
+        {
+          name: 'Literal',
+          inputType: '.test.echo.v1.EchoRequest',
+          outputType: '.test.echo.v1.EchoRequest',
+          options: rule({ pattern: { case: 'post', value: '/v1/shelves/special:echo' }, body: '*' }),
+        },
         { name: 'Fail', inputType: '.test.echo.v1.EchoRequest', outputType: '.test.echo.v1.EchoRequest', options: rule({ pattern: { case: 'delete', value: '/v1/fail/{name}' } }) },
-        { name: 'Picked', inputType: '.test.echo.v1.EchoRequest', outputType: '.test.echo.v1.EchoRequest', options: rule({ pattern: { case: 'get', value: '/v1/picked/{name}' }, responseBody: 'shelf' }) },
-        { name: 'Files', inputType: '.test.echo.v1.EchoRequest', outputType: '.test.echo.v1.EchoRequest', options: rule({ pattern: { case: 'get', value: '/v1/files/{name=**}' } }) },
+        {
+          name: 'Picked',
+          inputType: '.test.echo.v1.EchoRequest',
+          outputType: '.test.echo.v1.EchoRequest',
+          options: rule({ pattern: { case: 'get', value: '/v1/picked/{name}' }, responseBody: 'shelf' }),
+        },
+        {
+          name: 'Files',
+          inputType: '.test.echo.v1.EchoRequest',
+          outputType: '.test.echo.v1.EchoRequest',
+          options: rule({ pattern: { case: 'get', value: '/v1/files/{name=**}' } }),
+        },
       ],
     },
   ],
@@ -92,6 +121,5 @@ const registry = createFileRegistry(fileProto, (name) => deps.get(name));
 /** test.echo.v1.EchoService. */
 export const EchoService: DescService = registry.getService('test.echo.v1.EchoService')!;
 /** test.echo.v1.EchoRequest (also every method's response). */
-export const EchoRequest: DescMessage = registry.getMessage('test.echo.v1.EchoRequest')!;
 /** test.echo.v1.Shelf. */
 export const Shelf: DescMessage = registry.getMessage('test.echo.v1.Shelf')!;

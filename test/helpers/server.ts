@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { pino } from 'pino';
+import { afterAll, beforeAll } from 'vitest';
 import { loadConfig, type Config } from '../../src/config/config.js';
 import { mintAdminToken } from '../../src/domain/admin.js';
 import { createApp, type App } from '../../src/server/app.js';
@@ -27,7 +28,9 @@ export async function createSchema(url: string): Promise<{ schema: string; drop(
 }
 
 /** A database for one test server: an in-memory PGlite, or a private schema on PostgreSQL. */
-export async function openTestStore(options: { dataDir?: string; schema?: string; embedded?: boolean; databaseUrl?: string } = {}): Promise<{ store: Store; schema?: string; cleanup(): Promise<void> }> {
+export async function openTestStore(
+  options: { dataDir?: string; schema?: string; embedded?: boolean; databaseUrl?: string } = {},
+): Promise<{ store: Store; schema?: string; cleanup(): Promise<void> }> {
   const url = options.databaseUrl ?? TEST_DATABASE_URL;
   if (!url || options.embedded) {
     const store = await openStore({ dataDir: options.dataDir ?? 'memory://' });
@@ -101,5 +104,70 @@ export async function startServerBehindProxy(): Promise<TestServer & { proxy: Tc
       await srv.close();
       await proxy.close();
     },
+  };
+}
+
+/** What {@link useTestServer} starts: options, or a function giving them once earlier `beforeAll`s have run. */
+export type TestServerSetup = TestServerOptions | (() => TestServerOptions | Promise<TestServerOptions>);
+
+/** The server of {@link useTestServer}: every property reads the running server, so use it inside tests and hooks. */
+export interface TestServerHandle extends Omit<TestServer, 'close'> {
+  /** An instance_admin token, minted when the server started. */
+  readonly admin: string;
+}
+
+/**
+ * The test server fixture: registers a `beforeAll` that starts a real passkeyd (see {@link startTestServer})
+ * and an `afterAll` that stops it, in the scope it is called in (the file, or a `describe`). `beforeAll`s
+ * registered before it run first, so `setup` as a function can use what they made (a webhook's URL).
+ * `retries` restarts it when the port a setup function chose was taken meanwhile (EADDRINUSE).
+ */
+export function useTestServer(setup: TestServerSetup = {}, options: { retries?: number } = {}): TestServerHandle {
+  let running: { srv: TestServer; admin: string } | undefined;
+  const get = () => {
+    if (!running) throw new Error('useTestServer: no server is running here (used outside a test or hook of its scope, or its beforeAll failed)');
+    return running;
+  };
+  beforeAll(async () => {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const srv = await startTestServer(typeof setup === 'function' ? await setup() : setup);
+        try {
+          running = { srv, admin: await srv.adminToken() };
+        } catch (err) {
+          await srv.close();
+          throw err;
+        }
+        return;
+      } catch (err) {
+        if (attempt >= (options.retries ?? 0) || (err as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw err;
+      }
+    }
+  });
+  afterAll(async () => {
+    const was = running;
+    running = undefined;
+    await was?.srv.close();
+  });
+  return {
+    get app() {
+      return get().srv.app;
+    },
+    get server() {
+      return get().srv.server;
+    },
+    get config() {
+      return get().srv.config;
+    },
+    get url() {
+      return get().srv.url;
+    },
+    get schema() {
+      return get().srv.schema;
+    },
+    get admin() {
+      return get().admin;
+    },
+    adminToken: (...args) => get().srv.adminToken(...args),
   };
 }

@@ -108,7 +108,13 @@ function passkeyItem(p: Passkey): HTMLLIElement {
   const renameInput = h('input', { id: `${base}-new-name`, type: 'text', required: true, maxlength: '200', autocomplete: 'off', value: p.name });
   const saveButton = h('button', { type: 'submit' }, 'Save name');
   const cancelRename = h('button', { type: 'button', class: 'secondary' }, 'Cancel');
-  const renameForm = h('form', { hidden: true, 'aria-label': `Rename ${name}` }, h('label', { for: renameInput.id }, `New name for ${name}`), renameInput, h('div', { class: 'actions' }, saveButton, cancelRename));
+  const renameForm = h(
+    'form',
+    { hidden: true, 'aria-label': `Rename ${name}` },
+    h('label', { for: renameInput.id }, `New name for ${name}`),
+    renameInput,
+    h('div', { class: 'actions' }, saveButton, cancelRename),
+  );
 
   const confirmButton = h('button', { type: 'button', class: 'danger' }, 'Remove passkey');
   const cancelRemove = h('button', { type: 'button', class: 'secondary' }, 'Cancel');
@@ -154,7 +160,14 @@ function passkeyItem(p: Passkey): HTMLLIElement {
         document.getElementById(`${base}-name`)?.focus();
         await signalDetails();
       } catch (err) {
-        say(error, failure(err, { [Code.NotFound]: 'This passkey no longer exists. Reload the page.', [Code.InvalidArgument]: 'Use a name of 1 to 200 characters.' }, 'Renaming did not work. Try again.'));
+        say(
+          error,
+          failure(
+            err,
+            { [Code.NotFound]: 'This passkey no longer exists. Reload the page.', [Code.InvalidArgument]: 'Use a name of 1 to 200 characters.' },
+            'Renaming did not work. Try again.',
+          ),
+        );
       }
     });
   });
@@ -179,7 +192,10 @@ function passkeyItem(p: Passkey): HTMLLIElement {
         byId('passkeys-title').focus();
       } catch (err) {
         showActions(removeButton);
-        say(error, failure(err, { [Code.FailedPrecondition]: LAST_PASSKEY, [Code.NotFound]: 'This passkey no longer exists. Reload the page.' }, 'Removing did not work. Try again.'));
+        say(
+          error,
+          failure(err, { [Code.FailedPrecondition]: LAST_PASSKEY, [Code.NotFound]: 'This passkey no longer exists. Reload the page.' }, 'Removing did not work. Try again.'),
+        );
       }
     });
   });

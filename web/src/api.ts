@@ -24,7 +24,7 @@ export function bearer(accessToken: string): { headers: Record<string, string> }
 
 /** The `publicKey` member of a `{"publicKey": ...}` options Struct, or an error naming what is missing. */
 export function publicKeyOf<T>(struct: JsonObject | undefined, what: string): T {
-  const pk = struct?.['publicKey'];
+  const pk = struct?.publicKey;
   if (!pk || typeof pk !== 'object' || Array.isArray(pk)) throw new Error(`${what}: the server sent no WebAuthn options`);
   return pk as unknown as T;
 }

@@ -46,6 +46,6 @@ export function defaultPasskeyName(): string {
   const uaData = (navigator as Navigator & { userAgentData?: { platform?: string } }).userAgentData;
   const raw = uaData?.platform || navigator.platform || '';
   const known = ['Android', 'iPhone', 'iPad', 'Mac', 'Windows', 'Linux', 'Chrome OS', 'CrOS'].find((p) => raw.toLowerCase().includes(p.toLowerCase()));
-  const platform = known === 'CrOS' ? 'ChromeOS' : known === 'Mac' ? 'macOS' : known ?? raw.split(/\s/)[0];
+  const platform = known === 'CrOS' ? 'ChromeOS' : known === 'Mac' ? 'macOS' : (known ?? raw.split(/\s/)[0]);
   return platform ? `Passkey on ${platform}` : 'My passkey';
 }

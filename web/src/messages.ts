@@ -18,8 +18,8 @@ const GENERIC: CodeWords = {
 };
 
 /** Whether an error is the browser's passkey prompt being dismissed, timing out or replaced. */
-export function isCeremonyCancelled(err: unknown): boolean {
-  const name = err instanceof WebAuthnError ? (err.cause as Error | undefined)?.name ?? err.name : (err as Error | undefined)?.name;
+function isCeremonyCancelled(err: unknown): boolean {
+  const name = err instanceof WebAuthnError ? ((err.cause as Error | undefined)?.name ?? err.name) : (err as Error | undefined)?.name;
   return name === 'NotAllowedError' || name === 'AbortError' || (err instanceof WebAuthnError && err.code === 'ERROR_CEREMONY_ABORTED');
 }
 

@@ -9,7 +9,7 @@ import { sendSignal } from '@simplewebauthn/browser';
 type SignalName = 'signalUnknownCredential' | 'signalAllAcceptedCredentials' | 'signalCurrentUserDetails';
 
 /** Whether this browser implements a signal (feature detection, not user-agent sniffing). */
-export function supportsSignal(name: SignalName): boolean {
+function supportsSignal(name: SignalName): boolean {
   const pkc = (globalThis as { PublicKeyCredential?: unknown }).PublicKeyCredential as Record<string, unknown> | undefined;
   return typeof pkc?.[name] === 'function';
 }
@@ -36,9 +36,7 @@ export function signalUnknownCredential(rpId: string, credentialId: string): Pro
  * a credential missing from it may be deleted from the user's password manager.
  */
 export function signalAllAcceptedCredentials(rpId: string, userHandle: string, credentialIds: string[]): Promise<boolean> {
-  return send('signalAllAcceptedCredentials', () =>
-    sendSignal({ signalName: 'allAcceptedCredentials', rpID: rpId, userID: userHandle, allAcceptedCredentialIDs: credentialIds }),
-  );
+  return send('signalAllAcceptedCredentials', () => sendSignal({ signalName: 'allAcceptedCredentials', rpID: rpId, userID: userHandle, allAcceptedCredentialIDs: credentialIds }));
 }
 
 /** The user's current name and display name, so passkey pickers show them instead of stale ones. */

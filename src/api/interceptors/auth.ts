@@ -2,7 +2,7 @@ import { getOption, hasOption, type DescMethod } from '@bufbuild/protobuf';
 import type { Interceptor } from '@connectrpc/connect';
 import { Access, auth as authExt, type AuthRule } from '../../../gen/passkeyd/options/v1/options_pb.js';
 import type { Principal, TokenService } from '../../auth/tokens.js';
-import { denied, unauthenticated } from '../../domain/errors.js';
+import { denied, unauthenticated } from '../../errors.js';
 import { principalKey } from '../context.js';
 import { validateMessage } from '../validation.js';
 
@@ -21,7 +21,7 @@ export function ruleOf(method: DescMethod): AuthRule | undefined {
 }
 
 /** Reads a dotted field path ("organization.org_id") from a message, by proto or JSON name. */
-export function readPath(message: unknown, path: string): unknown {
+function readPath(message: unknown, path: string): unknown {
   let v: any = message;
   for (const part of path.split('.')) {
     if (v == null) return undefined;

@@ -4,7 +4,7 @@ import type { Logger } from '../../log.js';
 import { restKey } from '../context.js';
 
 /** The wire protocol of a request, from its content type. */
-export function protocolOf(contentType: string | null, rest: boolean): string {
+function protocolOf(contentType: string | null, rest: boolean): string {
   if (rest) return 'rest';
   if (!contentType) return 'connect';
   if (contentType.startsWith('application/grpc-web')) return 'grpc-web';

@@ -2,7 +2,7 @@ import type { HandlerContext } from '@connectrpc/connect';
 import type { Kysely } from 'kysely';
 import type { Principal, TokenService } from '../../auth/tokens.js';
 import type { Config } from '../../config/config.js';
-import { unauthenticated } from '../../domain/errors.js';
+import { unauthenticated } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import type { Database } from '../../store/schema.js';
 import { principalKey } from '../context.js';

@@ -1,6 +1,6 @@
 import type { ServiceImpl } from '@connectrpc/connect';
 import { Code, ConnectError } from '@connectrpc/connect';
-import { Health, HealthCheckResponse_ServingStatus as Status } from '../../../gen/health/v1/health_pb.js';
+import { type Health, HealthCheckResponse_ServingStatus as Status } from '../../../gen/health/v1/health_pb.js';
 
 /** grpc.health.v1: SERVING while the database answers. Service names "" and passkeyd's own are known. */
 export function createHealthService(ping: () => Promise<void>, services: string[]): ServiceImpl<typeof Health> {

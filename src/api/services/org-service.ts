@@ -1,5 +1,5 @@
 import type { ServiceImpl } from '@connectrpc/connect';
-import { OrganizationService } from '../../../gen/passkeyd/org/v2/org_service_pb.js';
+import type { OrganizationService } from '../../../gen/passkeyd/org/v2/org_service_pb.js';
 import { OrganizationState } from '../../../gen/passkeyd/org/v2/org_pb.js';
 import { addOrganization, listOrganizations } from '../../domain/orgs.js';
 import { pageFrom } from '../../domain/types.js';
@@ -7,7 +7,7 @@ import { detailsOf, listDetailsOf, rowDetails } from '../mappers.js';
 import { callerOf, type ServiceDeps } from './deps.js';
 
 /** OrganizationService handlers (instance admin only, as declared in the proto). */
-export function createOrgService({ db }: ServiceDeps): Partial<ServiceImpl<typeof OrganizationService>> {
+export function createOrgService({ db }: ServiceDeps): ServiceImpl<typeof OrganizationService> {
   return {
     async addOrganization(req, ctx) {
       const { id, details } = await addOrganization(db, { name: req.name, orgId: req.orgId }, callerOf(ctx).subject);

@@ -2,8 +2,8 @@ import type { JsonObject, MessageInitShape } from '@bufbuild/protobuf';
 import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import type { ServiceImpl } from '@connectrpc/connect';
 import { AuthFactorState, PasskeyAuthenticator, PasskeyDeviceType, type PasskeySchema } from '../../../gen/passkeyd/user/v2/passkey_pb.js';
-import { UserService } from '../../../gen/passkeyd/user/v2/user_service_pb.js';
-import { precondition, unauthenticated } from '../../domain/errors.js';
+import type { UserService } from '../../../gen/passkeyd/user/v2/user_service_pb.js';
+import { precondition, unauthenticated } from '../../errors.js';
 import { checkLinkTemplate, defaultLinkTemplate, webhookDelivery } from '../../domain/link-delivery.js';
 import { beginPasskeyRegistration, completePasskeyRegistration, listPasskeys, removePasskey, renamePasskey, type PasskeyRow } from '../../domain/passkeys.js';
 import { checkRegistrationCode, createRegistrationCode } from '../../domain/registration-codes.js';
@@ -21,7 +21,7 @@ const ATTACHMENTS: Record<PasskeyAuthenticator, AuthenticatorAttachment> = {
 };
 
 /** The API shape of a stored passkey. */
-export function passkeyOf(p: PasskeyRow): MessageInitShape<typeof PasskeySchema> {
+function passkeyOf(p: PasskeyRow): MessageInitShape<typeof PasskeySchema> {
   return {
     id: p.id,
     state: p.state === 'ready' ? AuthFactorState.READY : AuthFactorState.NOT_READY,
@@ -46,7 +46,13 @@ export function passkeyOf(p: PasskeyRow): MessageInitShape<typeof PasskeySchema>
  * a code (checked here) and VerifyPasskeyRegistration only for a code-begun registration (checked in
  * the domain).
  */
-export function createPasskeyService({ config, db }: ServiceDeps): Partial<ServiceImpl<typeof UserService>> {
+export function createPasskeyService({
+  config,
+  db,
+}: ServiceDeps): Pick<
+  ServiceImpl<typeof UserService>,
+  'registerPasskey' | 'verifyPasskeyRegistration' | 'createPasskeyRegistrationLink' | 'listPasskeys' | 'renamePasskey' | 'removePasskey'
+> {
   return {
     async registerPasskey(req, ctx) {
       const principal = ctx.values.get(principalKey);

@@ -4,7 +4,7 @@ import { FileDescriptorProtoSchema } from '@bufbuild/protobuf/wkt';
 import { Code, type ServiceImpl } from '@connectrpc/connect';
 import { ServerReflection as ServerReflectionV1, type ServerReflectionRequest, type ServerReflectionResponse } from '../../../gen/grpc/reflection/v1/reflection_pb.js';
 import { ServerReflection as ServerReflectionV1Alpha } from '../../../gen/grpc/reflection/v1alpha/reflection_pb.js';
-import { filesOf } from '../rest/descriptors.js';
+import { filesOf } from '../descriptors.js';
 
 /** What the reflection answers are computed from, built once on first use. */
 interface ReflectionIndex {

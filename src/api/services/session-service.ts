@@ -2,8 +2,8 @@ import type { JsonObject, MessageInitShape } from '@bufbuild/protobuf';
 import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import type { HandlerContext, ServiceImpl } from '@connectrpc/connect';
 import { UserVerificationRequirement, type RequestChallenges_WebAuthN, type SearchQuery, type SessionSchema } from '../../../gen/passkeyd/session/v2/session_pb.js';
-import { SessionService } from '../../../gen/passkeyd/session/v2/session_service_pb.js';
-import { invalid } from '../../domain/errors.js';
+import type { SessionService } from '../../../gen/passkeyd/session/v2/session_service_pb.js';
+import { invalid } from '../../errors.js';
 import { createLogin } from '../../domain/login.js';
 import { authorizeSessionAccess, getSessionView, listSessions, terminateSession, type SessionFilter, type SessionView } from '../../domain/sessions.js';
 import { pageFrom } from '../../domain/types.js';
@@ -29,7 +29,7 @@ function creatorOf(ctx: HandlerContext): string {
 }
 
 /** A session as the API shows it; the user factor appears only once a login proved who it is. */
-export function sessionOf(s: SessionView): MessageInitShape<typeof SessionSchema> {
+function sessionOf(s: SessionView): MessageInitShape<typeof SessionSchema> {
   return {
     id: s.id,
     creationDate: timestampFromDate(s.created_at),

@@ -1,7 +1,7 @@
 import type { ServiceImpl } from '@connectrpc/connect';
 import { TextQueryMethod } from '../../../gen/passkeyd/object/v2/object_pb.js';
 import { UserFieldName, type SearchQuery } from '../../../gen/passkeyd/user/v2/user_pb.js';
-import { UserService } from '../../../gen/passkeyd/user/v2/user_service_pb.js';
+import type { UserService } from '../../../gen/passkeyd/user/v2/user_service_pb.js';
 import { pageFrom } from '../../domain/types.js';
 import { addHumanUser, deleteUser, getUser, listUsers, updateHumanUser, type TextMethod, type UserFilter, type UserSort } from '../../domain/users.js';
 import { detailsOf, listDetailsOf, rowDetails, userOf } from '../mappers.js';
@@ -39,7 +39,7 @@ const SORTS: Record<UserFieldName, UserSort> = {
 };
 
 /** UserService handlers for users; permissions are enforced before these run. */
-export function createUserService({ db }: ServiceDeps): Partial<ServiceImpl<typeof UserService>> {
+export function createUserService({ db }: ServiceDeps): Pick<ServiceImpl<typeof UserService>, 'addHumanUser' | 'getUserByID' | 'updateHumanUser' | 'listUsers' | 'deleteUser'> {
   return {
     async addHumanUser(req, ctx) {
       const caller = callerOf(ctx);

@@ -8,10 +8,7 @@ import type { Kysely } from 'kysely';
  * sweeping expired sessions.
  */
 export async function up(db: Kysely<any>): Promise<void> {
-  await db.schema
-    .alterTable('sessions')
-    .addColumn('login_digest', 'bytea')
-    .execute();
+  await db.schema.alterTable('sessions').addColumn('login_digest', 'bytea').execute();
   await db.schema.createIndex('sessions_expires_idx').on('sessions').column('expires_at').execute();
 }
 

@@ -1,6 +1,6 @@
 import { getOption, hasOption, type DescField, type DescMethod } from '@bufbuild/protobuf';
-import { http as httpExt } from '../../../gen/google/api/annotations_pb.js';
-import type { HttpRule } from '../../../gen/google/api/http_pb.js';
+import { http as httpExt } from '../../../../gen/google/api/annotations_pb.js';
+import type { HttpRule } from '../../../../gen/google/api/http_pb.js';
 import { resolveFieldPath } from './field-values.js';
 import { compareSpecificity, matchTemplate, parseTemplate, splitPath, TemplateError, type Bindings, type PathTemplate } from './path-template.js';
 
@@ -22,10 +22,7 @@ export interface RestRoute<H> {
 }
 
 /** The result of looking up a request. */
-export type RouteLookup<H> =
-  | { kind: 'match'; route: RestRoute<H>; bindings: Bindings }
-  | { kind: 'method-not-allowed'; allowed: string[] }
-  | { kind: 'not-found' };
+type RouteLookup<H> = { kind: 'match'; route: RestRoute<H>; bindings: Bindings } | { kind: 'method-not-allowed'; allowed: string[] } | { kind: 'not-found' };
 
 /** The compiled REST surface of a set of RPCs. */
 export interface RouteTable<H> {

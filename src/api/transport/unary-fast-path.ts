@@ -1,13 +1,30 @@
-import type http from 'node:http';
 import http2 from 'node:http2';
 import type { DescMethodUnary, DescService, JsonReadOptions } from '@bufbuild/protobuf';
-import { Code, ConnectError, createHandlerContext, createServiceImplSpec, type ContextValues, type HandlerContext, type Interceptor, type MethodImplSpec } from '@connectrpc/connect';
-import { compressionNegotiate, createMethodSerializationLookup, invokeUnaryImplementation, mergeNonProtocolHeaders, type Compression, type MethodSerializationLookup } from '@connectrpc/connect/protocol';
+import {
+  Code,
+  ConnectError,
+  createHandlerContext,
+  createServiceImplSpec,
+  type ContextValues,
+  type HandlerContext,
+  type Interceptor,
+  type MethodImplSpec,
+} from '@connectrpc/connect';
+import {
+  compressionNegotiate,
+  createMethodSerializationLookup,
+  invokeUnaryImplementation,
+  mergeNonProtocolHeaders,
+  type Compression,
+  type MethodSerializationLookup,
+} from '@connectrpc/connect/protocol';
 import { codeToHttpStatus, errorToJsonBytes, trailerMux } from '@connectrpc/connect/protocol-connect';
 import { setTrailerStatus } from '@connectrpc/connect/protocol-grpc';
 import { Counter, type Registry } from 'prom-client';
-import type { Logger } from '../log.js';
-import { specGrpcMessage } from './rest/node-bridge.js';
+import { internalError } from '../../errors.js';
+import type { Logger } from '../../log.js';
+import { specGrpcMessage } from './grpc-message.js';
+import { writeHead, type NodeRequest, type NodeResponse } from './http.js';
 
 /** A service as registered on the router: its implementation and interceptors, for the fast path. */
 export interface ServiceRegistration {
@@ -15,10 +32,6 @@ export interface ServiceRegistration {
   impl: object;
   interceptors: Interceptor[];
 }
-
-/** A request/response pair of node:http or node:http2 (compat). */
-type NodeRequest = http.IncomingMessage | http2.Http2ServerRequest;
-type NodeResponse = http.ServerResponse | http2.Http2ServerResponse;
 
 interface UnaryEntry {
   spec: MethodImplSpec & { kind: 'unary' };
@@ -28,7 +41,19 @@ interface UnaryEntry {
 }
 
 /** What the fast path cannot serve goes back to Connect, with the body bytes it already read. */
-export type Fallback = (body: Uint8Array) => void;
+type Fallback = (body: Uint8Array) => void;
+
+/**
+ * The fast path as the RPC adapter sees it: declared here, injected there, so the adapter depends on
+ * this module's interface and never the other way round.
+ */
+export interface UnaryFastPath {
+  /**
+   * Takes a request when it is a plain unary call to a known method and returns true; otherwise
+   * returns false without touching it. A taken request that turns out unusual goes to `fallback`.
+   */
+  take(req: NodeRequest, res: NodeResponse, path: string, contextValues: () => ContextValues, fallback: Fallback): boolean;
+}
 
 /** The router's options that decide how messages are read and written. */
 export interface FastPathOptions {
@@ -104,7 +129,7 @@ const grpc: Protocol = {
 function connectProtocol(options: FastPathOptions): Protocol {
   const send = (res: NodeResponse, status: number, header: Headers, body: Uint8Array) => {
     header.set('content-length', String(body.byteLength));
-    (res as http.ServerResponse).writeHead(status, toRecord(header));
+    writeHead(res, status, toRecord(header));
     res.end(body);
   };
   return {
@@ -178,7 +203,7 @@ function recognize(req: NodeRequest, connect: Protocol): { protocol: Protocol; b
  * protocol detail and error keeps Connect's behaviour. test/unary-fast-path.test.ts sends each call
  * both ways and compares the answers.
  */
-export function createUnaryFastPath(registrations: ServiceRegistration[], options: FastPathOptions) {
+export function createUnaryFastPath(registrations: ServiceRegistration[], options: FastPathOptions): UnaryFastPath {
   const served = new Counter({
     name: 'passkeyd_unary_fast_path_calls_total',
     help: 'unary calls served by the fast path (the others go through Connect)',
@@ -199,7 +224,16 @@ export function createUnaryFastPath(registrations: ServiceRegistration[], option
   }
   const connect = connectProtocol(options);
 
-  async function serve(entry: UnaryEntry, call: NonNullable<ReturnType<typeof recognize>>, req: NodeRequest, res: NodeResponse, body: Buffer, contextValues: ContextValues, fallback: Fallback, gone: Gone): Promise<void> {
+  async function serve(
+    entry: UnaryEntry,
+    call: NonNullable<ReturnType<typeof recognize>>,
+    req: NodeRequest,
+    res: NodeResponse,
+    body: Buffer,
+    contextValues: ContextValues,
+    fallback: Fallback,
+    gone: Gone,
+  ): Promise<void> {
     const { protocol, binary } = call;
     const bytes = protocol.unwrap(body);
     let message: unknown;
@@ -240,7 +274,7 @@ export function createUnaryFastPath(registrations: ServiceRegistration[], option
       gone.done();
       if (res.headersSent || res.destroyed) return;
       if (!(err instanceof ConnectError)) options.log.error({ err }, 'rpc handler failed');
-      protocol.respondError(res, err instanceof ConnectError ? err : new ConnectError('internal error', Code.Internal, undefined, undefined, err), context);
+      protocol.respondError(res, err instanceof ConnectError ? err : internalError(err), context);
       return;
     }
     gone.done();
@@ -250,11 +284,7 @@ export function createUnaryFastPath(registrations: ServiceRegistration[], option
   }
 
   return {
-    /**
-     * Takes a request when it is a plain unary call to a known method and returns true; otherwise
-     * returns false without touching it. A taken request that turns out unusual goes to `fallback`.
-     */
-    take(req: NodeRequest, res: NodeResponse, path: string, contextValues: () => ContextValues, fallback: Fallback): boolean {
+    take(req, res, path, contextValues, fallback) {
       const call = recognize(req, connect);
       if (!call) return false;
       const entry = table.get(path);
@@ -295,10 +325,19 @@ export function createUnaryFastPath(registrations: ServiceRegistration[], option
           fallback(body); // Connect words the mismatch
           return;
         }
-        serve(entry, call, req, res, body, contextValues(), (bytes) => {
-          gone.done();
-          fallback(bytes);
-        }, gone).catch((err: unknown) => {
+        serve(
+          entry,
+          call,
+          req,
+          res,
+          body,
+          contextValues(),
+          (bytes) => {
+            gone.done();
+            fallback(bytes);
+          },
+          gone,
+        ).catch((err: unknown) => {
           options.log.error({ err, path }, 'rpc handler failed');
           if ('stream' in res && !res.stream.destroyed && !res.stream.headersSent) res.stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
           else if (!res.headersSent) res.destroy();
@@ -308,5 +347,3 @@ export function createUnaryFastPath(registrations: ServiceRegistration[], option
     },
   };
 }
-
-export type UnaryFastPath = ReturnType<typeof createUnaryFastPath>;

@@ -2,12 +2,13 @@ import type { DescField, JsonObject, JsonValue } from '@bufbuild/protobuf';
 import { Code } from '@connectrpc/connect';
 import type { UniversalHandler } from '@connectrpc/connect/protocol';
 import { universalRequestFromNodeRequest } from '@connectrpc/connect-node';
-import type { Logger } from '../../log.js';
-import { restKey } from '../context.js';
-import { distinctServices, registryOf } from './descriptors.js';
+import { internalError } from '../../../errors.js';
+import type { Logger } from '../../../log.js';
+import { restKey } from '../../context.js';
+import { distinctServices, registryOf } from '../../descriptors.js';
+import { pathOf, sendJsonText, sendStatus, type ContextValuesOf, type NodeRequest, type NodeResponse, type StatusOptions } from '../http.js';
+import { codeFromConnectName, detailToAnyJson } from './connect-error.js';
 import { jsonFromText, resolveFieldPath, RestInputError, setAtPath } from './field-values.js';
-import { codeFromConnectName, detailToAnyJson, httpStatusOf, statusBody, type StatusJson } from './http-status.js';
-import type { ContextValuesOf, NodeServerRequest, NodeServerResponse } from './node-bridge.js';
 import { buildRouteTable, type RestRoute, type RouteTable } from './route-table.js';
 
 /** What the REST transcoder is built from. */
@@ -22,7 +23,7 @@ export interface RestTranscoderOptions {
 
 /** A REST request handler plus the route table it serves (for OpenAPI and tests). */
 export interface RestTranscoder {
-  (req: NodeServerRequest, res: NodeServerResponse): void;
+  (req: NodeRequest, res: NodeResponse): void;
   table: RouteTable<UniversalHandler>;
 }
 
@@ -32,36 +33,47 @@ const DROP_REQUEST_HEADER = /^(?::|host$|content-|accept-encoding$|transfer-enco
 // Response headers of the Connect framing; the rest (retry-after, set by a rate limit) is passed on.
 const DROP_RESPONSE_HEADER = /^(?:content-|connect-|grpc-|trailer-)/;
 
+/** A refusal decided before the RPC runs; answered as google.rpc.Status with the code's HTTP status unless `status` says otherwise. */
 class HttpFailure extends Error {
   constructor(
-    readonly status: number,
-    readonly body: StatusJson,
-    readonly headers: Record<string, string> = {},
+    readonly code: Code,
+    message: string,
+    readonly options: StatusOptions = {},
   ) {
-    super(body.message);
+    super(message);
   }
 }
 
-const inputError = (message: string) => new HttpFailure(400, statusBody(Code.InvalidArgument, message));
+const inputError = (message: string) => new HttpFailure(Code.InvalidArgument, message);
 
-function send(res: NodeServerResponse, status: number, body: string, headers: Record<string, string> = {}): void {
+/** Ends a response whose headers have gone already (nothing more can be said), or writes JSON text. */
+function send(res: NodeResponse, status: number, body: string, headers: Record<string, string> = {}): void {
   if (res.headersSent) {
     res.end();
     return;
   }
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)), ...headers });
-  res.end(body);
+  sendJsonText(res, status, body, headers);
+}
+
+/** As {@link send}, for an error answer: a google.rpc.Status body through src/errors.ts's tables. */
+function sendError(res: NodeResponse, code: Code, message: string, options: StatusOptions = {}): void {
+  if (res.headersSent) {
+    res.end();
+    return;
+  }
+  sendStatus(res, code, message, options);
 }
 
 /**
  * Reads a request body, refusing it as soon as it is known to exceed the limit: from Content-Length before
  * reading anything, otherwise as the bytes arrive. The rest is not read (the connection is closed instead).
  */
-function readBody(req: NodeServerRequest, max: number): Promise<Buffer> {
+function readBody(req: NodeRequest, max: number): Promise<Buffer> {
   // HTTP/1.1: the unread rest of the body would be taken for the next request, so the connection goes.
   // (HTTP/2 forbids the header; the stream is simply reset.)
   const headers: Record<string, string> = req.httpVersionMajor === 1 ? { connection: 'close' } : {};
-  const tooLarge = () => new HttpFailure(413, statusBody(Code.ResourceExhausted, `request body exceeds ${max} bytes`), headers);
+  // 413, not RESOURCE_EXHAUSTED's 429: the request itself is too large, retrying will not help.
+  const tooLarge = () => new HttpFailure(Code.ResourceExhausted, `request body exceeds ${max} bytes`, { status: 413, headers });
   const declared = Number(req.headers['content-length']);
   if (Number.isFinite(declared) && declared > max) return Promise.reject(tooLarge());
   return new Promise((resolve, reject) => {
@@ -176,15 +188,19 @@ export function createRestTranscoder(options: RestTranscoderOptions): RestTransc
   const registry = registryOf(distinctServices(options.handlers));
   const encoder = new TextEncoder();
 
-  const serve = async (req: NodeServerRequest, res: NodeServerResponse) => {
+  const serve = async (req: NodeRequest, res: NodeResponse) => {
     const url = req.url ?? '/';
     const q = url.indexOf('?');
     const path = q < 0 ? url : url.slice(0, q);
     const httpMethod = (req.method ?? 'GET').toUpperCase();
     const found = table.lookup(httpMethod, path);
-    if (found.kind === 'not-found') throw new HttpFailure(404, statusBody(Code.NotFound, `no REST route for ${httpMethod} ${path}`));
+    if (found.kind === 'not-found') throw new HttpFailure(Code.NotFound, `no REST route for ${httpMethod} ${path}`);
     if (found.kind === 'method-not-allowed') {
-      throw new HttpFailure(405, statusBody(Code.Unimplemented, `${httpMethod} is not allowed on ${path}; allowed: ${found.allowed.join(', ')}`), { allow: found.allowed.join(', ') });
+      // 405, not UNIMPLEMENTED's 501: the path exists, with other methods.
+      throw new HttpFailure(Code.Unimplemented, `${httpMethod} is not allowed on ${path}; allowed: ${found.allowed.join(', ')}`, {
+        status: 405,
+        headers: { allow: found.allowed.join(', ') },
+      });
     }
     const { route, bindings } = found;
     const raw = await readBody(req, options.maxBodyBytes);
@@ -240,18 +256,19 @@ export function createRestTranscoder(options: RestTranscoderOptions): RestTransc
     const code = codeFromConnectName(error.code);
     const details = Array.isArray(error.details) ? error.details.map((d) => detailToAnyJson(d, registry)).filter((d): d is JsonValue => d !== undefined) : [];
     const text = typeof error.message === 'string' ? error.message : '';
-    send(res, httpStatusOf(code), JSON.stringify(statusBody(code, text, details)), headers);
+    sendError(res, code, text, { details, headers });
   };
 
-  const transcoder = ((req: NodeServerRequest, res: NodeServerResponse) => {
+  const transcoder = ((req: NodeRequest, res: NodeResponse) => {
     serve(req, res).catch((err: unknown) => {
       if (err instanceof HttpFailure) {
-        send(res, err.status, JSON.stringify(err.body), err.headers);
+        sendError(res, err.code, err.message, err.options);
         return;
       }
       // The path only: a query string may carry a session token.
-      options.log.error({ err, path: (req.url ?? '').split('?', 1)[0] }, 'REST transcoding failed');
-      send(res, 500, JSON.stringify(statusBody(Code.Internal, 'internal error')));
+      options.log.error({ err, path: pathOf(req) }, 'REST transcoding failed');
+      const internal = internalError(err);
+      sendError(res, internal.code, internal.rawMessage);
     });
   }) as RestTranscoder;
   transcoder.table = table;

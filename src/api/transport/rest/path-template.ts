@@ -11,10 +11,10 @@
  */
 
 /** One segment matcher of a compiled template. */
-export type Segment = { kind: 'literal'; value: string } | { kind: 'any' } | { kind: 'rest' };
+type Segment = { kind: 'literal'; value: string } | { kind: 'any' } | { kind: 'rest' };
 
 /** A variable binds the segments [start, end) (end undefined: to the end of the path) to a field path. */
-export interface TemplateVariable {
+interface TemplateVariable {
   fieldPath: string[];
   start: number;
   end: number | undefined;

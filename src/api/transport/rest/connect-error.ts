@@ -2,37 +2,6 @@ import { fromBinary, toJson, type JsonObject, type JsonValue, type Registry } fr
 import { base64Decode } from '@bufbuild/protobuf/wire';
 import { Code } from '@connectrpc/connect';
 
-/** The usual gRPC → HTTP status mapping (as grpc-gateway and ZITADEL's REST API use). */
-export function httpStatusOf(code: Code): number {
-  switch (code) {
-    case Code.InvalidArgument:
-    case Code.FailedPrecondition:
-    case Code.OutOfRange:
-      return 400;
-    case Code.Unauthenticated:
-      return 401;
-    case Code.PermissionDenied:
-      return 403;
-    case Code.NotFound:
-      return 404;
-    case Code.AlreadyExists:
-    case Code.Aborted:
-      return 409;
-    case Code.ResourceExhausted:
-      return 429;
-    case Code.Canceled:
-      return 499;
-    case Code.Unimplemented:
-      return 501;
-    case Code.Unavailable:
-      return 503;
-    case Code.DeadlineExceeded:
-      return 504;
-    default:
-      return 500;
-  }
-}
-
 const CODE_BY_NAME = new Map<string, Code>(
   Object.entries(Code)
     .filter((e): e is [string, Code] => typeof e[1] === 'number')
@@ -43,18 +12,6 @@ const CODE_BY_NAME = new Map<string, Code>(
 /** The Connect protocol's error code string ("invalid_argument") as a numeric gRPC code. */
 export function codeFromConnectName(name: unknown): Code {
   return (typeof name === 'string' && CODE_BY_NAME.get(name)) || Code.Unknown;
-}
-
-/** google.rpc.Status in its JSON form: what every REST error body looks like. */
-export interface StatusJson {
-  code: number;
-  message: string;
-  details: JsonValue[];
-}
-
-/** A google.rpc.Status JSON body for a code and message. */
-export function statusBody(code: Code, message: string, details: JsonValue[] = []): StatusJson {
-  return { code, message, details };
 }
 
 /**

@@ -1,5 +1,5 @@
 import { getOption, hasOption, ScalarType, type DescEnum, type DescField, type DescMessage, type DescMethod } from '@bufbuild/protobuf';
-import { Access, auth as authExt } from '../../../gen/passkeyd/options/v1/options_pb.js';
+import { Access, auth as authExt } from '../../../../gen/passkeyd/options/v1/options_pb.js';
 import type { RestRoute } from './route-table.js';
 
 type Schema = Record<string, unknown>;
@@ -132,7 +132,7 @@ export interface OpenApiInfo {
  * that serve it (so it cannot drift): one operation per binding, path and query parameters, request and
  * response schemas in proto3 JSON form, google.rpc.Status errors, Bearer security except on public RPCs.
  */
-export function buildOpenApi(routes: readonly RestRoute<unknown>[], info: OpenApiInfo): Record<string, unknown> {
+function buildOpenApi(routes: readonly RestRoute<unknown>[], info: OpenApiInfo): Record<string, unknown> {
   const set = new SchemaSet();
   const paths: Record<string, Record<string, unknown>> = {};
   const ids = new Map<string, number>();
@@ -176,7 +176,10 @@ export function buildOpenApi(routes: readonly RestRoute<unknown>[], info: OpenAp
       ...(requestBody ? { requestBody } : {}),
       responses: {
         '200': { description: 'OK', content: { 'application/json': { schema: response } } },
-        default: { description: 'An error: the gRPC code as HTTP status (400, 401, 403, 404, 409, 429, 503, ...)', content: { 'application/json': { schema: set.ref('google.rpc.Status') } } },
+        default: {
+          description: 'An error: the gRPC code as HTTP status (400, 401, 403, 404, 409, 429, 503, ...)',
+          content: { 'application/json': { schema: set.ref('google.rpc.Status') } },
+        },
       },
       ...(securityOf(m) ? { security: securityOf(m) } : {}),
     };

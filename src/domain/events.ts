@@ -1,0 +1,98 @@
+import type { AggregateType } from '../store/events.js';
+
+/**
+ * The event catalogue: every event passkeyd records, with its payload. The events table is the audit
+ * trail, so a payload holds what an auditor needs and never a secret (no tokens, codes or keys).
+ * Events are built only through {@link event}, so an unknown type or a payload of the wrong shape does
+ * not compile. The README's audit-trail list is checked against {@link EVENT_TYPES} by a test.
+ */
+export interface EventPayloads {
+  'org.added': { name: string; is_default?: boolean };
+
+  'user.human.added': HumanFields;
+  /** Only the fields that changed. */
+  'user.human.changed': Partial<Omit<HumanFields, 'username'>> & { username?: string };
+  'user.removed': { username: string };
+
+  'user.passkey.added': { passkey_id: string; rp_id: string; authenticator_attachment: string; registration_code_id: string | null };
+  'user.passkey.verified': {
+    passkey_id: string;
+    name: string;
+    credential_id: string;
+    aaguid: string;
+    authenticator_name: string;
+    algorithm: number;
+    attestation_format: string;
+    backup_eligible: boolean;
+    backed_up: boolean;
+    transports: string[];
+    rp_id: string;
+    user_verified: boolean;
+    registration_code_id: string | null;
+  };
+  'user.passkey.renamed': { passkey_id: string; name: string };
+  'user.passkey.removed': { passkey_id: string; credential_id: string; forced: boolean };
+  'user.passkey.used': { passkey_id: string; session_id: string; sign_count: number; backed_up: boolean; user_verified: boolean };
+  'user.passkey.signcount.rejected': { passkey_id: string; session_id: string; stored: number; received: number; policy: 'reject' | 'log' };
+  'user.passkey.code.added': { code_id: string; expires_at: string };
+  'user.passkey.code.sent': { code_id: string; expires_at: string };
+  'user.passkey.code.failed': { code_id: string; reason: 'unknown' | 'mismatch' | 'expired' | 'used' };
+
+  /** `user_id` is filled in by the statement that finds the user (null when the name is unknown). */
+  'session.added': { usernameless: boolean; expires_at: string; rp_id?: string; user_verification?: string };
+  'session.webauthn.challenged': { rp_id: string; user_verification: string };
+  'session.webauthn.checked': { user_id: string; passkey_id: string; user_verified: boolean };
+  /** `reason` is for the audit trail only; the caller saw one message for every refusal. */
+  'session.webauthn.failed': { reason: string; code: string; passkey_id: string | null };
+  'session.terminated': Record<string, never>;
+}
+
+/** A human user's profile fields as events record them. */
+interface HumanFields {
+  username: string;
+  given_name: string;
+  family_name: string;
+  nick_name: string;
+  display_name: string;
+  preferred_language: string;
+  email: string;
+  email_verified: boolean;
+}
+
+export type EventType = keyof EventPayloads;
+
+/** One event of the catalogue: its type and the payload that type carries. */
+export type PasskeydEvent = { [T in EventType]: { type: T; payload: EventPayloads[T] } }[EventType];
+
+/** Events of one aggregate type: the part of the event type before the first dot names it. */
+export type EventOf<A extends AggregateType> = Extract<PasskeydEvent, { type: `${A}.${string}` }>;
+
+/** Builds an event; the only way events are made. */
+export function event<T extends EventType>(type: T, payload: EventPayloads[T]): Extract<PasskeydEvent, { type: T }> {
+  return { type, payload } as Extract<PasskeydEvent, { type: T }>;
+}
+
+// Every type once: a type missing here (or one not in the catalogue) does not compile.
+const ALL: Record<EventType, true> = {
+  'org.added': true,
+  'user.human.added': true,
+  'user.human.changed': true,
+  'user.removed': true,
+  'user.passkey.added': true,
+  'user.passkey.verified': true,
+  'user.passkey.renamed': true,
+  'user.passkey.removed': true,
+  'user.passkey.used': true,
+  'user.passkey.signcount.rejected': true,
+  'user.passkey.code.added': true,
+  'user.passkey.code.sent': true,
+  'user.passkey.code.failed': true,
+  'session.added': true,
+  'session.webauthn.challenged': true,
+  'session.webauthn.checked': true,
+  'session.webauthn.failed': true,
+  'session.terminated': true,
+};
+
+/** Every event type (the README's audit-trail list is compared with it by a test). */
+export const EVENT_TYPES = Object.keys(ALL) as readonly EventType[];

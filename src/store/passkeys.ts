@@ -1,0 +1,255 @@
+import { sql, type Kysely, type RawBuilder, type Selectable, type Transaction } from 'kysely';
+import { newId } from '../ids.js';
+import { appendResultOf, appendSteps, type AppendResult, type AppendedRow, type NewEvent } from './events.js';
+import { listPage, type ListResult, type Page } from './lists.js';
+import type { ChallengesTable, Database, PasskeysTable } from './schema.js';
+import { runSteps, type Step } from './statement.js';
+
+/** A passkey as stored (current state). */
+export type PasskeyRow = Selectable<PasskeysTable>;
+
+/** The unique constraint a credential registered twice violates. */
+export const CREDENTIAL_UNIQUE = 'passkeys_credential_id_key';
+
+/** A user with what a new registration needs: the user handle and the READY credentials to exclude. */
+export interface RegisteringUser {
+  id: string;
+  org_id: string;
+  username: string;
+  display_name: string;
+  webauthn_user_handle: Uint8Array;
+  credentials: { id: Uint8Array; transports: string[] }[];
+}
+
+/** The user and its READY credentials, in one read; undefined for an unknown user. */
+export async function findRegisteringUser(db: Kysely<Database>, userId: string): Promise<RegisteringUser | undefined> {
+  const rows = await db
+    .selectFrom('users as u')
+    .leftJoin('passkeys as p', (j) => j.onRef('p.user_id', '=', 'u.id').on('p.state', '=', 'ready'))
+    .select(['u.id', 'u.org_id', 'u.username', 'u.display_name', 'u.webauthn_user_handle', 'p.credential_id', 'p.transports'])
+    .where('u.id', '=', userId)
+    .execute();
+  const user = rows[0];
+  if (!user) return undefined;
+  const credentials = rows.filter((r) => r.credential_id).map((r) => ({ id: r.credential_id!, transports: r.transports ?? [] }));
+  return { id: user.id, org_id: user.org_id, username: user.username, display_name: user.display_name, webauthn_user_handle: user.webauthn_user_handle, credentials };
+}
+
+/**
+ * The steps that drop a user's registrations that can no longer complete: expired registration
+ * challenges and NOT_READY passkeys without a live challenge. They were never visible (lists show READY
+ * passkeys only), so no event is written: `user.passkey.added` without `.verified` says "never finished".
+ * The steps see one snapshot, so the passkey step names the challenges the first one deletes.
+ */
+function staleRegistrationSteps(userId: string, now: Date): Step[] {
+  const expired = (c: string) =>
+    sql`${sql.ref(`${c}.user_id`)} = ${userId}::text and ${sql.ref(`${c}.kind`)} = 'registration' and ${sql.ref(`${c}.expires_at`)} <= ${now}::timestamptz`;
+  return [
+    { name: 'stale_challenges', body: sql`delete from challenges c where ${expired('c')}` },
+    {
+      name: 'stale_passkeys',
+      body: sql`delete from passkeys p where p.user_id = ${userId}::text and p.state = 'not_ready'
+        and not exists (select 1 from challenges c where c.passkey_id = p.id and not (${expired('c')}))`,
+    },
+  ];
+}
+
+/** Drops the user's registrations that can no longer complete (see {@link staleRegistrationSteps}). */
+export async function dropStaleRegistrations(db: Kysely<Database>, userId: string, now: Date): Promise<void> {
+  await runSteps(db, staleRegistrationSteps(userId, now), sql`1`);
+}
+
+export interface PendingRegistration {
+  passkeyId: string;
+  userId: string;
+  orgId: string;
+  rpId: string;
+  attachment: string;
+  registrationCodeId: string | null;
+  challenge: string;
+  userVerification: ChallengesTable['user_verification'];
+  now: Date;
+  expiresAt: Date;
+}
+
+/**
+ * Begins a registration in ONE statement: drops stale registrations, appends the events, stores the
+ * NOT_READY passkey and its challenge. Refused with `userGone` when the user no longer exists.
+ */
+export async function insertPendingRegistration(
+  db: Kysely<Database>,
+  p: PendingRegistration,
+  events: readonly NewEvent[],
+  creator: string,
+  userGone: () => Error,
+): Promise<AppendResult> {
+  const steps: Step[] = [
+    ...staleRegistrationSteps(p.userId, p.now),
+    ...appendSteps('usr', { type: 'user', id: p.userId, owner: p.orgId }, events, creator, {
+      when: sql<boolean>`exists (select 1 from users where id = ${p.userId}::text)`,
+      refusal: userGone,
+    }),
+    {
+      name: 'passkey',
+      body: sql`insert into passkeys (id, user_id, org_id, state, rp_id, authenticator_attachment, registration_code_id, created_at, updated_at)
+        select ${p.passkeyId}::text, ${p.userId}::text, ${p.orgId}::text, 'not_ready', ${p.rpId}::text, ${p.attachment}::text, ${p.registrationCodeId}::text, usr.updated_at, usr.updated_at
+        from usr`,
+    },
+    {
+      name: 'challenge',
+      body: sql`insert into challenges (id, kind, challenge, user_id, passkey_id, session_id, rp_id, user_verification, registration_code_id, created_at, expires_at)
+        select ${newId()}::text, 'registration', ${p.challenge}::text, ${p.userId}::text, ${p.passkeyId}::text, null, ${p.rpId}::text, ${p.userVerification}::text,
+          ${p.registrationCodeId}::text, ${p.now}::timestamptz, ${p.expiresAt}::timestamptz
+        from usr`,
+    },
+  ];
+  const rows = await runSteps<AppendedRow>(db, steps, sql`usr.sequence, usr.created_at, usr.updated_at, usr.resource_owner from (select 1) one left join usr on true`);
+  return appendResultOf(rows[0]!);
+}
+
+/** A pending (or finished) registration: the passkey row with its registration challenge, if any. */
+export type RegistrationRow = PasskeyRow & {
+  challenge_id: string | null;
+  challenge: string | null;
+  challenge_rp_id: string | null;
+  user_verification: ChallengesTable['user_verification'] | null;
+  challenge_expires_at: Date | null;
+  challenge_code_id: string | null;
+};
+
+/** The passkey with its registration challenge, in one read. */
+export async function findRegistration(db: Kysely<Database>, passkeyId: string): Promise<RegistrationRow | undefined> {
+  return db
+    .selectFrom('passkeys as p')
+    .leftJoin('challenges as c', (j) => j.onRef('c.passkey_id', '=', 'p.id').on('c.kind', '=', 'registration'))
+    .selectAll('p')
+    .select([
+      'c.id as challenge_id',
+      'c.challenge',
+      'c.rp_id as challenge_rp_id',
+      'c.user_verification',
+      'c.expires_at as challenge_expires_at',
+      'c.registration_code_id as challenge_code_id',
+    ])
+    .where('p.id', '=', passkeyId)
+    .executeTakeFirst() as Promise<RegistrationRow | undefined>;
+}
+
+/** The verified credential's columns, as the passkey row stores them. */
+export interface StoredCredential {
+  name: string;
+  credentialId: Uint8Array;
+  publicKey: Uint8Array;
+  algorithm: number;
+  signCount: number;
+  aaguid: string;
+  authenticatorName: string;
+  backupEligible: boolean;
+  backedUp: boolean;
+  deviceType: string;
+  transports: string[];
+  attestationFormat: string;
+  authenticatorAttachment: string;
+}
+
+export interface FinishedRegistration {
+  userId: string;
+  orgId: string;
+  passkeyId: string;
+  challengeId: string;
+  /** The registration code to mark used, or null. */
+  codeId: string | null;
+  now: Date;
+}
+
+/** Why a registration's one statement was refused: the step that found nothing. */
+export interface RegistrationRefusals {
+  /** The challenge was consumed meanwhile, or expired; or the passkey is no longer NOT_READY. */
+  gone: () => Error;
+  /** The registration code was used by another registration meanwhile. */
+  codeTaken: () => Error;
+  userGone: () => Error;
+}
+
+/**
+ * Completes a registration in ONE statement: consume the challenge (one success per challenge, on any
+ * number of instances), mark the registration code used, append the events, store the credential
+ * (READY). A step that finds nothing refuses the whole statement with its refusal.
+ */
+export async function storeVerifiedCredential(
+  db: Kysely<Database>,
+  r: FinishedRegistration,
+  credential: StoredCredential,
+  events: readonly NewEvent[],
+  creator: string,
+  refusals: RegistrationRefusals,
+): Promise<AppendResult> {
+  const code: RawBuilder<unknown> = r.codeId
+    ? sql`update registration_codes set used_at = ${r.now}::timestamptz
+        where id = ${r.codeId}::text and used_at is null and expires_at > ${r.now}::timestamptz and exists (select 1 from consumed) returning id`
+    : sql`select 1 as id`;
+  const store = db
+    .updateTable('passkeys')
+    .set({
+      state: 'ready',
+      name: credential.name,
+      credential_id: Buffer.from(credential.credentialId),
+      public_key: Buffer.from(credential.publicKey),
+      algorithm: credential.algorithm,
+      sign_count: credential.signCount,
+      aaguid: credential.aaguid,
+      authenticator_name: credential.authenticatorName,
+      backup_eligible: credential.backupEligible,
+      backed_up: credential.backedUp,
+      device_type: credential.deviceType,
+      transports: credential.transports,
+      attestation_format: credential.attestationFormat,
+      ...(credential.authenticatorAttachment ? { authenticator_attachment: credential.authenticatorAttachment } : {}),
+      updated_at: sql<Date>`(select updated_at from usr)`,
+    })
+    .where('id', '=', r.passkeyId)
+    .where('state', '=', 'not_ready')
+    .where(sql<boolean>`exists (select 1 from usr)`)
+    .returning('id');
+  const steps: Step[] = [
+    { name: 'consumed', body: sql`delete from challenges where id = ${r.challengeId}::text and expires_at > ${r.now}::timestamptz returning id`, refusal: refusals.gone },
+    { name: 'code', body: code, refusal: refusals.codeTaken },
+    ...appendSteps('usr', { type: 'user', id: r.userId, owner: r.orgId }, events, creator, {
+      when: sql<boolean>`exists (select 1 from consumed) and exists (select 1 from code) and exists (select 1 from users where id = ${r.userId}::text)`,
+      refusal: refusals.userGone,
+    }),
+    { name: 'stored', body: sql`${store}`, refusal: refusals.gone },
+  ];
+  const rows = await runSteps<AppendedRow>(db, steps, sql`usr.sequence, usr.created_at, usr.updated_at, usr.resource_owner from (select 1) one left join usr on true`);
+  return appendResultOf(rows[0]!);
+}
+
+/** A user's READY passkeys, one page, with the total. */
+export async function listReadyPasskeys(db: Kysely<Database>, userId: string, page: Page): Promise<ListResult<PasskeyRow>> {
+  return db
+    .transaction()
+    .execute((trx) =>
+      listPage(trx, trx.selectFrom('passkeys').where('user_id', '=', userId).where('state', '=', 'ready'), (s) => s.selectAll(), { column: 'created_at', tiebreak: 'id' }, page),
+    );
+}
+
+/** One READY passkey of a user, or undefined. */
+export async function findReadyPasskey(trx: Transaction<Database>, userId: string, passkeyId: string): Promise<PasskeyRow | undefined> {
+  return trx.selectFrom('passkeys').selectAll().where('id', '=', passkeyId).where('user_id', '=', userId).where('state', '=', 'ready').executeTakeFirst();
+}
+
+/** How many READY passkeys a user has. */
+export async function countReadyPasskeys(trx: Transaction<Database>, userId: string): Promise<number> {
+  const row = await trx.selectFrom('passkeys').select(sql<number>`count(*)`.as('n')).where('user_id', '=', userId).where('state', '=', 'ready').executeTakeFirstOrThrow();
+  return Number(row.n);
+}
+
+/** Renames a passkey. */
+export async function renamePasskeyRow(trx: Transaction<Database>, passkeyId: string, name: string, at: Date): Promise<void> {
+  await trx.updateTable('passkeys').set({ name, updated_at: at }).where('id', '=', passkeyId).execute();
+}
+
+/** Deletes a passkey's row (its events stay). */
+export async function deletePasskeyRow(trx: Transaction<Database>, passkeyId: string): Promise<void> {
+  await trx.deleteFrom('passkeys').where('id', '=', passkeyId).execute();
+}

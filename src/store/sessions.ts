@@ -1,0 +1,95 @@
+import { sql, type Kysely, type Selectable, type Transaction } from 'kysely';
+import { newId } from '../ids.js';
+import { lockAggregate } from './events.js';
+import { listPage, type ListResult, type Page } from './lists.js';
+import type { NewChallenge } from './login.js';
+import type { Database, SessionsTable } from './schema.js';
+
+export type SessionRow = Selectable<SessionsTable>;
+
+/** A session with what its user factor shows (set once a login succeeded). */
+export interface SessionView extends SessionRow {
+  username: string | null;
+  display_name: string | null;
+}
+
+/** Replaces a session's open authentication challenge with a new one (in the caller's transaction). */
+export async function replaceChallenge(trx: Transaction<Database>, sessionId: string, userId: string | null, c: NewChallenge): Promise<void> {
+  await trx.deleteFrom('challenges').where('session_id', '=', sessionId).where('kind', '=', 'authentication').execute();
+  await trx
+    .insertInto('challenges')
+    .values({
+      id: newId(),
+      kind: 'authentication',
+      challenge: c.challenge,
+      user_id: userId,
+      passkey_id: null,
+      session_id: sessionId,
+      rp_id: c.rpId,
+      user_verification: c.userVerification,
+      registration_code_id: null,
+      expires_at: c.expiresAt,
+    })
+    .execute();
+}
+
+/** True when a session exists and has not expired: one primary-key lookup (access tokens carry `sid`). */
+export async function isSessionLive(db: Kysely<Database>, id: string): Promise<boolean> {
+  const row = await db.selectFrom('sessions').select('id').where('id', '=', id).where('expires_at', '>', sql<Date>`now()`).executeTakeFirst();
+  return row !== undefined;
+}
+
+/** A live session with its user's names, or undefined. */
+export async function findSessionView(db: Kysely<Database>, id: string): Promise<SessionView | undefined> {
+  return db
+    .selectFrom('sessions as s')
+    .leftJoin('users as u', 'u.id', 's.user_id')
+    .selectAll('s')
+    .select(['u.username', 'u.display_name'])
+    .where('s.expires_at', '>', sql<Date>`now()`)
+    .where('s.id', '=', id)
+    .executeTakeFirst();
+}
+
+export interface SessionFilter {
+  ids?: string[] | undefined;
+  userId?: string | undefined;
+  orgId?: string | undefined;
+}
+
+/** Live sessions matching every filter, by creation date, one page, with the total. */
+export async function listSessions(db: Kysely<Database>, filters: readonly SessionFilter[], page: Page): Promise<ListResult<SessionView>> {
+  return db.transaction().execute(async (trx) => {
+    let q = trx.selectFrom('sessions as s').leftJoin('users as u', 'u.id', 's.user_id').where('s.expires_at', '>', sql<Date>`now()`);
+    for (const f of filters) {
+      if (f.ids !== undefined) q = f.ids.length ? q.where('s.id', 'in', f.ids) : q.where((eb) => eb.lit(false));
+      if (f.userId !== undefined) q = q.where('s.user_id', '=', f.userId);
+      if (f.orgId !== undefined) q = q.where('s.org_id', '=', f.orgId);
+    }
+    return listPage(trx, q, (s) => s.selectAll('s').select(['u.username', 'u.display_name']), { column: 's.created_at', tiebreak: 's.id' }, page);
+  });
+}
+
+/**
+ * Locks a session for ending it: its challenges go first, then its aggregate row is locked (the order
+ * a login takes them in). Returns the aggregate's owner, or undefined when it never existed.
+ */
+export async function lockSessionForEnd(trx: Transaction<Database>, id: string): Promise<string | undefined> {
+  await trx.deleteFrom('challenges').where('session_id', '=', id).execute();
+  return lockAggregate(trx, 'session', id);
+}
+
+/** Deletes a session's row; false when there was none. */
+export async function deleteSessionRow(trx: Transaction<Database>, id: string): Promise<boolean> {
+  const gone = await trx.deleteFrom('sessions').where('id', '=', id).returning('id').executeTakeFirst();
+  return gone !== undefined;
+}
+
+/**
+ * Deletes expired sessions and expired login challenges. Expiry is not a change (no event); the rows
+ * only stop mattering, and every read already ignores them.
+ */
+export async function deleteExpiredSessions(db: Kysely<Database>): Promise<void> {
+  await db.deleteFrom('challenges').where('kind', '=', 'authentication').where('expires_at', '<', sql<Date>`now()`).execute();
+  await db.deleteFrom('sessions').where('expires_at', '<', sql<Date>`now()`).execute();
+}
