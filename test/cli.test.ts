@@ -1,6 +1,7 @@
 import { Code } from '@connectrpc/connect';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { execFile } from 'node:child_process';
+import { createPrivateKey } from 'node:crypto';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -9,7 +10,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { UserService } from '../gen/passkeyd/user/v2/user_service_pb.js';
 import { bearer, clientFor } from './helpers/clients.js';
 import { codeOf } from './helpers/codes.js';
-import { createSchema, TEST_DATABASE_URL, BACKEND } from './helpers/server.js';
+import { createSchema, openTestStore, TEST_DATABASE_URL, BACKEND } from './helpers/server.js';
+import { askAdminSocket } from '../src/server/admin-socket.js';
 
 const run = promisify(execFile);
 const BIN = path.resolve('bin/passkeyd.js');
@@ -35,6 +37,21 @@ async function scenarioEnv(): Promise<Env> {
 
 async function cli(env: NodeJS.ProcessEnv, ...args: string[]): Promise<{ stdout: string; stderr: string }> {
   return run(process.execPath, [BIN, ...args], { env, timeout: 60_000 });
+}
+
+/** ListUsers over REST with a Bearer token: the HTTP status and the usernames listed. */
+async function listUsersRest(url: string, token: string | undefined): Promise<{ status: number; usernames: string[] }> {
+  const res = await fetch(`${url}/v2/users`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` }, body: '{}' });
+  const body = (await res.json()) as { result?: { username: string }[] };
+  return { status: res.status, usernames: (body.result ?? []).map((u) => u.username) };
+}
+
+/** Runs the CLI expecting it to fail; resolves with its exit code and stderr. */
+async function cliFails(env: NodeJS.ProcessEnv, ...args: string[]): Promise<{ code: number; stderr: string } | undefined> {
+  return cli(env, ...args).then(
+    () => undefined,
+    (e: { code: number; stderr: string }) => e,
+  );
 }
 
 /** Starts `passkeyd serve` and resolves with its port once it logs that it listens. */
@@ -133,10 +150,7 @@ describe(`passkeyd CLI (${BACKEND})`, () => {
     const { env, cleanup } = await scenarioEnv();
     try {
       for (const args of [['admin', 'token'], ['admin', 'token', '--role', 'root'], ['serve', '--prot', '1'], ['frobnicate']]) {
-        const err = await cli(env, ...args).then(
-          () => undefined,
-          (e: { code: number; stderr: string }) => e,
-        );
+        const err = await cliFails(env, ...args);
         expect(err?.code, args.join(' ')).toBe(2);
         expect(err?.stderr).toMatch(/^passkeyd: /);
         expect(err?.stderr).not.toMatch(/\n\s+at /);
@@ -145,4 +159,81 @@ describe(`passkeyd CLI (${BACKEND})`, () => {
       await cleanup();
     }
   });
+
+  it('admin machine-user create prints only a key file or a PAT that works as a Bearer token; admin token is capped at 24h', async () => {
+    const { env, cleanup } = await scenarioEnv();
+    try {
+      // Before any server: the CLI opens the database itself. --key is the default credential.
+      const keyOut = (await cli(env, 'admin', 'machine-user', 'create', '--name', 'deployer', '--role', 'org_admin')).stdout;
+      expect(keyOut.trim().split('\n')).toHaveLength(1);
+      const keyFile = JSON.parse(keyOut) as Record<string, string>;
+      expect(keyFile).toMatchObject({ type: 'serviceaccount', keyId: expect.any(String), userId: expect.any(String) });
+      expect(keyFile.key).toMatch(/^-----BEGIN PRIVATE KEY-----\n/);
+      expect(createPrivateKey(keyFile.key!).asymmetricKeyType).toBe('rsa');
+      const year = Date.parse(keyFile.expirationDate!) - Date.now();
+      expect(year).toBeGreaterThan(364 * 86400_000);
+      expect(year).toBeLessThanOrEqual(365 * 86400_000);
+
+      // Longer than 24h is refused, and the message points to the revocable credential; 24h works.
+      const tooLong = await cliFails(env, 'admin', 'token', '--role', 'instance_admin', '--ttl', '25h');
+      expect(tooLong?.code).toBe(2);
+      expect(tooLong?.stderr).toMatch(/^passkeyd: .*at most 24h.*admin machine-user create/);
+      expect(tooLong?.stderr).not.toMatch(/\n\s+at /);
+      const day = (await cli(env, 'admin', 'token', '--role', 'instance_admin', '--ttl', '24h')).stdout.trim();
+      expect(day).toMatch(JWT);
+
+      const { child, port } = await serve(env);
+      children.push(child);
+      const url = `http://127.0.0.1:${port}`;
+
+      // While serve runs (PGlite: through the admin socket).
+      const pats: Record<string, string> = {};
+      for (const role of ['org_admin', 'instance_admin', 'session_manager']) {
+        const { stdout } = await cli(env, 'admin', 'machine-user', 'create', '--name', `svc-${role}`, '--role', role, '--pat', '--ttl', '30d');
+        expect(stdout).toMatch(/^pat_[\w-]+\n$/);
+        pats[role] = stdout.trim();
+      }
+      for (const role of ['org_admin', 'instance_admin']) {
+        const listed = await listUsersRest(url, pats[role]);
+        expect(listed.status, role).toBe(200);
+        expect(listed.usernames).toEqual(expect.arrayContaining(['deployer', 'svc-org_admin']));
+      }
+      // A session manager may not list users; an unknown token is not authenticated.
+      expect((await listUsersRest(url, pats.session_manager)).status).toBe(403);
+      expect((await listUsersRest(url, `${pats.org_admin}x`)).status).toBe(401);
+      expect((await listUsersRest(url, day)).status).toBe(200);
+
+      // Mistakes while serve runs are still exit code 2 with the domain's message.
+      const taken = await cliFails(env, 'admin', 'machine-user', 'create', '--name', 'deployer', '--role', 'org_admin', '--pat');
+      expect(taken?.code).toBe(2);
+      expect(taken?.stderr).toMatch(/^passkeyd: username "deployer" is already taken/);
+      const both = await cliFails(env, 'admin', 'machine-user', 'create', '--name', 'x', '--role', 'org_admin', '--key', '--pat');
+      expect(both?.code).toBe(2);
+      if (env.PASSKEYD_DATA_DIR) {
+        // The server refuses a long admin token too (the CLI checks first, so ask its socket directly).
+        await expect(askAdminSocket(env.PASSKEYD_DATA_DIR, '/token', { role: 'instance_admin', ttlSeconds: 25 * 3600 })).rejects.toThrow(/at most 24h/);
+      }
+
+      child.kill('SIGTERM');
+      expect(await exited(child)).toBe(0);
+
+      // The audit trail names the CLI as the creator.
+      const { store, cleanup: close } = env.DATABASE_URL
+        ? await openTestStore({ schema: env.PASSKEYD_DATABASE_SCHEMA })
+        : await openTestStore({ dataDir: env.PASSKEYD_DATA_DIR, embedded: true });
+      try {
+        const rows = await store.db.selectFrom('events').select(['event_type', 'creator']).where('aggregate_id', '=', keyFile.userId!).orderBy('sequence').execute();
+        expect(rows).toEqual([
+          { event_type: 'user.machine.added', creator: 'cli' },
+          { event_type: 'user.administrator.added', creator: 'cli' },
+          { event_type: 'user.key.added', creator: 'cli' },
+        ]);
+      } finally {
+        await store.close();
+        await close();
+      }
+    } finally {
+      await cleanup();
+    }
+  }, 180_000);
 });

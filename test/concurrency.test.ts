@@ -32,7 +32,7 @@ describe(`concurrent writers to one aggregate (${BACKEND})`, () => {
     const final = await users.getUserByID({ userId }, bearer(srv.admin));
     expect(final.details?.sequence).toBe(51n);
     const last = events[events.length - 1]!.payload as { given_name: string };
-    expect(final.user?.type.value?.profile?.givenName).toBe(last.given_name);
+    expect((final.user?.type.case === 'human' ? final.user.type.value : undefined)?.profile?.givenName).toBe(last.given_name);
   });
 
   it('appends racing in separate transactions on the store never collide', async () => {

@@ -42,7 +42,7 @@ describe('cborItemLength (RFC 8949 examples)', () => {
     ['1f', 'indefinite integer'],
     ['5b ffffffffffffffff', 'absurd length'],
     ['9b ffffffffffffffff 00', 'absurd item count'],
-    ['81'.repeat(40) + '00', 'nested too deeply'],
+    [`${'81'.repeat(40)}00`, 'nested too deeply'],
   ])('%s (%s) is malformed', (h) => {
     expect(cborItemLength(hex(h))).toBeUndefined();
   });

@@ -111,7 +111,7 @@ function mutate(base: Obj, rand: () => number): { name: string; value: Obj } {
       // Change one member of the client data and re-encode it properly.
       const cd = JSON.parse(Buffer.from(res.clientDataJSON as string, 'base64url').toString('utf8')) as Obj;
       const key = pick(['type', 'challenge', 'origin', 'crossOrigin', 'topOrigin']);
-      cd[key] = pick<Json>(['webauthn.get', 'webauthn.create ', 'https://evil.example', cd.challenge + 'A', true, 1, null]);
+      cd[key] = pick<Json>(['webauthn.get', 'webauthn.create ', 'https://evil.example', `${cd.challenge}A`, true, 1, null]);
       res.clientDataJSON = Buffer.from(JSON.stringify(cd)).toString('base64url');
       return { name: `clientData.${key} changed`, value: o };
     }

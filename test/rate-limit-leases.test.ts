@@ -97,7 +97,7 @@ describe.skipIf(BACKEND !== 'postgres')('leased rate limits on PostgreSQL', () =
     const second = await openTestStore({ schema: first.schema! });
     opened.push(second);
     const limit = 300;
-    const config = { rateLimitPerMinute: limit, availabilityRateLimitPerMinute: 10, rateLimitWindowSeconds: 60 };
+    const config = { rateLimitPerMinute: limit, availabilityRateLimitPerMinute: 10, oauthRateLimitPerMinute: 120, rateLimitWindowSeconds: 60 };
     const a = await createRateLimits(first.store, config);
     const b = await createRateLimits(second.store, config);
     expect(a.store).toBe('postgres');

@@ -136,7 +136,7 @@ describe(`README walk-through (${BACKEND})`, () => {
   it('runs every example, in order, in one bash session against a real server', async () => {
     const { file, blocks } = walkthrough();
     expect(blocks.length).toBeGreaterThan(5);
-    const script = PRELUDE + blocks.map((b, i) => `echo "readme-test: block ${i + 1} (${file}:${b.line})" >&2\n${b.code}\n`).join('') + 'echo "readme-test: done" >&2\n';
+    const script = `${PRELUDE + blocks.map((b, i) => `echo "readme-test: block ${i + 1} (${file}:${b.line})" >&2\n${b.code}\n`).join('')}echo "readme-test: done" >&2\n`;
     const r = await runBash(script, { PASSKEYD_URL: srv.url, ADMIN_TOKEN: await srv.adminToken(), SOFT_AUTHENTICATOR_URL: browserUrl });
     const lastBlock = [...r.stderr.matchAll(/readme-test: block \d+ \([^)]*\)/g)].at(-1)?.[0];
     expect({ exit: r.code, lastBlock, stderr: r.code === 0 ? '' : r.stderr.slice(-3000), stdout: r.code === 0 ? '' : r.stdout.slice(-3000) }).toEqual({

@@ -2,6 +2,7 @@
 import { hasOption } from '@bufbuild/protobuf';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { http } from '../gen/google/api/annotations_pb.js';
+import { InternalPermissionService } from '../gen/passkeyd/internal_permission/v2/internal_permission_service_pb.js';
 import { OrganizationService } from '../gen/passkeyd/org/v2/org_service_pb.js';
 import { SessionService } from '../gen/passkeyd/session/v2/session_service_pb.js';
 import { UserService } from '../gen/passkeyd/user/v2/user_service_pb.js';
@@ -41,7 +42,9 @@ describe(`OpenAPI document (${BACKEND})`, () => {
         .map(([m, op]) => ({ path, method: m, op: op as any })),
     );
     const ids = operations.map((o) => o.op.operationId);
-    const expected = [UserService, SessionService, OrganizationService].flatMap((svc) => svc.methods.filter((m) => hasOption(m, http)).map((m) => `${svc.name}_${m.name}`));
+    const expected = [UserService, SessionService, OrganizationService, InternalPermissionService].flatMap((svc) =>
+      svc.methods.filter((m) => hasOption(m, http)).map((m) => `${svc.name}_${m.name}`),
+    );
     expect(expected.length).toBeGreaterThan(15);
     expect([...ids].sort()).toEqual(expected.sort());
     expect(new Set(ids).size).toBe(ids.length);

@@ -24,14 +24,14 @@ describe(`user RPCs over every protocol (${BACKEND})`, () => {
     const got = await users.getUserByID({ userId: added.userId }, bearer(srv.admin));
     expect(got.user?.username).toBe(username);
     expect(got.user?.type.case).toBe('human');
-    expect(got.user?.type.value?.profile?.displayName).toBe('Ada Lovelace');
-    expect(got.user?.type.value?.email?.isVerified).toBe(true);
+    expect((got.user?.type.case === 'human' ? got.user.type.value : undefined)?.profile?.displayName).toBe('Ada Lovelace');
+    expect((got.user?.type.case === 'human' ? got.user.type.value : undefined)?.email?.isVerified).toBe(true);
     expect(got.details?.sequence).toBe(1n);
 
     const updated = await users.updateHumanUser({ userId: added.userId, profile: { givenName: 'Augusta', familyName: 'King' } }, bearer(srv.admin));
     expect(updated.details?.sequence).toBe(2n);
     const again = await users.getUserByID({ userId: added.userId }, bearer(srv.admin));
-    expect(again.user?.type.value?.profile?.givenName).toBe('Augusta');
+    expect((again.user?.type.case === 'human' ? again.user.type.value : undefined)?.profile?.givenName).toBe('Augusta');
 
     const listed = await users.listUsers({ queries: [{ query: { case: 'userNameQuery', value: { userName: username, method: 0 } } }] }, bearer(srv.admin));
     expect(listed.details?.totalResult).toBe(1n);

@@ -1,5 +1,5 @@
 import { createContextKey } from '@connectrpc/connect';
-import type { Principal } from '../auth/tokens.js';
+import type { Principal } from '../auth/callers.js';
 
 /** The verified caller; undefined on public RPCs called without a token. */
 export const principalKey = createContextKey<Principal | undefined>(undefined, { description: 'principal' });

@@ -31,19 +31,22 @@ export function userOf(u: User): MessageInitShape<typeof UserSchema> {
     username: u.username,
     loginNames: [u.username],
     preferredLoginName: u.username,
-    type: {
-      case: 'human',
-      value: {
-        profile: {
-          givenName: u.given_name,
-          familyName: u.family_name,
-          nickName: u.nick_name,
-          displayName: u.display_name,
-          preferredLanguage: u.preferred_language,
-        },
-        email: { email: u.email, isVerified: u.email_verified },
-      },
-    },
+    type:
+      u.type === 'machine'
+        ? { case: 'machine', value: { name: u.machine_name, description: u.machine_description, hasSecret: u.secret_id !== null } }
+        : {
+            case: 'human',
+            value: {
+              profile: {
+                givenName: u.given_name,
+                familyName: u.family_name,
+                nickName: u.nick_name,
+                displayName: u.display_name,
+                preferredLanguage: u.preferred_language,
+              },
+              email: { email: u.email, isVerified: u.email_verified },
+            },
+          },
     details: rowDetails(u, u.org_id),
   };
 }

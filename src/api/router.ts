@@ -2,11 +2,14 @@ import type { DescService } from '@bufbuild/protobuf';
 import type { ConnectRouter, Interceptor, ServiceImpl } from '@connectrpc/connect';
 import type { ServiceRegistration } from './transport/unary-fast-path.js';
 import { Health } from '../../gen/health/v1/health_pb.js';
+import { InternalPermissionService } from '../../gen/passkeyd/internal_permission/v2/internal_permission_service_pb.js';
 import { OrganizationService } from '../../gen/passkeyd/org/v2/org_service_pb.js';
 import { SessionService } from '../../gen/passkeyd/session/v2/session_service_pb.js';
 import { UserService } from '../../gen/passkeyd/user/v2/user_service_pb.js';
 import { createAvailabilityService } from './services/availability-service.js';
+import { createAdministratorService } from './services/administrator-service.js';
 import { createHealthService } from './services/health-service.js';
+import { createMachineService } from './services/machine-service.js';
 import { createOrgService } from './services/org-service.js';
 import { distinctServices } from './descriptors.js';
 import { createReflectionServices } from './services/reflection-service.js';
@@ -16,7 +19,7 @@ import { createSessionService } from './services/session-service.js';
 import { createUserService } from './services/user-service.js';
 
 /** passkeyd's own services, in the order reflection lists them. */
-const SERVICES = [UserService, SessionService, OrganizationService] as const;
+const SERVICES = [UserService, SessionService, OrganizationService, InternalPermissionService] as const;
 
 /**
  * Registers every service on one router; the same router serves gRPC, gRPC-web, Connect and REST.
@@ -30,11 +33,14 @@ export function createRoutes(deps: ServiceDeps, ping: () => Promise<void>, inter
       router.service(service, impl, { interceptors: withInterceptors });
       registered.push({ service, impl, interceptors: withInterceptors });
     };
-    // UserService is implemented in three parts; `satisfies` makes a method none of them has a compile error.
-    const users = { ...createUserService(deps), ...createPasskeyService(deps), ...createAvailabilityService(deps) } satisfies ServiceImpl<typeof UserService>;
+    // UserService is implemented in four parts; `satisfies` makes a method none of them has a compile error.
+    const users = { ...createUserService(deps), ...createPasskeyService(deps), ...createMachineService(deps), ...createAvailabilityService(deps) } satisfies ServiceImpl<
+      typeof UserService
+    >;
     register(UserService, users, interceptors);
     register(SessionService, createSessionService(deps), interceptors);
     register(OrganizationService, createOrgService(deps), interceptors);
+    register(InternalPermissionService, createAdministratorService(deps), interceptors);
     register(
       Health,
       createHealthService(

@@ -6,15 +6,24 @@ import { unauthenticated } from '../errors.js';
 import type { Database } from '../store/schema.js';
 import { loadSigningKeys, type SigningKey } from './signing-keys.js';
 
-export type Role = 'instance_admin' | 'org_admin';
-export const ROLES: readonly Role[] = ['instance_admin', 'org_admin'];
+/**
+ * The roles: `instance_admin` (everything), `org_admin` (users and sessions of one organization) and
+ * `session_manager` (a login back end: the sessions of one organization, or of every one when granted
+ * on the instance, and nothing else).
+ */
+export type Role = 'instance_admin' | 'org_admin' | 'session_manager';
+export const ROLES: readonly Role[] = ['instance_admin', 'org_admin', 'session_manager'];
 
-/** Who is calling, from a verified access token. */
-export interface Principal {
+/** What a verified access token says; src/auth/callers.ts adds what is looked up per call. */
+export interface VerifiedToken {
   subject: string;
   orgId: string;
+  /** Roles the token itself carries: only the CLI's bootstrap token has them. */
   roles: ReadonlySet<Role>;
+  /** `sid`: the login session of a user's token. */
   sessionId: string | undefined;
+  /** `cid`: the credential (`key:<id>`, `secret:<id>`) a machine token was exchanged with. */
+  credentialId: string | undefined;
   tokenId: string;
   expiresAt: Date;
 }
@@ -24,6 +33,7 @@ interface TokenClaims {
   orgId: string;
   roles?: Role[];
   sessionId?: string;
+  credentialId?: string;
   ttlSeconds: number;
 }
 
@@ -31,7 +41,7 @@ export interface TokenService {
   /** Signs an access token with the newest key. */
   issue(claims: TokenClaims): Promise<{ token: string; expiresAt: Date; tokenId: string }>;
   /** Verifies signature, key id, issuer, audience and expiry. */
-  verify(token: string): Promise<Principal>;
+  verify(token: string): Promise<VerifiedToken>;
   /** The public keys as stored now, for /.well-known/jwks.json. */
   jwks(): Promise<{ keys: Record<string, unknown>[] }>;
   /** Re-reads the keys from the database (after a rotation elsewhere). */
@@ -75,7 +85,7 @@ export async function createTokenService(db: Kysely<Database>, options: TokenSer
 
   // Tokens whose signature and claims were verified, until they expire (a caller sends the same token
   // with every call; the signature check was most of an authenticated call's CPU).
-  const verified = new LRUCache<string, { principal: Principal; kid: string }>({ max: 10_000 });
+  const verified = new LRUCache<string, { principal: VerifiedToken; kid: string }>({ max: 10_000 });
 
   const keyFor = async (kid: string | undefined): Promise<KeyObject> => {
     if (!kid) throw unauthenticated('token has no key id');
@@ -100,6 +110,7 @@ export async function createTokenService(db: Kysely<Database>, options: TokenSer
       const payload: JWTPayload = { iss: options.issuer, sub: claims.subject, aud: options.audience, exp, iat: now, jti: tokenId, org: claims.orgId };
       if (claims.roles?.length) payload.roles = claims.roles;
       if (claims.sessionId) payload.sid = claims.sessionId;
+      if (claims.credentialId) payload.cid = claims.credentialId;
       const token = signJwt(active, payload);
       return { token, expiresAt: new Date(exp * 1000), tokenId };
     },
@@ -132,11 +143,12 @@ export async function createTokenService(db: Kysely<Database>, options: TokenSer
       }
       const roles = Array.isArray(payload.roles) ? payload.roles.filter((r): r is Role => ROLES.includes(r as Role)) : [];
       if (typeof payload.org !== 'string') throw unauthenticated('token has no organization');
-      const principal: Principal = {
+      const principal: VerifiedToken = {
         subject: payload.sub!,
         orgId: payload.org,
         roles: new Set(roles),
         sessionId: typeof payload.sid === 'string' ? payload.sid : undefined,
+        credentialId: typeof payload.cid === 'string' ? payload.cid : undefined,
         tokenId: payload.jti!,
         expiresAt: new Date(payload.exp! * 1000),
       };

@@ -1,5 +1,5 @@
 import { loadConfig, parseDuration, ConfigError, type Config } from '../config/config.js';
-import { mintAdminToken, rotateSigningKey } from '../domain/admin.js';
+import { checkAdminTokenTtl, createMachineUserWithRole, mintAdminToken, rotateSigningKey, type MachineUserRequest } from '../domain/admin.js';
 import { PasskeydError } from '../errors.js';
 import { createTokenService } from '../auth/tokens.js';
 import { bootstrap } from '../domain/bootstrap.js';
@@ -18,8 +18,14 @@ const USAGE = `usage: passkeyd <command> [options]
 commands:
   serve                      run the service (default)
   migrate                    apply database migrations and first-start set-up, then exit
-  admin token --role instance_admin|org_admin [--org ID] [--user ID] [--ttl 1h]
-                             print an admin access token (only the token, on stdout)
+  admin machine-user create --name NAME --role instance_admin|org_admin|session_manager
+                            [--org ID] [--description TEXT] [--key | --pat] [--ttl 365d]
+                             create a machine user in the organization (default: the default one),
+                             grant it the role and print its credential, revocable, on stdout:
+                             the key file JSON (--key, the default) or a personal access token (--pat)
+  admin token --role instance_admin|org_admin|session_manager [--org ID] [--user ID] [--ttl 1h]
+                             for development: print an admin access token (only the token, on stdout);
+                             it cannot be revoked, so --ttl is at most 24h
   admin keys rotate          add a new signing key; older tokens stay valid until they expire
 
 Every setting is an environment variable or a flag (see the README), e.g. --port 8080 --database-url postgres://...`;
@@ -57,17 +63,45 @@ async function viaServerOrStore(config: Config, route: string, body: unknown, di
   }
 }
 
+/** A flag that takes no value (`--key`); present or absent. */
+function switchFlag(value: string | undefined, name: string): boolean {
+  if (value === undefined) return false;
+  if (value !== 'true') throw new ConfigError(`--${name} takes no value (got "${value}")`);
+  return true;
+}
+
+/** `admin machine-user create`: the command's flags → the domain's request; the rest stays configuration. */
+function machineUserRequest(flags: Record<string, string>): MachineUserRequest {
+  const opts = takeFlags(flags, ['name', 'org', 'description', 'role', 'key', 'pat', 'ttl']);
+  if (!opts.name || opts.name === 'true') throw new ConfigError('admin machine-user create needs --name NAME');
+  if (!opts.role) throw new ConfigError('admin machine-user create needs --role instance_admin|org_admin|session_manager');
+  const key = switchFlag(opts.key, 'key');
+  const pat = switchFlag(opts.pat, 'pat');
+  if (key && pat) throw new ConfigError('choose one credential: --key or --pat');
+  return {
+    name: opts.name,
+    org: opts.org,
+    description: opts.description,
+    role: opts.role,
+    credential: pat ? 'pat' : 'key',
+    ttlSeconds: opts.ttl ? parseDuration(opts.ttl) : undefined,
+  };
+}
+
 /**
  * Runs an admin command. With PGlite the running server (if any) owns the data directory, so it is asked
- * over its local socket; otherwise the database is opened directly.
+ * over its local socket; otherwise the database is opened directly. The command's own flags are taken
+ * first; the rest are configuration.
  */
-async function admin(config: Config, words: string[], flags: Record<string, string>): Promise<string> {
+async function admin(words: string[], flags: Record<string, string>): Promise<string> {
   const [what, sub] = words;
   if (what === 'token') {
     const opts = takeFlags(flags, ['role', 'org', 'user', 'ttl']);
     const cfg = loadConfig(flags);
-    if (!opts.role) throw new ConfigError('admin token needs --role instance_admin|org_admin');
+    if (!opts.role) throw new ConfigError('admin token needs --role instance_admin|org_admin|session_manager');
     const request = { role: opts.role, org: opts.org, user: opts.user, ttlSeconds: opts.ttl ? parseDuration(opts.ttl) : undefined };
+    // Refused here too, before any database or socket: the server checks it again.
+    if (request.ttlSeconds !== undefined) checkAdminTokenTtl(request.ttlSeconds);
     return viaServerOrStore(cfg, '/token', request, async (store) => {
       const tokens = await createTokenService(store.db, { issuer: cfg.issuer, audience: cfg.audience });
       try {
@@ -77,7 +111,13 @@ async function admin(config: Config, words: string[], flags: Record<string, stri
       }
     });
   }
-  if (what === 'keys' && sub === 'rotate') {
+  if (what === 'machine-user' && sub === 'create' && words.length === 2) {
+    const request = machineUserRequest(flags);
+    const cfg = loadConfig(flags);
+    return viaServerOrStore(cfg, '/machine-users', request, async (store) => (await createMachineUserWithRole(store.db, request, 'cli')).secret);
+  }
+  if (what === 'keys' && sub === 'rotate' && words.length === 2) {
+    const config = loadConfig(flags);
     return viaServerOrStore(config, '/keys/rotate', {}, async (store) => {
       const tokens = await createTokenService(store.db, { issuer: config.issuer, audience: config.audience });
       try {
@@ -130,11 +170,9 @@ async function main(argv: string[]): Promise<void> {
       process.stderr.write('migrations up to date\n');
       return;
     }
-    case 'admin': {
-      const config = rest[0] === 'token' ? loadConfig({}) : loadConfig(flags);
-      process.stdout.write(`${await admin(config, rest, flags)}\n`);
+    case 'admin':
+      process.stdout.write(`${await admin(rest, flags)}\n`);
       return;
-    }
     default:
       throw new ConfigError(`unknown command "${command}"\n\n${USAGE}`);
   }

@@ -29,7 +29,9 @@ export interface Config {
   rateLimitPerMinute: number;
   availabilityRateLimitPerMinute: number;
   availabilityMinLatencyMs: number;
-  /** The window both rate limits count in (the limits are "per minute" at the default). */
+  /** Calls of the OAuth endpoints per window, per client address and per machine user. */
+  oauthRateLimitPerMinute: number;
+  /** The window the rate limits count in (the limits are "per minute" at the default). */
   rateLimitWindowSeconds: number;
 }
 
@@ -181,6 +183,13 @@ export const settings: Setting<keyof Config>[] = [
     doc: 'requests per minute per client address on endpoints callable without a token',
   },
   {
+    key: 'rateLimitWindowSeconds',
+    env: 'PASSKEYD_RATE_LIMIT_WINDOW',
+    flag: 'rate-limit-window',
+    parse: parseDuration,
+    doc: 'the window the rate limits count in (the limits above and below are per this window)',
+  },
+  {
     key: 'availabilityRateLimitPerMinute',
     env: 'PASSKEYD_AVAILABILITY_RATE_LIMIT',
     flag: 'availability-rate-limit',
@@ -195,11 +204,11 @@ export const settings: Setting<keyof Config>[] = [
     doc: 'CheckPasskeyAvailability answers no sooner than this',
   },
   {
-    key: 'rateLimitWindowSeconds',
-    env: 'PASSKEYD_RATE_LIMIT_WINDOW',
-    flag: 'rate-limit-window',
-    parse: parseDuration,
-    doc: 'the window the rate limits count in (the limits above are per this window)',
+    key: 'oauthRateLimitPerMinute',
+    env: 'PASSKEYD_OAUTH_RATE_LIMIT',
+    flag: 'oauth-rate-limit',
+    parse: int('PASSKEYD_OAUTH_RATE_LIMIT', 1, 1_000_000_000),
+    doc: 'calls of /oauth/v2/token and /oauth/v2/introspect per window, per client address and per machine user',
   },
 ];
 
@@ -233,6 +242,7 @@ const defaults: Config = {
   rateLimitPerMinute: 600,
   availabilityRateLimitPerMinute: 10,
   availabilityMinLatencyMs: 100,
+  oauthRateLimitPerMinute: 120,
   rateLimitWindowSeconds: 60,
 };
 

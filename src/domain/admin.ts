@@ -1,11 +1,14 @@
 import type { Kysely } from 'kysely';
 import { addSigningKey } from '../auth/signing-keys.js';
 import { ROLES, type Role, type TokenService } from '../auth/tokens.js';
+import { grantRoles } from './administrators.js';
 import { defaultOrgId } from './bootstrap.js';
+import { addKey, addMachineUser, addPersonalAccessToken } from './machine-users.js';
 import { invalid, notFound } from '../errors.js';
 import { orgExists } from '../store/orgs.js';
 import type { Database } from '../store/schema.js';
 
+/** What `passkeyd admin token` asks for (also the body of the admin socket's `/token` route). */
 export interface AdminTokenRequest {
   role: string;
   org?: string | undefined;
@@ -13,13 +16,35 @@ export interface AdminTokenRequest {
   ttlSeconds?: number | undefined;
 }
 
-/** Signs the bootstrap credential: an admin access token for the given role and organization. */
+/**
+ * The longest an admin token from the CLI may live. It cannot be revoked (it names no user whose
+ * credential could be removed), so it is a development convenience, not an operator's credential.
+ */
+const ADMIN_TOKEN_MAX_TTL_SECONDS = 24 * 3600;
+
+/** The default lifetime of an admin token from the CLI. */
+const ADMIN_TOKEN_DEFAULT_TTL_SECONDS = 3600;
+
+/** Refuses an admin token lifetime that is not positive or longer than {@link ADMIN_TOKEN_MAX_TTL_SECONDS}. */
+export function checkAdminTokenTtl(ttlSeconds: number): void {
+  if (!Number.isFinite(ttlSeconds) || ttlSeconds <= 0) throw invalid('--ttl must be a positive duration');
+  if (ttlSeconds > ADMIN_TOKEN_MAX_TTL_SECONDS) {
+    throw invalid(
+      '--ttl: an admin token lives at most 24h; it cannot be revoked and is meant for development. ' +
+        'For a long-lived, revocable credential create a machine user: ' +
+        'passkeyd admin machine-user create --name NAME --role ROLE [--key | --pat] [--ttl 365d]',
+    );
+  }
+}
+
+/** Signs a development credential: an admin access token for the given role and organization, at most 24h long. */
 export async function mintAdminToken(db: Kysely<Database>, tokens: TokenService, req: AdminTokenRequest): Promise<string> {
   if (!ROLES.includes(req.role as Role)) throw invalid(`--role must be one of ${ROLES.join(', ')}`);
+  const ttl = req.ttlSeconds ?? ADMIN_TOKEN_DEFAULT_TTL_SECONDS;
+  checkAdminTokenTtl(ttl);
   const orgId = req.org ?? (await defaultOrgId(db));
   if (!(await orgExists(db, orgId))) throw notFound(`organization ${orgId}`);
   const subject = req.user ?? `admin:${req.role}`;
-  const ttl = req.ttlSeconds ?? 3600;
   const { token } = await tokens.issue({ subject, orgId, roles: [req.role as Role], ttlSeconds: ttl });
   return token;
 }
@@ -29,4 +54,60 @@ export async function rotateSigningKey(db: Kysely<Database>, tokens: TokenServic
   const kid = await addSigningKey(db);
   await tokens.reload();
   return kid;
+}
+
+/** What `passkeyd admin machine-user create` asks for (also the body of the admin socket's `/machine-users` route). */
+export interface MachineUserRequest {
+  /** The machine user's name, also its username. */
+  name: string;
+  /** Its organization; the default organization when absent. */
+  org?: string | undefined;
+  description?: string | undefined;
+  /** Granted on the instance (`instance_admin`) or on the user's organization (the others). */
+  role: string;
+  /** Which credential to create and print: a key file (JWT profile) or a personal access token. */
+  credential: 'key' | 'pat';
+  /** The credential's lifetime; one year when absent. */
+  ttlSeconds?: number | undefined;
+}
+
+/** A machine user made by {@link createMachineUserWithRole}, with its one credential. */
+export interface CreatedMachineUser {
+  userId: string;
+  orgId: string;
+  /** The key id or the PAT's token id. */
+  credentialId: string;
+  /** What the CLI prints: the key file's JSON, or the PAT. Shown once; passkeyd keeps no copy of the secret. */
+  secret: string;
+}
+
+/** The default lifetime of a machine user's credential made by the CLI: one year. */
+const MACHINE_CREDENTIAL_DEFAULT_TTL_SECONDS = 365 * 86400;
+
+/**
+ * The first real (revocable) credential: creates a machine user, grants it one role and adds a key or
+ * a personal access token. Everything is checked before the first write; the three steps are separate
+ * commands (each one transaction, each with its events naming `creator`).
+ */
+export async function createMachineUserWithRole(db: Kysely<Database>, req: MachineUserRequest, creator: string): Promise<CreatedMachineUser> {
+  const name = typeof req.name === 'string' ? req.name.trim() : '';
+  if (name.length < 1 || name.length > 200) throw invalid('--name must be 1 to 200 characters');
+  if (!ROLES.includes(req.role as Role)) throw invalid(`--role must be one of ${ROLES.join(', ')}`);
+  if (req.credential !== 'key' && req.credential !== 'pat') throw invalid('the credential must be --key or --pat');
+  const ttl = req.ttlSeconds ?? MACHINE_CREDENTIAL_DEFAULT_TTL_SECONDS;
+  if (!Number.isFinite(ttl) || ttl <= 0) throw invalid('--ttl must be a positive duration');
+  const expiresAt = new Date(Date.now() + ttl * 1000);
+  if (ttl > 10 * 365 * 86400) throw invalid('--ttl must be at most 10 years (3650d)');
+  const orgId = req.org ?? (await defaultOrgId(db));
+  if (!(await orgExists(db, orgId))) throw notFound(`organization ${orgId}`);
+
+  const { id: userId } = await addMachineUser(db, { orgId, username: name, name, description: req.description ?? '' }, creator);
+  await grantRoles(db, { userId, orgId: req.role === 'instance_admin' ? undefined : orgId, roles: [req.role] }, creator);
+  if (req.credential === 'pat') {
+    const { tokenId, token } = await addPersonalAccessToken(db, userId, { expiresAt }, creator);
+    return { userId, orgId, credentialId: tokenId, secret: token };
+  }
+  const { keyId, keyContent } = await addKey(db, userId, { expiresAt }, creator);
+  if (!keyContent) throw new Error('addKey generated no key file');
+  return { userId, orgId, credentialId: keyId, secret: keyContent.toString('utf8') };
 }

@@ -13,6 +13,22 @@ export interface EventPayloads {
   /** Only the fields that changed. */
   'user.human.changed': Partial<Omit<HumanFields, 'username'>> & { username?: string };
   'user.removed': { username: string };
+  'user.machine.added': { username: string; name: string; description: string };
+  'user.deactivated': Record<string, never>;
+  'user.reactivated': Record<string, never>;
+  'user.key.added': { key_id: string; algorithm: string; expires_at: string };
+  'user.key.removed': { key_id: string };
+  'user.pat.added': { token_id: string; expires_at: string };
+  'user.pat.removed': { token_id: string };
+  /** Never the secret: only the id that names it (tokens exchanged with it carry that id). */
+  'user.secret.added': { secret_id: string; replaced: boolean };
+  'user.secret.removed': { secret_id: string };
+  /** Roles granted on the instance (`org_id` '') or one organization. */
+  'user.administrator.added': { org_id: string; roles: string[] };
+  'user.administrator.changed': { org_id: string; roles: string[] };
+  'user.administrator.removed': { org_id: string };
+  /** An access token issued at the token endpoint (never the token): its id, grant and credential. */
+  'user.token.issued': { token_id: string; grant_type: string; credential: string; expires_at: string };
 
   'user.passkey.added': { passkey_id: string; rp_id: string; authenticator_attachment: string; registration_code_id: string | null };
   'user.passkey.verified': {
@@ -78,6 +94,19 @@ const ALL: Record<EventType, true> = {
   'user.human.added': true,
   'user.human.changed': true,
   'user.removed': true,
+  'user.machine.added': true,
+  'user.deactivated': true,
+  'user.reactivated': true,
+  'user.key.added': true,
+  'user.key.removed': true,
+  'user.pat.added': true,
+  'user.pat.removed': true,
+  'user.secret.added': true,
+  'user.secret.removed': true,
+  'user.administrator.added': true,
+  'user.administrator.changed': true,
+  'user.administrator.removed': true,
+  'user.token.issued': true,
   'user.passkey.added': true,
   'user.passkey.verified': true,
   'user.passkey.renamed': true,

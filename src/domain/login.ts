@@ -2,9 +2,10 @@ import { randomBytes } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import type { TokenService } from '../auth/tokens.js';
 import type { Config } from '../config/config.js';
-import { PasskeydError, invalid, notFound, precondition, unauthenticated } from '../errors.js';
+import { managesSessionsOf, type Principal } from '../auth/callers.js';
+import { PasskeydError, denied, invalid, notFound, precondition, unauthenticated } from '../errors.js';
 import { appendEvents } from '../store/events.js';
-import { completeLogin, findAllowList, findSessionAndPasskey, findSessionContext, insertSession, type LoginPasskey, type SessionContext } from '../store/login.js';
+import { completeLogin, findAllowList, findOrgOfLogin, findSessionAndPasskey, findSessionContext, insertSession, type LoginPasskey, type SessionContext } from '../store/login.js';
 import type { ChallengesTable, Database } from '../store/schema.js';
 import { replaceChallenge } from '../store/sessions.js';
 import { inTransaction } from '../store/transaction.js';
@@ -31,6 +32,8 @@ interface StartLoginInput {
   webauthn: { domain: string; userVerification: UserVerification | undefined } | undefined;
   /** A lifetime shorter than the configured one. */
   lifetimeSeconds: number | undefined;
+  /** The caller, when it sent a Bearer credential: a session manager opens sessions for its organization's users only. */
+  caller?: Principal | undefined;
 }
 
 interface StartedLogin {
@@ -47,6 +50,8 @@ interface FinishLoginInput {
   sessionToken: string | undefined;
   /** checks.web_auth_n.credential_assertion_data (AuthenticationResponseJSON). */
   assertion: unknown;
+  /** The caller, when it sent a Bearer credential: a session manager needs no session token. */
+  caller?: Principal | undefined;
 }
 
 interface FinishedLogin {
@@ -61,6 +66,7 @@ interface ChallengeInput {
   sessionId: string;
   sessionToken: string | undefined;
   webauthn: { domain: string; userVerification: UserVerification | undefined };
+  caller?: Principal | undefined;
 }
 
 interface ChallengedSession {
@@ -114,6 +120,14 @@ export function createLogin({ db, config, tokens }: LoginDeps): Login {
     return { publicKey, challenge: publicKey.challenge as string };
   }
 
+  /** A session manager scoped to one organization opens sessions for that organization's users only. */
+  async function checkManagerMayOpen(caller: Principal | undefined, lookup: LoginLookup | undefined): Promise<void> {
+    if (!caller || !lookup || !isSessionManager(caller) || managesSessionsOf(caller, null)) return;
+    const org = await findOrgOfLogin(db, lookup);
+    // An unknown name gets its stand-in session, as for anyone (no enumeration through this path either).
+    if (org !== undefined && !managesSessionsOf(caller, org)) throw denied('a session manager opens sessions for users of its own organization only');
+  }
+
   return {
     async start(input, creator) {
       if (!input.user && !input.webauthn) throw invalid('checks.user or challenges.web_auth_n is required');
@@ -123,6 +137,7 @@ export function createLogin({ db, config, tokens }: LoginDeps): Login {
         if (!(input.lifetimeSeconds > 0)) throw invalid('lifetime: must be positive');
         lifetime = Math.min(lifetime, input.lifetimeSeconds);
       }
+      await checkManagerMayOpen(input.caller, input.user);
       const [digest, ownerId] = await Promise.all([input.user ? pseudo.digest(input.user) : undefined, sessionOwner()]);
       const userVerification = input.webauthn ? (input.webauthn.userVerification ?? config.userVerification) : undefined;
       // The challenge is stored by the same statement that finds the user's passkeys, so it is drawn first.
@@ -170,10 +185,9 @@ export function createLogin({ db, config, tokens }: LoginDeps): Login {
     async challenge(input, creator) {
       const session = await findSessionContext(db, input.sessionId);
       if (!session || session.expires_at.getTime() <= Date.now()) throw notFound(`session ${input.sessionId}`);
-      // A challenge replaces the open one; only the holder of the session token may do that.
-      if (input.sessionToken === undefined || !sessionTokenMatches(session.token_hash, input.sessionToken)) {
-        throw unauthenticated('session_token is required to request a challenge for this session');
-      }
+      // A challenge replaces the open one; only the holder of the session token (or its organization's
+      // session manager) may do that.
+      checkSessionCaller(session, input.sessionToken, input.caller, 'session_token is required to request a challenge for this session');
       const rpId = resolveRpId(config, input.webauthn.domain);
       const userVerification = input.webauthn.userVerification ?? config.userVerification;
       let allow: CredentialDescriptor[] = [];
@@ -205,11 +219,9 @@ export function createLogin({ db, config, tokens }: LoginDeps): Login {
       }
       const [session, passkey] = parsed ? await findSessionAndPasskey(db, input.sessionId, parsed.credentialId) : [await findSessionContext(db, input.sessionId), undefined];
       if (!session) throw notFound(`session ${input.sessionId}`);
-      // Only the holder of the session token may check it; anyone else is refused before anything is
-      // recorded (no failure events written onto someone else's session).
-      if (input.sessionToken === undefined || !sessionTokenMatches(session.token_hash, input.sessionToken)) {
-        throw unauthenticated('session_token is missing or does not match this session');
-      }
+      // Only the holder of the session token (or its organization's session manager) may check it;
+      // anyone else is refused before anything is recorded (no failure events on someone else's session).
+      checkSessionCaller(session, input.sessionToken, input.caller, 'session_token is missing or does not match this session');
       try {
         const now = Date.now();
         if (session.expires_at.getTime() <= now) throw precondition('the session has expired; start a new login');
@@ -320,6 +332,22 @@ export function createLogin({ db, config, tokens }: LoginDeps): Login {
     const issued = await tokens.issue({ subject: userId, orgId: passkey.org_id, sessionId: session.id, ttlSeconds: Math.max(1, Math.min(config.tokenTtlSeconds, remaining)) });
     return { details, sessionToken, accessToken: issued.token, accessTokenExpiresAt: issued.expiresAt };
   }
+}
+
+/** True when the caller holds a role that drives sessions (session_manager, org_admin, instance_admin). */
+function isSessionManager(caller: Principal): boolean {
+  return caller.roles.has('session_manager') || caller.roles.has('org_admin') || caller.roles.has('instance_admin');
+}
+
+/**
+ * The session token, or a session manager of the session's organization (ZITADEL's login back end
+ * drives sessions that way): UNAUTHENTICATED without either, PERMISSION_DENIED for a manager of
+ * another organization.
+ */
+function checkSessionCaller(session: SessionContext, sessionToken: string | undefined, caller: Principal | undefined, missing: string): void {
+  if (sessionToken !== undefined && sessionTokenMatches(session.token_hash, sessionToken)) return;
+  if (!caller || !isSessionManager(caller)) throw unauthenticated(missing);
+  if (!managesSessionsOf(caller, session.org_id)) throw denied('this session belongs to another organization');
 }
 
 /** A refusal the caller sees as NOT_ACCEPTED, whatever its reason; the reason goes to the audit event only. */

@@ -50,6 +50,7 @@ export async function beginPasskeyRegistration(db: Kysely<Database>, input: Begi
   const now = new Date();
   const user = await store.findRegisteringUser(db, input.userId);
   if (!user) throw notFound(`user ${input.userId}`);
+  if (user.type === 'machine') throw precondition(`user ${input.userId} is a machine user: machine users have no passkeys (they use keys, tokens or secrets)`);
   const challenge = randomBytes(32);
   const options = await creationOptions({
     rpId: input.rpId,

@@ -1,6 +1,6 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { Kysely } from 'kysely';
-import type { Principal } from '../auth/tokens.js';
+import { managesSessionsOf, type Principal } from '../auth/callers.js';
 import { denied, notFound } from '../errors.js';
 import { appendEvents, type AggregateRef } from '../store/events.js';
 import type { ListResult, Page } from '../store/lists.js';
@@ -28,11 +28,6 @@ export function sessionAggregate(id: string, owner: string): AggregateRef {
   return { type: 'session', id, owner };
 }
 
-/** True when a session exists and has not expired (access tokens carry its id as `sid`). */
-export function isSessionLive(db: Kysely<Database>, id: string): Promise<boolean> {
-  return store.isSessionLive(db, id);
-}
-
 /** A live session with its user's names, or NOT_FOUND. */
 export async function getSessionView(db: Kysely<Database>, id: string): Promise<store.SessionView> {
   const row = await store.findSessionView(db, id);
@@ -41,15 +36,15 @@ export async function getSessionView(db: Kysely<Database>, id: string): Promise<
 }
 
 /**
- * Who may read or end a session: the holder of its session token, its own user (Bearer), an org
- * admin of its organization, or an instance admin.
+ * Who may read or end a session: the holder of its session token, its own user (Bearer), a
+ * session_manager or org admin of its organization, or an instance admin (or instance-wide
+ * session_manager).
  */
 export function authorizeSessionAccess(session: store.SessionRow, principal: Principal | undefined, sessionToken: string | undefined): void {
   if (sessionToken !== undefined && sessionTokenMatches(session.token_hash, sessionToken)) return;
   if (principal) {
-    if (principal.roles.has('instance_admin')) return;
     if (session.user_id !== null && principal.subject === session.user_id) return;
-    if (principal.roles.has('org_admin') && session.org_id !== null && session.org_id === principal.orgId) return;
+    if (managesSessionsOf(principal, session.org_id)) return;
   }
   throw denied('this session belongs to someone else');
 }

@@ -3,7 +3,8 @@ import { chmodSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
-import { mintAdminToken, rotateSigningKey, type AdminTokenRequest } from '../domain/admin.js';
+import { createMachineUserWithRole, mintAdminToken, rotateSigningKey, type AdminTokenRequest, type MachineUserRequest } from '../domain/admin.js';
+import { PasskeydError, type ErrorKind } from '../errors.js';
 import type { App } from './app.js';
 
 /** Where the admin socket of a PGlite data directory lives (short enough for AF_UNIX paths). */
@@ -12,6 +13,9 @@ function adminSocketPath(dataDir: string): string {
   if (p.length < 100) return p;
   return path.join(os.tmpdir(), `passkeyd-${createHash('sha256').update(p).digest('hex').slice(0, 16)}.sock`);
 }
+
+/** Carries a {@link PasskeydError}'s kind from the server's answer back to the CLI. */
+const ERROR_KIND_HEADER = 'x-passkeyd-error-kind';
 
 async function readJson(req: http.IncomingMessage): Promise<any> {
   let body = '';
@@ -38,11 +42,17 @@ export async function startAdminSocket(app: App): Promise<() => Promise<void>> {
       } else if (req.method === 'POST' && req.url === '/keys/rotate') {
         const kid = await rotateSigningKey(app.store.db, app.tokens);
         res.writeHead(200, { 'content-type': 'text/plain' }).end(kid);
+      } else if (req.method === 'POST' && req.url === '/machine-users') {
+        const body = (await readJson(req)) as MachineUserRequest;
+        const created = await createMachineUserWithRole(app.store.db, body, 'cli');
+        res.writeHead(200, { 'content-type': 'text/plain' }).end(created.secret);
       } else {
         res.writeHead(404).end('not found');
       }
     } catch (err) {
-      res.writeHead(400, { 'content-type': 'text/plain' }).end((err as Error).message);
+      // A refusal keeps its kind, so the CLI reports it like one made against the database directly.
+      if (err instanceof PasskeydError) res.writeHead(400, { 'content-type': 'text/plain', [ERROR_KIND_HEADER]: err.kind }).end(err.message);
+      else res.writeHead(500, { 'content-type': 'text/plain' }).end((err as Error).message);
     }
   });
   await new Promise<void>((resolve, reject) => {
@@ -56,7 +66,10 @@ export async function startAdminSocket(app: App): Promise<() => Promise<void>> {
   };
 }
 
-/** Asks a running server over its admin socket; undefined when none answers. */
+/**
+ * Asks a running server over its admin socket; undefined when none answers. A refusal rejects with a
+ * {@link PasskeydError} of the same kind and message; any other failure with a plain Error.
+ */
 export async function askAdminSocket(dataDir: string, route: string, body: unknown): Promise<string | undefined> {
   const socketPath = adminSocketPath(dataDir);
   return new Promise((resolve, reject) => {
@@ -64,7 +77,11 @@ export async function askAdminSocket(dataDir: string, route: string, body: unkno
       let text = '';
       res.setEncoding('utf8');
       res.on('data', (c) => (text += c));
-      res.on('end', () => (res.statusCode === 200 ? resolve(text) : reject(new Error(text))));
+      res.on('end', () => {
+        if (res.statusCode === 200) return resolve(text);
+        const kind = res.headers[ERROR_KIND_HEADER];
+        reject(typeof kind === 'string' ? new PasskeydError(kind as ErrorKind, text) : new Error(text));
+      });
     });
     req.on('error', () => resolve(undefined));
     req.end(JSON.stringify(body));

@@ -5,6 +5,7 @@ import { clientAddressKey } from '../api/context.js';
 import { authInterceptor } from '../api/interceptors/auth.js';
 import { errorInterceptor } from '../api/interceptors/errors.js';
 import { loggingInterceptor } from '../api/interceptors/logging.js';
+import { createOAuthEndpoints } from '../api/oauth/routes.js';
 import { rateLimitInterceptor } from '../api/interceptors/rate-limit.js';
 import { createRateLimits } from '../store/rate-limits.js';
 import { createRoutes } from '../api/router.js';
@@ -14,13 +15,15 @@ import { createRpcNodeHandler } from '../api/transport/node-adapter.js';
 import { openApiRoute } from '../api/transport/rest/openapi.js';
 import { createRestTranscoder } from '../api/transport/rest/transcoder.js';
 import { createUnaryFastPath } from '../api/transport/unary-fast-path.js';
+import { createCallers } from '../auth/callers.js';
 import { createTokenService, type TokenService } from '../auth/tokens.js';
 import type { Config } from '../config/config.js';
 import { bootstrap } from '../domain/bootstrap.js';
-import { internalError, unauthenticated } from '../errors.js';
+import { internalError } from '../errors.js';
 import { orgOfUser } from '../domain/users.js';
-import { isSessionLive, sweepExpiredSessions } from '../domain/sessions.js';
+import { sweepExpiredSessions } from '../domain/sessions.js';
 import { createLogger, type Logger } from '../log.js';
+import { deleteExpiredAssertions } from '../store/credentials.js';
 import { openStore, type Store } from '../store/db.js';
 import { migrateToLatest } from '../store/migrate.js';
 import { createCors } from './cors.js';
@@ -85,24 +88,19 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
 
-  const deps: ServiceDeps = { config, db: store.db, tokens, log };
+  // Every Bearer credential is verified and its revocable parts looked up per call (src/auth/callers.ts):
+  // a user token's session (logout), a machine token's key or secret, a PAT, the roles granted.
+  const callers = createCallers(store.db, tokens);
+  const deps: ServiceDeps = { config, db: store.db, tokens, callers, log };
   const rateLimits = await createRateLimits(store, config);
-  // A token bound to a session (`sid`) is honoured only while that session lives: logout revokes here
-  // at once, while offline verifiers rely on the token's short expiry.
-  const sessionCheck = async (p: { sessionId: string | undefined }) => {
-    if (p.sessionId !== undefined && !(await isSessionLive(store.db, p.sessionId))) throw unauthenticated('the session of this token has ended');
-  };
-  const interceptors = [
-    loggingInterceptor(log, registry),
-    errorInterceptor(log),
-    rateLimitInterceptor(rateLimits),
-    authInterceptor(tokens, (id) => orgOfUser(store.db, id), sessionCheck),
-  ];
+  const interceptors = [loggingInterceptor(log, registry), errorInterceptor(log), rateLimitInterceptor(rateLimits), authInterceptor(callers, (id) => orgOfUser(store.db, id))];
   // Expired sessions and abandoned login challenges are only dead weight; every read ignores them.
   const sweeper = setInterval(
     () => {
       sweepExpiredSessions(store.db).catch((err: unknown) => log.warn({ err }, 'sweeping expired sessions failed'));
       rateLimits.sweep().catch((err: unknown) => log.warn({ err }, 'sweeping expired rate-limit counters failed'));
+      // A used assertion's jti is kept only until the assertion expires: after that it cannot be replayed.
+      deleteExpiredAssertions(store.db).catch((err: unknown) => log.warn({ err }, 'sweeping used JWT-profile assertions failed'));
     },
     10 * 60 * 1000,
   );
@@ -130,6 +128,8 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
   const rest = createRestTranscoder({ handlers: router.handlers, contextValues, maxBodyBytes: MAX_BODY_BYTES, log });
   publicRoutes.set('/openapi.json', openApiRoute(rest.table.routes, { title: 'passkeyd', version: OPENAPI_VERSION }));
   const cors = createCors(config.origins);
+  // POST /oauth/v2/token and /oauth/v2/introspect: plain HTTP forms (RFC 6749, 7523, 7662), server to server.
+  const oauth = createOAuthEndpoints({ config, db: store.db, tokens, callers, rateLimits, log });
   // The hosted pages (sign-in, registration link, account): GET/HEAD on /, /register, /account, /assets/*.
   const pages = createPages({ log });
 
@@ -137,8 +137,10 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     stopUnreadBody(req, res);
     // Answered before its body is read, such a request must not leave its connection to be reused.
     if (Number(req.headers['content-length'] ?? 0) > MAX_BODY_BYTES && req.httpVersionMajor === 1) res.setHeader('connection', 'close');
-    if (cors(req, res)) return;
     const path = pathOf(req, '/');
+    // Before CORS: no browser origin is allowed to call the OAuth endpoints or read their answers.
+    if (oauth(req, res, path)) return;
+    if (cors(req, res)) return;
     if (pages.handle(req, res, path)) return;
     const route = publicRoutes.get(path);
     if (route && (req.method === 'GET' || req.method === 'HEAD')) {

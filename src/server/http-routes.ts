@@ -1,4 +1,5 @@
 import type { Registry } from 'prom-client';
+import { oauthDiscovery } from '../api/oauth/routes.js';
 import { sendJson, writeHead, type NodeRequest, type NodeResponse } from '../api/transport/http.js';
 import type { TokenService } from '../auth/tokens.js';
 
@@ -19,9 +20,9 @@ export function createPublicRoutes(deps: PublicRouteDeps): Map<string, RouteHand
     issuer: deps.issuer,
     jwks_uri: `${deps.issuer.replace(/\/$/, '')}/.well-known/jwks.json`,
     id_token_signing_alg_values_supported: ['ES256'],
-    token_endpoint_auth_methods_supported: ['none'],
     subject_types_supported: ['public'],
     response_types_supported: ['token'],
+    ...oauthDiscovery(deps.issuer),
   };
   return new Map<string, RouteHandler>([
     ['/.well-known/openid-configuration', (_req, res) => sendJson(res, 200, discovery, { 'cache-control': 'public, max-age=300' })],

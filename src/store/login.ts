@@ -55,7 +55,8 @@ export async function insertSession(db: Kysely<Database>, s: NewSession, events:
   const found = lookup === undefined ? sql`false` : 'loginName' in lookup ? sql`username_lower = ${lookup.loginName.toLowerCase()}::text` : sql`id = ${lookup.userId}::text`;
   const c = s.challenge;
   const steps: Step[] = [
-    { name: 'u', body: sql`select id, org_id from users where state = 'active' and ${found}` },
+    // Machine users never sign in: a name of one is treated like an unknown name.
+    { name: 'u', body: sql`select id, org_id from users where state = 'active' and type = 'human' and ${found}` },
     {
       name: 'creds',
       body: sql`select p.credential_id, p.transports, p.created_at from passkeys p join u on p.user_id = u.id where p.state = 'ready' and p.rp_id = ${s.rpId}::text`,
@@ -97,6 +98,7 @@ export interface SessionContext {
   id: string;
   token_hash: Uint8Array;
   user_id: string | null;
+  org_id: string | null;
   login_digest: Uint8Array | null;
   webauthn_checked_at: Date | null;
   expires_at: Date;
@@ -128,6 +130,7 @@ function sessionQuery(db: Kysely<Database>, sessionId: string) {
       's.id',
       's.token_hash',
       's.user_id',
+      's.org_id',
       's.login_digest',
       's.webauthn_checked_at',
       's.expires_at',
@@ -187,6 +190,13 @@ export async function findSessionAndPasskey(db: Kysely<Database>, sessionId: str
   return [session.id == null ? undefined : (session as SessionContext), passkey];
 }
 
+/** The organization of the active user a login name or id names, or undefined. */
+export async function findOrgOfLogin(db: Kysely<Database>, lookup: { loginName: string } | { userId: string }): Promise<string | undefined> {
+  let q = db.selectFrom('users').select('org_id').where('state', '=', 'active');
+  q = 'loginName' in lookup ? q.where('username_lower', '=', lookup.loginName.toLowerCase()) : q.where('id', '=', lookup.userId);
+  return (await q.executeTakeFirst())?.org_id;
+}
+
 /** A user's READY credentials for an RP ID (the allow list), oldest first; no rows for an unknown user. */
 export async function findAllowList(
   db: Kysely<Database>,
@@ -197,7 +207,8 @@ export async function findAllowList(
     .selectFrom('users as u')
     .leftJoin('passkeys as p', (j) => j.onRef('p.user_id', '=', 'u.id').on('p.state', '=', 'ready').on('p.rp_id', '=', rpId))
     .select(['u.id', 'u.org_id', 'p.credential_id', 'p.transports'])
-    .where('u.state', '=', 'active');
+    .where('u.state', '=', 'active')
+    .where('u.type', '=', 'human');
   q = 'loginName' in lookup ? q.where('u.username_lower', '=', lookup.loginName.toLowerCase()) : q.where('u.id', '=', lookup.userId);
   const rows = await q.orderBy('p.created_at').execute();
   const user = rows[0];

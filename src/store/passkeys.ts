@@ -18,6 +18,7 @@ export interface RegisteringUser {
   username: string;
   display_name: string;
   webauthn_user_handle: Uint8Array;
+  type: 'human' | 'machine';
   credentials: { id: Uint8Array; transports: string[] }[];
 }
 
@@ -26,13 +27,21 @@ export async function findRegisteringUser(db: Kysely<Database>, userId: string):
   const rows = await db
     .selectFrom('users as u')
     .leftJoin('passkeys as p', (j) => j.onRef('p.user_id', '=', 'u.id').on('p.state', '=', 'ready'))
-    .select(['u.id', 'u.org_id', 'u.username', 'u.display_name', 'u.webauthn_user_handle', 'p.credential_id', 'p.transports'])
+    .select(['u.id', 'u.org_id', 'u.username', 'u.display_name', 'u.webauthn_user_handle', 'u.type', 'p.credential_id', 'p.transports'])
     .where('u.id', '=', userId)
     .execute();
   const user = rows[0];
   if (!user) return undefined;
   const credentials = rows.filter((r) => r.credential_id).map((r) => ({ id: r.credential_id!, transports: r.transports ?? [] }));
-  return { id: user.id, org_id: user.org_id, username: user.username, display_name: user.display_name, webauthn_user_handle: user.webauthn_user_handle, credentials };
+  return {
+    id: user.id,
+    org_id: user.org_id,
+    username: user.username,
+    display_name: user.display_name,
+    webauthn_user_handle: user.webauthn_user_handle,
+    type: user.type,
+    credentials,
+  };
 }
 
 /**

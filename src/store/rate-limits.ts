@@ -4,13 +4,16 @@ import { exhausted } from '../errors.js';
 import type { Store } from './db.js';
 import { LeasedLimiter } from './leased-limiter.js';
 
-/** Which budget a call spends: CheckPasskeyAvailability has its own, lower one. */
-type RateLimitGroup = 'general' | 'availability';
+/**
+ * Which budget a call spends: CheckPasskeyAvailability has its own, lower one; the OAuth endpoints
+ * (token, introspection) theirs, counted per client address and per machine user.
+ */
+type RateLimitGroup = 'general' | 'availability' | 'oauth';
 
-/** Per-client-address budgets for calls made without a token. */
+/** Budgets for calls made without a token (per client address), and for the OAuth endpoints. */
 export interface RateLimits {
-  /** Spends one call of the group's budget, or throws RESOURCE_EXHAUSTED with the seconds to wait. */
-  consume(group: RateLimitGroup, address: string): Promise<void>;
+  /** Spends one call of the group's budget for `key` (a client address, or a client), or throws RESOURCE_EXHAUSTED with the seconds to wait. */
+  consume(group: RateLimitGroup, key: string): Promise<void>;
   /** Where the counters live: 'postgres' (shared by every instance on the database) or 'memory'. */
   readonly store: 'postgres' | 'memory';
   /** Deletes PostgreSQL counters whose window ended over an hour ago (run by the app's sweeper). */
@@ -49,10 +52,14 @@ function postgresLimiter(store: Store, keyPrefix: string, points: number, durati
  */
 export async function createRateLimits(
   store: Store,
-  config: Pick<Config, 'rateLimitPerMinute' | 'availabilityRateLimitPerMinute' | 'rateLimitWindowSeconds'>,
+  config: Pick<Config, 'rateLimitPerMinute' | 'availabilityRateLimitPerMinute' | 'oauthRateLimitPerMinute' | 'rateLimitWindowSeconds'>,
 ): Promise<RateLimits> {
   const duration = config.rateLimitWindowSeconds;
-  const budgets: Record<RateLimitGroup, number> = { general: config.rateLimitPerMinute, availability: config.availabilityRateLimitPerMinute };
+  const budgets: Record<RateLimitGroup, number> = {
+    general: config.rateLimitPerMinute,
+    availability: config.availabilityRateLimitPerMinute,
+    oauth: config.oauthRateLimitPerMinute,
+  };
   const limiters = {} as Record<RateLimitGroup, { consume(key: string): Promise<unknown> }>;
   const shared = store.kind === 'postgres' && store.pgPool !== undefined;
   for (const group of Object.keys(budgets) as RateLimitGroup[]) {
@@ -66,13 +73,13 @@ export async function createRateLimits(
       // One table (in the pool's search path) holds every group's rows; `expire` is in ms.
       if (shared) await store.pgPool!.query(`delete from ${RATE_LIMIT_TABLE} where expire < $1`, [Date.now() - 3600 * 1000]);
     },
-    async consume(group, address) {
+    async consume(group, key) {
       try {
-        await limiters[group].consume(address);
+        await limiters[group].consume(key);
       } catch (err) {
         if (err instanceof RateLimiterRes) {
           const seconds = Math.max(1, Math.ceil(err.msBeforeNext / 1000));
-          throw exhausted(`too many requests from this address; retry in ${seconds}s`, seconds);
+          throw exhausted(`too many requests${group === 'oauth' ? '' : ' from this address'}; retry in ${seconds}s`, seconds);
         }
         throw err;
       }

@@ -53,6 +53,13 @@ export interface UsersTable {
   created_at: Timestamp;
   updated_at: Timestamp;
   sequence: number;
+  /** 'human' or 'machine' (a service account: no passkeys, no login session). */
+  type: Generated<'human' | 'machine'>;
+  machine_name: Generated<string>;
+  machine_description: Generated<string>;
+  /** scrypt hash of a machine user's client secret, and the id naming that secret (tokens carry it). */
+  secret_hash: Generated<string | null>;
+  secret_id: Generated<string | null>;
 }
 
 export interface SigningKeysTable {
@@ -133,6 +140,42 @@ export interface SessionsTable {
   login_digest: Uint8Array | null;
 }
 
+export interface MachineKeysTable {
+  id: string;
+  user_id: string;
+  org_id: string;
+  algorithm: 'RS256' | 'ES256';
+  /** SPKI PEM; the private key is never stored. */
+  public_key: string;
+  created_at: Timestamp;
+  expires_at: Timestamp;
+}
+
+export interface PersonalAccessTokensTable {
+  id: string;
+  user_id: string;
+  org_id: string;
+  /** SHA-256 of the token's secret part. */
+  token_hash: Uint8Array;
+  created_at: Timestamp;
+  expires_at: Timestamp;
+}
+
+export interface AdministratorsTable {
+  user_id: string;
+  /** The organization the roles apply to; '' for the instance. */
+  org_id: string;
+  roles: string[];
+  created_at: Timestamp;
+  updated_at: Timestamp;
+}
+
+interface UsedAssertionsTable {
+  user_id: string;
+  jti: string;
+  expires_at: Timestamp;
+}
+
 /** The tables as Kysely sees them. */
 export interface Database {
   events: EventsTable;
@@ -145,4 +188,8 @@ export interface Database {
   challenges: ChallengesTable;
   registration_codes: RegistrationCodesTable;
   sessions: SessionsTable;
+  machine_keys: MachineKeysTable;
+  personal_access_tokens: PersonalAccessTokensTable;
+  administrators: AdministratorsTable;
+  used_assertions: UsedAssertionsTable;
 }

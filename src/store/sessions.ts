@@ -33,9 +33,19 @@ export async function replaceChallenge(trx: Transaction<Database>, sessionId: st
     .execute();
 }
 
-/** True when a session exists and has not expired: one primary-key lookup (access tokens carry `sid`). */
+/**
+ * True when a session exists, has not expired and its user is active: two primary-key lookups in one
+ * query (access tokens carry `sid`; a deactivated user's tokens stop at once).
+ */
 export async function isSessionLive(db: Kysely<Database>, id: string): Promise<boolean> {
-  const row = await db.selectFrom('sessions').select('id').where('id', '=', id).where('expires_at', '>', sql<Date>`now()`).executeTakeFirst();
+  const row = await db
+    .selectFrom('sessions as s')
+    .innerJoin('users as u', 'u.id', 's.user_id')
+    .select('s.id')
+    .where('s.id', '=', id)
+    .where('s.expires_at', '>', sql<Date>`now()`)
+    .where('u.state', '=', 'active')
+    .executeTakeFirst();
   return row !== undefined;
 }
 

@@ -61,6 +61,7 @@ export interface UserFilter {
   username?: { value: string; method: TextMethod } | undefined;
   email?: { value: string; method: TextMethod } | undefined;
   userIds?: string[] | undefined;
+  type?: 'human' | 'machine' | undefined;
 }
 
 export type UserSort = 'creation_date' | 'username' | 'email';
@@ -78,6 +79,7 @@ export async function listUsers(db: Kysely<Database>, filters: readonly UserFilt
     for (const f of filters) {
       if (f.orgId !== undefined) q = q.where('org_id', '=', f.orgId);
       if (f.userIds !== undefined) q = f.userIds.length ? q.where('id', 'in', f.userIds) : q.where((eb) => eb.lit(false));
+      if (f.type !== undefined) q = q.where('type', '=', f.type);
       for (const [col, t] of [
         ['username', f.username],
         ['email', f.email],

@@ -34,11 +34,11 @@ export const int = (rnd: Rnd, n: number): number => Math.floor(rnd() * n);
 export const pick = <T>(rnd: Rnd, xs: readonly T[]): T => xs[int(rnd, xs.length)]!;
 
 /** Minimal CBOR encoder for COSE keys and extension maps; `Raw` is copied as is. */
-export class Raw {
+class Raw {
   constructor(readonly bytes: Buffer) {}
 }
 export type Cbor = number | string | Uint8Array | Cbor[] | Map<number | string, Cbor> | Raw;
-export function head(major: number, n: number): Buffer {
+function head(major: number, n: number): Buffer {
   if (n < 24) return Buffer.from([(major << 5) | n]);
   if (n < 0x100) return Buffer.from([(major << 5) | 24, n]);
   if (n < 0x10000) return Buffer.from([(major << 5) | 25, n >> 8, n & 0xff]);
@@ -82,7 +82,7 @@ export interface Cred {
   ecSize?: number;
 }
 
-export const P256_N = 0xffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551n;
+const P256_N = 0xffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551n;
 
 /** A credential from the soft authenticator, its COSE key taken from SimpleWebAuthn's registration result. */
 export async function softCredential(alg: SoftAlg): Promise<Cred & { auth: ReturnType<typeof createSoftAuthenticator> }> {

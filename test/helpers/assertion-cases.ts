@@ -26,8 +26,8 @@ import {
 // ---------------------------------------------------------------------------------------------
 // Mutations
 
-export const B64_CHARS = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
-export const ODD_CHARS = ['=', '==', '+', '/', ' ', '.', '\n', 'é', '\u2603', '%'];
+const B64_CHARS = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+const ODD_CHARS = ['=', '==', '+', '/', ' ', '.', '\n', 'é', '\u2603', '%'];
 
 export function mutateBytes(rnd: Rnd, b: Buffer): Buffer {
   const out = Buffer.from(b);
@@ -180,8 +180,8 @@ export function clientDataCases(challenge: string): [string, Buffer][] {
   return cases;
 }
 
-export const CRED_PROTECT = cbor(new Map([['credProtect', 1]]));
-export const EXTENSION_TAILS: [string, Buffer][] = [
+const CRED_PROTECT = cbor(new Map([['credProtect', 1]]));
+const EXTENSION_TAILS: [string, Buffer][] = [
   ['credProtect map', CRED_PROTECT],
   ['empty map', Buffer.from([0xa0])],
   ['nested map', cbor(new Map<string, Cbor>([['a', new Map<string, Cbor>([['b', 1]])]]))],
@@ -214,7 +214,7 @@ export const EXTENSION_TAILS: [string, Buffer][] = [
   ['break byte', Buffer.from([0xff])],
 ];
 
-export function attestedTails(cred: Cred): [string, Buffer][] {
+function attestedTails(cred: Cred): [string, Buffer][] {
   const credId = randomBytes(16);
   const idLength = Buffer.from([0, credId.length]);
   const aaguid = Buffer.alloc(16);
@@ -254,16 +254,16 @@ export function authDataCases(cred: Cred): [string, Buffer][] {
 // ---------------------------------------------------------------------------------------------
 // ECDSA signature encodings
 
-export function derInt(v: Buffer): Buffer {
+function derInt(v: Buffer): Buffer {
   return Buffer.concat([Buffer.from([0x02, v.length]), v]);
 }
-export function minimal(v: Buffer): Buffer {
+function minimal(v: Buffer): Buffer {
   let i = 0;
   while (i < v.length - 1 && v[i] === 0) i++;
   const m = v.subarray(i);
   return m[0]! & 0x80 ? Buffer.concat([Buffer.from([0]), m]) : m;
 }
-export function seq(body: Buffer, tag = 0x30): Buffer {
+function seq(body: Buffer, tag = 0x30): Buffer {
   return body.length < 0x80 ? Buffer.concat([Buffer.from([tag, body.length]), body]) : Buffer.concat([Buffer.from([tag, 0x81, body.length]), body]);
 }
 

@@ -147,7 +147,9 @@ function toProtoNames(desc: DescMessage, obj: JsonObject): JsonObject {
 // ---------------------------------------------------------------------------------------------------
 
 function grpcJsClient(baseUrl: string): JsonClient {
-  const def = protoLoader.loadSync(['passkeyd/user/v2/user_service.proto', 'passkeyd/session/v2/session_service.proto', 'passkeyd/org/v2/org_service.proto'], {
+  const protos = ['passkeyd/user/v2/user_service.proto', 'passkeyd/session/v2/session_service.proto', 'passkeyd/org/v2/org_service.proto'];
+  protos.push('passkeyd/internal_permission/v2/internal_permission_service.proto');
+  const def = protoLoader.loadSync(protos, {
     includeDirs: [path.resolve('proto'), path.resolve('node_modules/google-proto-files')],
     keepCase: false,
     longs: String,
@@ -277,6 +279,30 @@ const REST: Record<string, (r: JsonObject) => RestRequest> = {
     query: r.sessionToken === undefined ? {} : { session_token: String(r.sessionToken) },
   }),
   'passkeyd.session.v2.SessionService/DeleteSession': (r) => ({ method: 'DELETE', path: `/v2/sessions/${enc(String(r.sessionId))}`, body: omit(r, 'sessionId') }),
+  // Machine users, their credentials, and administrators (ZITADEL's v2 paths).
+  'passkeyd.user.v2.UserService/CreateUser': (r) => ({ method: 'POST', path: '/v2/users/new', body: r }),
+  'passkeyd.user.v2.UserService/DeactivateUser': (r) => ({ method: 'POST', path: `/v2/users/${enc(String(r.userId))}/deactivate`, body: omit(r, 'userId') }),
+  'passkeyd.user.v2.UserService/ReactivateUser': (r) => ({ method: 'POST', path: `/v2/users/${enc(String(r.userId))}/reactivate`, body: omit(r, 'userId') }),
+  'passkeyd.user.v2.UserService/AddKey': (r) => ({ method: 'POST', path: `/v2/users/${enc(String(r.userId))}/keys`, body: omit(r, 'userId') }),
+  'passkeyd.user.v2.UserService/RemoveKey': (r) => ({ method: 'DELETE', path: `/v2/users/${enc(String(r.userId))}/keys/${enc(String(r.keyId))}` }),
+  'passkeyd.user.v2.UserService/ListKeys': (r) => ({ method: 'POST', path: '/v2/users/keys/search', body: r }),
+  'passkeyd.user.v2.UserService/AddPersonalAccessToken': (r) => ({ method: 'POST', path: `/v2/users/${enc(String(r.userId))}/pats`, body: omit(r, 'userId') }),
+  'passkeyd.user.v2.UserService/RemovePersonalAccessToken': (r) => ({ method: 'DELETE', path: `/v2/users/${enc(String(r.userId))}/pats/${enc(String(r.tokenId))}` }),
+  'passkeyd.user.v2.UserService/ListPersonalAccessTokens': (r) => ({ method: 'POST', path: '/v2/users/pats/search', body: r }),
+  'passkeyd.user.v2.UserService/AddSecret': (r) => ({ method: 'POST', path: `/v2/users/${enc(String(r.userId))}/secret`, body: omit(r, 'userId') }),
+  'passkeyd.user.v2.UserService/RemoveSecret': (r) => ({ method: 'DELETE', path: `/v2/users/${enc(String(r.userId))}/secret` }),
+  'passkeyd.internal_permission.v2.InternalPermissionService/CreateAdministrator': (r) => ({ method: 'POST', path: '/v2/administrators', body: r }),
+  'passkeyd.internal_permission.v2.InternalPermissionService/UpdateAdministrator': (r) => ({
+    method: 'PATCH',
+    path: `/v2/administrators/${enc(String(r.userId))}`,
+    body: omit(r, 'userId'),
+  }),
+  'passkeyd.internal_permission.v2.InternalPermissionService/DeleteAdministrator': (r) => ({
+    method: 'DELETE',
+    path: `/v2/administrators/${enc(String(r.userId))}`,
+    body: omit(r, 'userId'),
+  }),
+  'passkeyd.internal_permission.v2.InternalPermissionService/ListAdministrators': (r) => ({ method: 'POST', path: '/v2/administrators/search', body: r }),
 };
 
 function restClient(baseUrl: string): JsonClient {

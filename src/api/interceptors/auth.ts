@@ -1,16 +1,13 @@
 import { getOption, hasOption, type DescMethod } from '@bufbuild/protobuf';
 import type { Interceptor } from '@connectrpc/connect';
 import { Access, auth as authExt, type AuthRule } from '../../../gen/passkeyd/options/v1/options_pb.js';
-import type { Principal, TokenService } from '../../auth/tokens.js';
+import type { Callers, Principal } from '../../auth/callers.js';
 import { denied, unauthenticated } from '../../errors.js';
 import { principalKey } from '../context.js';
 import { validateMessage } from '../validation.js';
 
 /** Looks up which organization owns a user (undefined: no such user). */
 export type UserOrgResolver = (userId: string) => Promise<string | undefined>;
-
-/** Checks that a token's session is still live (logout revokes). */
-export type SessionCheck = (principal: Principal) => Promise<void>;
 
 const rules = new Map<DescMethod, AuthRule | undefined>();
 
@@ -58,15 +55,14 @@ function bearer(header: Headers): string | undefined {
  * a missing or bad token fails before the request is looked at; bounds are checked before any
  * database lookup; then the declared permission is enforced.
  */
-export function authInterceptor(tokens: TokenService, userOrg: UserOrgResolver, sessionCheck: SessionCheck): Interceptor {
+export function authInterceptor(callers: Callers, userOrg: UserOrgResolver): Interceptor {
   return (next) => async (req) => {
     const rule = ruleOf(req.method);
     const allow = new Set(rule?.allow ?? []);
     const token = bearer(req.header);
     let principal: Principal | undefined;
     if (token) {
-      principal = await tokens.verify(token);
-      await sessionCheck(principal);
+      principal = await callers.resolve(token);
       req.contextValues.set(principalKey, principal);
     }
     if (!req.stream) validateMessage(req.method.input, req.message);
@@ -79,7 +75,7 @@ export function authInterceptor(tokens: TokenService, userOrg: UserOrgResolver, 
     }
     if (!principal) throw unauthenticated('this call needs a Bearer access token');
     if (principal.roles.has('instance_admin')) return next(req);
-    if (allow.has(Access.AUTHENTICATED)) return next(req);
+    if (allow.has(Access.AUTHENTICATED) || allow.has(Access.SESSION_MANAGER)) return next(req);
     const message = req.stream ? undefined : req.message;
     const userId = rule?.userIdField ? readPath(message, rule.userIdField) : undefined;
     if (allow.has(Access.SELF) && typeof userId === 'string' && userId === principal.subject) return next(req);

@@ -1,6 +1,7 @@
 import type { HandlerContext } from '@connectrpc/connect';
 import type { Kysely } from 'kysely';
-import type { Principal, TokenService } from '../../auth/tokens.js';
+import type { Callers, Principal } from '../../auth/callers.js';
+import type { TokenService } from '../../auth/tokens.js';
 import type { Config } from '../../config/config.js';
 import { unauthenticated } from '../../errors.js';
 import type { Logger } from '../../log.js';
@@ -12,6 +13,7 @@ export interface ServiceDeps {
   config: Config;
   db: Kysely<Database>;
   tokens: TokenService;
+  callers: Callers;
   log: Logger;
 }
 
@@ -20,9 +22,4 @@ export function callerOf(ctx: HandlerContext): Principal {
   const p = ctx.values.get(principalKey);
   if (!p) throw unauthenticated('this call needs a Bearer access token');
   return p;
-}
-
-/** True when the caller may act on any organization. */
-export function isInstanceAdmin(p: Principal | undefined): boolean {
-  return p?.roles.has('instance_admin') ?? false;
 }

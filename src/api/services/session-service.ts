@@ -10,7 +10,8 @@ import { pageFrom } from '../../domain/types.js';
 import type { ChallengesTable } from '../../store/schema.js';
 import { principalKey } from '../context.js';
 import { detailsOf, listDetailsOf } from '../mappers.js';
-import { callerOf, isInstanceAdmin, type ServiceDeps } from './deps.js';
+import { managesSessionsOf } from '../../auth/callers.js';
+import { callerOf, type ServiceDeps } from './deps.js';
 
 const USER_VERIFICATION: Record<UserVerificationRequirement, ChallengesTable['user_verification'] | undefined> = {
   [UserVerificationRequirement.UNSPECIFIED]: undefined,
@@ -71,7 +72,10 @@ export function createSessionService({ db, config, tokens }: ServiceDeps): Servi
       const user = search?.case === 'loginName' ? { loginName: search.value } : search?.case === 'userId' ? { userId: search.value } : undefined;
       if (req.checks?.user && !user) throw invalid('checks.user: user_id or login_name is required');
       const lifetime = req.lifetime ? Number(req.lifetime.seconds) + req.lifetime.nanos / 1e9 : undefined;
-      const started = await login.start({ user, webauthn: req.challenges?.webAuthN && webauthnOf(req.challenges.webAuthN), lifetimeSeconds: lifetime }, creatorOf(ctx));
+      const started = await login.start(
+        { user, webauthn: req.challenges?.webAuthN && webauthnOf(req.challenges.webAuthN), lifetimeSeconds: lifetime, caller: ctx.values.get(principalKey) },
+        creatorOf(ctx),
+      );
       return {
         details: detailsOf(started.details),
         sessionId: started.sessionId,
@@ -87,7 +91,10 @@ export function createSessionService({ db, config, tokens }: ServiceDeps): Servi
       const wanted = req.challenges?.webAuthN;
       if (check && wanted) throw invalid('send either checks.web_auth_n or challenges.web_auth_n');
       if (check) {
-        const done = await login.finish({ sessionId: req.sessionId, sessionToken: token, assertion: check.credentialAssertionData }, creatorOf(ctx));
+        const done = await login.finish(
+          { sessionId: req.sessionId, sessionToken: token, assertion: check.credentialAssertionData, caller: ctx.values.get(principalKey) },
+          creatorOf(ctx),
+        );
         return {
           details: detailsOf(done.details),
           sessionToken: done.sessionToken,
@@ -96,7 +103,7 @@ export function createSessionService({ db, config, tokens }: ServiceDeps): Servi
         };
       }
       if (wanted) {
-        const c = await login.challenge({ sessionId: req.sessionId, sessionToken: token, webauthn: webauthnOf(wanted) }, creatorOf(ctx));
+        const c = await login.challenge({ sessionId: req.sessionId, sessionToken: token, webauthn: webauthnOf(wanted), caller: ctx.values.get(principalKey) }, creatorOf(ctx));
         return { details: detailsOf(c.details), sessionToken: token!, challenges: { webAuthN: { publicKeyCredentialRequestOptions: c.requestOptions as JsonObject } } };
       }
       throw invalid('checks.web_auth_n or challenges.web_auth_n is required');
@@ -118,8 +125,9 @@ export function createSessionService({ db, config, tokens }: ServiceDeps): Servi
     async listSessions(req, ctx) {
       const caller = callerOf(ctx);
       const filters = req.queries.map(filterOf);
-      // Instance admins see every session, org admins their organization's, anyone else their own.
-      if (!isInstanceAdmin(caller)) filters.push(caller.roles.has('org_admin') ? { orgId: caller.orgId } : { userId: caller.subject });
+      // Instance admins (and instance-wide session managers) see every session, org admins and session
+      // managers their organization's, anyone else their own.
+      if (!managesSessionsOf(caller, null)) filters.push(managesSessionsOf(caller, caller.orgId) ? { orgId: caller.orgId } : { userId: caller.subject });
       const r = await listSessions(db, filters, pageFrom(req.query));
       return { details: listDetailsOf(r), sessions: r.items.map(sessionOf) };
     },

@@ -1,11 +1,12 @@
 import type { ServiceImpl } from '@connectrpc/connect';
 import { TextQueryMethod } from '../../../gen/passkeyd/object/v2/object_pb.js';
-import { UserFieldName, type SearchQuery } from '../../../gen/passkeyd/user/v2/user_pb.js';
+import { Type, UserFieldName, type SearchQuery } from '../../../gen/passkeyd/user/v2/user_pb.js';
 import type { UserService } from '../../../gen/passkeyd/user/v2/user_service_pb.js';
 import { pageFrom } from '../../domain/types.js';
 import { addHumanUser, deleteUser, getUser, listUsers, updateHumanUser, type TextMethod, type UserFilter, type UserSort } from '../../domain/users.js';
 import { detailsOf, listDetailsOf, rowDetails, userOf } from '../mappers.js';
-import { callerOf, isInstanceAdmin, type ServiceDeps } from './deps.js';
+import { isInstanceAdmin } from '../../auth/callers.js';
+import { callerOf, type ServiceDeps } from './deps.js';
 
 const TEXT_METHODS: Record<TextQueryMethod, TextMethod> = {
   [TextQueryMethod.EQUALS]: 'equals',
@@ -26,6 +27,8 @@ function filterOf(q: SearchQuery): UserFilter {
       return { orgId: q.query.value.organizationId };
     case 'inUserIdsQuery':
       return { userIds: q.query.value.userIds };
+    case 'typeQuery':
+      return q.query.value.type === Type.MACHINE ? { type: 'machine' } : q.query.value.type === Type.HUMAN ? { type: 'human' } : {};
     default:
       return {};
   }
@@ -93,7 +96,7 @@ export function createUserService({ db }: ServiceDeps): Pick<ServiceImpl<typeof 
     async listUsers(req, ctx) {
       const caller = callerOf(ctx);
       const filters = req.queries.map(filterOf);
-      // Org admins see their own organization only.
+      // Org admins see their own organization only (a filter for another one finds nothing).
       if (!isInstanceAdmin(caller)) filters.push({ orgId: caller.orgId });
       const r = await listUsers(db, filters, pageFrom(req.query), SORTS[req.sortingColumn]);
       return { details: listDetailsOf(r), sortingColumn: req.sortingColumn, result: r.items.map(userOf) };

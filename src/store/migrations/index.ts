@@ -3,6 +3,7 @@ import * as initial from './2026-11-22-001-initial.js';
 import * as passkeysSessions from './2026-11-22-002-passkeys-sessions.js';
 import * as sessionLogin from './2026-11-22-004-session-login.js';
 import * as refuseFunction from './2026-11-22-005-refuse-function.js';
+import * as machineUsers from './2026-11-30-006-machine-users.js';
 
 /** Every migration, by date-prefixed name; Kysely applies them in name order. */
 export const migrations: Record<string, Migration> = {
@@ -10,4 +11,5 @@ export const migrations: Record<string, Migration> = {
   '2026-11-22-002-passkeys-sessions': passkeysSessions,
   '2026-11-22-004-session-login': sessionLogin,
   '2026-11-22-005-refuse-function': refuseFunction,
+  '2026-11-30-006-machine-users': machineUsers,
 };

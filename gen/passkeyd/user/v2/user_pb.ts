@@ -6,6 +6,8 @@ import type { GenEnum, GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2"
 import { enumDesc, fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Details, TextQueryMethod } from "../../object/v2/object_pb.js";
 import { file_passkeyd_object_v2_object } from "../../object/v2/object_pb.js";
+import type { MachineUser } from "./machine_pb.js";
+import { file_passkeyd_user_v2_machine } from "./machine_pb.js";
 import { file_passkeyd_options_v1_options } from "../../options/v1/options_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
@@ -13,7 +15,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file passkeyd/user/v2/user.proto.
  */
 export const file_passkeyd_user_v2_user: GenFile = /*@__PURE__*/
-  fileDesc("ChtwYXNza2V5ZC91c2VyL3YyL3VzZXIucHJvdG8SEHBhc3NrZXlkLnVzZXIudjIi7AEKBFVzZXISDwoHdXNlcl9pZBgBIAEoCRIqCgVzdGF0ZRgCIAEoDjIbLnBhc3NrZXlkLnVzZXIudjIuVXNlclN0YXRlEhAKCHVzZXJuYW1lGAMgASgJEhMKC2xvZ2luX25hbWVzGAQgAygJEhwKFHByZWZlcnJlZF9sb2dpbl9uYW1lGAUgASgJEiwKBWh1bWFuGAYgASgLMhsucGFzc2tleWQudXNlci52Mi5IdW1hblVzZXJIABIsCgdkZXRhaWxzGAggASgLMhsucGFzc2tleWQub2JqZWN0LnYyLkRldGFpbHNCBgoEdHlwZSJpCglIdW1hblVzZXISLwoHcHJvZmlsZRgCIAEoCzIeLnBhc3NrZXlkLnVzZXIudjIuSHVtYW5Qcm9maWxlEisKBWVtYWlsGAMgASgLMhwucGFzc2tleWQudXNlci52Mi5IdW1hbkVtYWlsInwKDEh1bWFuUHJvZmlsZRISCgpnaXZlbl9uYW1lGAEgASgJEhMKC2ZhbWlseV9uYW1lGAIgASgJEhEKCW5pY2tfbmFtZRgDIAEoCRIUCgxkaXNwbGF5X25hbWUYBCABKAkSGgoScHJlZmVycmVkX2xhbmd1YWdlGAUgASgJIjAKCkh1bWFuRW1haWwSDQoFZW1haWwYASABKAkSEwoLaXNfdmVyaWZpZWQYAiABKAgi9AEKD1NldEh1bWFuUHJvZmlsZRIdCgpnaXZlbl9uYW1lGAEgASgJQgnK8xgFCAEQyAESHgoLZmFtaWx5X25hbWUYAiABKAlCCcrzGAUIARDIARIfCgluaWNrX25hbWUYAyABKAlCB8rzGAMQyAFIAIgBARIiCgxkaXNwbGF5X25hbWUYBCABKAlCB8rzGAMQyAFIAYgBARInChJwcmVmZXJyZWRfbGFuZ3VhZ2UYBSABKAlCBsrzGAIQCkgCiAEBQgwKCl9uaWNrX25hbWVCDwoNX2Rpc3BsYXlfbmFtZUIVChNfcHJlZmVycmVkX2xhbmd1YWdlIkAKDVNldEh1bWFuRW1haWwSGgoFZW1haWwYASABKAlCC8rzGAcIARDIATABEhMKC2lzX3ZlcmlmaWVkGAMgASgIImIKDVVzZXJOYW1lUXVlcnkSHAoJdXNlcl9uYW1lGAEgASgJQgnK8xgFCAEQyAESMwoGbWV0aG9kGAIgASgOMiMucGFzc2tleWQub2JqZWN0LnYyLlRleHRRdWVyeU1ldGhvZCJjCgpFbWFpbFF1ZXJ5EiAKDWVtYWlsX2FkZHJlc3MYASABKAlCCcrzGAUIARDIARIzCgZtZXRob2QYAiABKA4yIy5wYXNza2V5ZC5vYmplY3QudjIuVGV4dFF1ZXJ5TWV0aG9kIjkKE09yZ2FuaXphdGlvbklkUXVlcnkSIgoPb3JnYW5pemF0aW9uX2lkGAEgASgJQgnK8xgFCAEQyAEiLQoNSW5Vc2VySURRdWVyeRIcCgh1c2VyX2lkcxgBIAMoCUIKyvMYBhDoBzjIASKNAgoLU2VhcmNoUXVlcnkSOgoPdXNlcl9uYW1lX3F1ZXJ5GAEgASgLMh8ucGFzc2tleWQudXNlci52Mi5Vc2VyTmFtZVF1ZXJ5SAASMwoLZW1haWxfcXVlcnkYBSABKAsyHC5wYXNza2V5ZC51c2VyLnYyLkVtYWlsUXVlcnlIABJGChVvcmdhbml6YXRpb25faWRfcXVlcnkYCSABKAsyJS5wYXNza2V5ZC51c2VyLnYyLk9yZ2FuaXphdGlvbklkUXVlcnlIABI8ChFpbl91c2VyX2lkc19xdWVyeRgKIAEoCzIfLnBhc3NrZXlkLnVzZXIudjIuSW5Vc2VySURRdWVyeUgAQgcKBXF1ZXJ5Kp4BCglVc2VyU3RhdGUSGgoWVVNFUl9TVEFURV9VTlNQRUNJRklFRBAAEhUKEVVTRVJfU1RBVEVfQUNUSVZFEAESFwoTVVNFUl9TVEFURV9JTkFDVElWRRACEhYKElVTRVJfU1RBVEVfREVMRVRFRBADEhUKEVVTRVJfU1RBVEVfTE9DS0VEEAQSFgoSVVNFUl9TVEFURV9JTklUSUFMEAUqjQEKDVVzZXJGaWVsZE5hbWUSHwobVVNFUl9GSUVMRF9OQU1FX1VOU1BFQ0lGSUVEEAASHQoZVVNFUl9GSUVMRF9OQU1FX1VTRVJfTkFNRRABEhkKFVVTRVJfRklFTERfTkFNRV9FTUFJTBAFEiEKHVVTRVJfRklFTERfTkFNRV9DUkVBVElPTl9EQVRFEApiBnByb3RvMw", [file_passkeyd_object_v2_object, file_passkeyd_options_v1_options]);
+  fileDesc("ChtwYXNza2V5ZC91c2VyL3YyL3VzZXIucHJvdG8SEHBhc3NrZXlkLnVzZXIudjIingIKBFVzZXISDwoHdXNlcl9pZBgBIAEoCRIqCgVzdGF0ZRgCIAEoDjIbLnBhc3NrZXlkLnVzZXIudjIuVXNlclN0YXRlEhAKCHVzZXJuYW1lGAMgASgJEhMKC2xvZ2luX25hbWVzGAQgAygJEhwKFHByZWZlcnJlZF9sb2dpbl9uYW1lGAUgASgJEiwKBWh1bWFuGAYgASgLMhsucGFzc2tleWQudXNlci52Mi5IdW1hblVzZXJIABIwCgdtYWNoaW5lGAcgASgLMh0ucGFzc2tleWQudXNlci52Mi5NYWNoaW5lVXNlckgAEiwKB2RldGFpbHMYCCABKAsyGy5wYXNza2V5ZC5vYmplY3QudjIuRGV0YWlsc0IGCgR0eXBlImkKCUh1bWFuVXNlchIvCgdwcm9maWxlGAIgASgLMh4ucGFzc2tleWQudXNlci52Mi5IdW1hblByb2ZpbGUSKwoFZW1haWwYAyABKAsyHC5wYXNza2V5ZC51c2VyLnYyLkh1bWFuRW1haWwifAoMSHVtYW5Qcm9maWxlEhIKCmdpdmVuX25hbWUYASABKAkSEwoLZmFtaWx5X25hbWUYAiABKAkSEQoJbmlja19uYW1lGAMgASgJEhQKDGRpc3BsYXlfbmFtZRgEIAEoCRIaChJwcmVmZXJyZWRfbGFuZ3VhZ2UYBSABKAkiMAoKSHVtYW5FbWFpbBINCgVlbWFpbBgBIAEoCRITCgtpc192ZXJpZmllZBgCIAEoCCL0AQoPU2V0SHVtYW5Qcm9maWxlEh0KCmdpdmVuX25hbWUYASABKAlCCcrzGAUIARDIARIeCgtmYW1pbHlfbmFtZRgCIAEoCUIJyvMYBQgBEMgBEh8KCW5pY2tfbmFtZRgDIAEoCUIHyvMYAxDIAUgAiAEBEiIKDGRpc3BsYXlfbmFtZRgEIAEoCUIHyvMYAxDIAUgBiAEBEicKEnByZWZlcnJlZF9sYW5ndWFnZRgFIAEoCUIGyvMYAhAKSAKIAQFCDAoKX25pY2tfbmFtZUIPCg1fZGlzcGxheV9uYW1lQhUKE19wcmVmZXJyZWRfbGFuZ3VhZ2UiQAoNU2V0SHVtYW5FbWFpbBIaCgVlbWFpbBgBIAEoCUILyvMYBwgBEMgBMAESEwoLaXNfdmVyaWZpZWQYAyABKAgiYgoNVXNlck5hbWVRdWVyeRIcCgl1c2VyX25hbWUYASABKAlCCcrzGAUIARDIARIzCgZtZXRob2QYAiABKA4yIy5wYXNza2V5ZC5vYmplY3QudjIuVGV4dFF1ZXJ5TWV0aG9kImMKCkVtYWlsUXVlcnkSIAoNZW1haWxfYWRkcmVzcxgBIAEoCUIJyvMYBQgBEMgBEjMKBm1ldGhvZBgCIAEoDjIjLnBhc3NrZXlkLm9iamVjdC52Mi5UZXh0UXVlcnlNZXRob2QiOQoTT3JnYW5pemF0aW9uSWRRdWVyeRIiCg9vcmdhbml6YXRpb25faWQYASABKAlCCcrzGAUIARDIASItCg1JblVzZXJJRFF1ZXJ5EhwKCHVzZXJfaWRzGAEgAygJQgrK8xgGEOgHOMgBIjEKCVR5cGVRdWVyeRIkCgR0eXBlGAEgASgOMhYucGFzc2tleWQudXNlci52Mi5UeXBlIsACCgtTZWFyY2hRdWVyeRI6Cg91c2VyX25hbWVfcXVlcnkYASABKAsyHy5wYXNza2V5ZC51c2VyLnYyLlVzZXJOYW1lUXVlcnlIABIzCgtlbWFpbF9xdWVyeRgFIAEoCzIcLnBhc3NrZXlkLnVzZXIudjIuRW1haWxRdWVyeUgAEkYKFW9yZ2FuaXphdGlvbl9pZF9xdWVyeRgJIAEoCzIlLnBhc3NrZXlkLnVzZXIudjIuT3JnYW5pemF0aW9uSWRRdWVyeUgAEjwKEWluX3VzZXJfaWRzX3F1ZXJ5GAogASgLMh8ucGFzc2tleWQudXNlci52Mi5JblVzZXJJRFF1ZXJ5SAASMQoKdHlwZV9xdWVyeRgLIAEoCzIbLnBhc3NrZXlkLnVzZXIudjIuVHlwZVF1ZXJ5SABCBwoFcXVlcnkqngEKCVVzZXJTdGF0ZRIaChZVU0VSX1NUQVRFX1VOU1BFQ0lGSUVEEAASFQoRVVNFUl9TVEFURV9BQ1RJVkUQARIXChNVU0VSX1NUQVRFX0lOQUNUSVZFEAISFgoSVVNFUl9TVEFURV9ERUxFVEVEEAMSFQoRVVNFUl9TVEFURV9MT0NLRUQQBBIWChJVU0VSX1NUQVRFX0lOSVRJQUwQBSo+CgRUeXBlEhQKEFRZUEVfVU5TUEVDSUZJRUQQABIOCgpUWVBFX0hVTUFOEAESEAoMVFlQRV9NQUNISU5FEAIqjQEKDVVzZXJGaWVsZE5hbWUSHwobVVNFUl9GSUVMRF9OQU1FX1VOU1BFQ0lGSUVEEAASHQoZVVNFUl9GSUVMRF9OQU1FX1VTRVJfTkFNRRABEhkKFVVTRVJfRklFTERfTkFNRV9FTUFJTBAFEiEKHVVTRVJfRklFTERfTkFNRV9DUkVBVElPTl9EQVRFEApiBnByb3RvMw", [file_passkeyd_object_v2_object, file_passkeyd_user_v2_machine, file_passkeyd_options_v1_options]);
 
 /**
  * @generated from message passkeyd.user.v2.User
@@ -53,6 +55,12 @@ export type User = Message<"passkeyd.user.v2.User"> & {
      */
     value: HumanUser;
     case: "human";
+  } | {
+    /**
+     * @generated from field: passkeyd.user.v2.MachineUser machine = 7;
+     */
+    value: MachineUser;
+    case: "machine";
   } | { case: undefined; value?: undefined };
 
   /**
@@ -291,6 +299,25 @@ export const InUserIDQuerySchema: GenMessage<InUserIDQuery> = /*@__PURE__*/
   messageDesc(file_passkeyd_user_v2_user, 9);
 
 /**
+ * Users of one type (human or machine).
+ *
+ * @generated from message passkeyd.user.v2.TypeQuery
+ */
+export type TypeQuery = Message<"passkeyd.user.v2.TypeQuery"> & {
+  /**
+   * @generated from field: passkeyd.user.v2.Type type = 1;
+   */
+  type: Type;
+};
+
+/**
+ * Describes the message passkeyd.user.v2.TypeQuery.
+ * Use `create(TypeQuerySchema)` to create a new message.
+ */
+export const TypeQuerySchema: GenMessage<TypeQuery> = /*@__PURE__*/
+  messageDesc(file_passkeyd_user_v2_user, 10);
+
+/**
  * The queries of a ListUsersRequest are ANDed.
  *
  * @generated from message passkeyd.user.v2.SearchQuery
@@ -323,6 +350,12 @@ export type SearchQuery = Message<"passkeyd.user.v2.SearchQuery"> & {
      */
     value: InUserIDQuery;
     case: "inUserIdsQuery";
+  } | {
+    /**
+     * @generated from field: passkeyd.user.v2.TypeQuery type_query = 11;
+     */
+    value: TypeQuery;
+    case: "typeQuery";
   } | { case: undefined; value?: undefined };
 };
 
@@ -331,7 +364,7 @@ export type SearchQuery = Message<"passkeyd.user.v2.SearchQuery"> & {
  * Use `create(SearchQuerySchema)` to create a new message.
  */
 export const SearchQuerySchema: GenMessage<SearchQuery> = /*@__PURE__*/
-  messageDesc(file_passkeyd_user_v2_user, 10);
+  messageDesc(file_passkeyd_user_v2_user, 11);
 
 /**
  * @generated from enum passkeyd.user.v2.UserState
@@ -375,6 +408,32 @@ export const UserStateSchema: GenEnum<UserState> = /*@__PURE__*/
   enumDesc(file_passkeyd_user_v2_user, 0);
 
 /**
+ * @generated from enum passkeyd.user.v2.Type
+ */
+export enum Type {
+  /**
+   * @generated from enum value: TYPE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * @generated from enum value: TYPE_HUMAN = 1;
+   */
+  HUMAN = 1,
+
+  /**
+   * @generated from enum value: TYPE_MACHINE = 2;
+   */
+  MACHINE = 2,
+}
+
+/**
+ * Describes the enum passkeyd.user.v2.Type.
+ */
+export const TypeSchema: GenEnum<Type> = /*@__PURE__*/
+  enumDesc(file_passkeyd_user_v2_user, 1);
+
+/**
  * @generated from enum passkeyd.user.v2.UserFieldName
  */
 export enum UserFieldName {
@@ -403,5 +462,5 @@ export enum UserFieldName {
  * Describes the enum passkeyd.user.v2.UserFieldName.
  */
 export const UserFieldNameSchema: GenEnum<UserFieldName> = /*@__PURE__*/
-  enumDesc(file_passkeyd_user_v2_user, 1);
+  enumDesc(file_passkeyd_user_v2_user, 2);
 

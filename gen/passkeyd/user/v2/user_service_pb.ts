@@ -5,10 +5,13 @@
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import { file_google_api_annotations } from "../../../google/api/annotations_pb.js";
-import { file_google_protobuf_struct } from "@bufbuild/protobuf/wkt";
+import type { Timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_struct, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Details, ListDetails, ListQuery, Organization } from "../../object/v2/object_pb.js";
 import { file_passkeyd_object_v2_object } from "../../object/v2/object_pb.js";
 import { file_passkeyd_options_v1_options } from "../../options/v1/options_pb.js";
+import type { CredentialFilter, Key, PersonalAccessToken, SetMachineUser } from "./machine_pb.js";
+import { file_passkeyd_user_v2_machine } from "./machine_pb.js";
 import type { Passkey, PasskeyAuthenticator, PasskeyRegistrationCode, ReturnPasskeyRegistrationCode, SendPasskeyRegistrationLink } from "./passkey_pb.js";
 import { file_passkeyd_user_v2_passkey } from "./passkey_pb.js";
 import type { SearchQuery, SetHumanEmail, SetHumanProfile, User, UserFieldName } from "./user_pb.js";
@@ -19,7 +22,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file passkeyd/user/v2/user_service.proto.
  */
 export const file_passkeyd_user_v2_user_service: GenFile = /*@__PURE__*/
-  fileDesc("CiNwYXNza2V5ZC91c2VyL3YyL3VzZXJfc2VydmljZS5wcm90bxIQcGFzc2tleWQudXNlci52MiKdAgoTQWRkSHVtYW5Vc2VyUmVxdWVzdBIfCgd1c2VyX2lkGAEgASgJQgnK8xgFCAEQyAFIAIgBARIgCgh1c2VybmFtZRgCIAEoCUIJyvMYBQgBEMgBSAGIAQESNgoMb3JnYW5pemF0aW9uGAMgASgLMiAucGFzc2tleWQub2JqZWN0LnYyLk9yZ2FuaXphdGlvbhI6Cgdwcm9maWxlGAQgASgLMiEucGFzc2tleWQudXNlci52Mi5TZXRIdW1hblByb2ZpbGVCBsrzGAIYARI2CgVlbWFpbBgFIAEoCzIfLnBhc3NrZXlkLnVzZXIudjIuU2V0SHVtYW5FbWFpbEIGyvMYAhgBQgoKCF91c2VyX2lkQgsKCV91c2VybmFtZSJVChRBZGRIdW1hblVzZXJSZXNwb25zZRIPCgd1c2VyX2lkGAEgASgJEiwKB2RldGFpbHMYAiABKAsyGy5wYXNza2V5ZC5vYmplY3QudjIuRGV0YWlscyIwChJHZXRVc2VyQnlJRFJlcXVlc3QSGgoHdXNlcl9pZBgBIAEoCUIJyvMYBQgBEMgBImkKE0dldFVzZXJCeUlEUmVzcG9uc2USLAoHZGV0YWlscxgBIAEoCzIbLnBhc3NrZXlkLm9iamVjdC52Mi5EZXRhaWxzEiQKBHVzZXIYAiABKAsyFi5wYXNza2V5ZC51c2VyLnYyLlVzZXIixwEKFlVwZGF0ZUh1bWFuVXNlclJlcXVlc3QSGgoHdXNlcl9pZBgBIAEoCUIJyvMYBQgBEMgBEiAKCHVzZXJuYW1lGAIgASgJQgnK8xgFCAEQyAFIAIgBARIyCgdwcm9maWxlGAMgASgLMiEucGFzc2tleWQudXNlci52Mi5TZXRIdW1hblByb2ZpbGUSLgoFZW1haWwYBCABKAsyHy5wYXNza2V5ZC51c2VyLnYyLlNldEh1bWFuRW1haWxCCwoJX3VzZXJuYW1lIkcKF1VwZGF0ZUh1bWFuVXNlclJlc3BvbnNlEiwKB2RldGFpbHMYASABKAsyGy5wYXNza2V5ZC5vYmplY3QudjIuRGV0YWlscyKxAQoQTGlzdFVzZXJzUmVxdWVzdBIsCgVxdWVyeRgBIAEoCzIdLnBhc3NrZXlkLm9iamVjdC52Mi5MaXN0UXVlcnkSNwoOc29ydGluZ19jb2x1bW4YAiABKA4yHy5wYXNza2V5ZC51c2VyLnYyLlVzZXJGaWVsZE5hbWUSNgoHcXVlcmllcxgDIAMoCzIdLnBhc3NrZXlkLnVzZXIudjIuU2VhcmNoUXVlcnlCBsrzGAIQFCKmAQoRTGlzdFVzZXJzUmVzcG9uc2USMAoHZGV0YWlscxgBIAEoCzIfLnBhc3NrZXlkLm9iamVjdC52Mi5MaXN0RGV0YWlscxI3Cg5zb3J0aW5nX2NvbHVtbhgCIAEoDjIfLnBhc3NrZXlkLnVzZXIudjIuVXNlckZpZWxkTmFtZRImCgZyZXN1bHQYAyADKAsyFi5wYXNza2V5ZC51c2VyLnYyLlVzZXIiLwoRRGVsZXRlVXNlclJlcXVlc3QSGgoHdXNlcl9pZBgBIAEoCUIJyvMYBQgBEMgBIkIKEkRlbGV0ZVVzZXJSZXNwb25zZRIsCgdkZXRhaWxzGAEgASgLMhsucGFzc2tleWQub2JqZWN0LnYyLkRldGFpbHMi0wEKFlJlZ2lzdGVyUGFzc2tleVJlcXVlc3QSGgoHdXNlcl9pZBgBIAEoCUIJyvMYBQgBEMgBEjwKBGNvZGUYAiABKAsyKS5wYXNza2V5ZC51c2VyLnYyLlBhc3NrZXlSZWdpc3RyYXRpb25Db2RlSACIAQESPQoNYXV0aGVudGljYXRvchgDIAEoDjImLnBhc3NrZXlkLnVzZXIudjIuUGFzc2tleUF1dGhlbnRpY2F0b3ISFwoGZG9tYWluGAQgASgJQgfK8xgDEP0BQgcKBV9jb2RlIqQBChdSZWdpc3RlclBhc3NrZXlSZXNwb25zZRIsCgdkZXRhaWxzGAEgASgLMhsucGFzc2tleWQub2JqZWN0LnYyLkRldGFpbHMSEgoKcGFzc2tleV9pZBgCIAEoCRJHCiZwdWJsaWNfa2V5X2NyZWRlbnRpYWxfY3JlYXRpb25fb3B0aW9ucxgDIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QixAEKIFZlcmlmeVBhc3NrZXlSZWdpc3RyYXRpb25SZXF1ZXN0EhoKB3VzZXJfaWQYASABKAlCCcrzGAUIARDIARIdCgpwYXNza2V5X2lkGAIgASgJQgnK8xgFCAEQyAESRAoVcHVibGljX2tleV9jcmVkZW50aWFsGAMgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdEIMyvMYCAg3EICAQBgBEh8KDHBhc3NrZXlfbmFtZRgEIAEoCUIJyvMYBQgBEMgBIlEKIVZlcmlmeVBhc3NrZXlSZWdpc3RyYXRpb25SZXNwb25zZRIsCgdkZXRhaWxzGAEgASgLMhsucGFzc2tleWQub2JqZWN0LnYyLkRldGFpbHMi2AEKJENyZWF0ZVBhc3NrZXlSZWdpc3RyYXRpb25MaW5rUmVxdWVzdBIaCgd1c2VyX2lkGAEgASgJQgnK8xgFCAEQyAESQgoJc2VuZF9saW5rGAIgASgLMi0ucGFzc2tleWQudXNlci52Mi5TZW5kUGFzc2tleVJlZ2lzdHJhdGlvbkxpbmtIABJGCgtyZXR1cm5fY29kZRgDIAEoCzIvLnBhc3NrZXlkLnVzZXIudjIuUmV0dXJuUGFzc2tleVJlZ2lzdHJhdGlvbkNvZGVIAEIICgZtZWRpdW0inAEKJUNyZWF0ZVBhc3NrZXlSZWdpc3RyYXRpb25MaW5rUmVzcG9uc2USLAoHZGV0YWlscxgBIAEoCzIbLnBhc3NrZXlkLm9iamVjdC52Mi5EZXRhaWxzEjwKBGNvZGUYAiABKAsyKS5wYXNza2V5ZC51c2VyLnYyLlBhc3NrZXlSZWdpc3RyYXRpb25Db2RlSACIAQFCBwoFX2NvZGUiXwoTTGlzdFBhc3NrZXlzUmVxdWVzdBIaCgd1c2VyX2lkGAEgASgJQgnK8xgFCAEQyAESLAoFcXVlcnkYAiABKAsyHS5wYXNza2V5ZC5vYmplY3QudjIuTGlzdFF1ZXJ5InMKFExpc3RQYXNza2V5c1Jlc3BvbnNlEjAKB2RldGFpbHMYASABKAsyHy5wYXNza2V5ZC5vYmplY3QudjIuTGlzdERldGFpbHMSKQoGcmVzdWx0GAIgAygLMhkucGFzc2tleWQudXNlci52Mi5QYXNza2V5ImoKFFJlbmFtZVBhc3NrZXlSZXF1ZXN0EhoKB3VzZXJfaWQYASABKAlCCcrzGAUIARDIARIdCgpwYXNza2V5X2lkGAIgASgJQgnK8xgFCAEQyAESFwoEbmFtZRgDIAEoCUIJyvMYBQgBEMgBIkUKFVJlbmFtZVBhc3NrZXlSZXNwb25zZRIsCgdkZXRhaWxzGAEgASgLMhsucGFzc2tleWQub2JqZWN0LnYyLkRldGFpbHMiYAoUUmVtb3ZlUGFzc2tleVJlcXVlc3QSGgoHdXNlcl9pZBgBIAEoCUIJyvMYBQgBEMgBEh0KCnBhc3NrZXlfaWQYAiABKAlCCcrzGAUIARDIARINCgVmb3JjZRgDIAEoCCJFChVSZW1vdmVQYXNza2V5UmVzcG9uc2USLAoHZGV0YWlscxgBIAEoCzIbLnBhc3NrZXlkLm9iamVjdC52Mi5EZXRhaWxzIkAKH0NoZWNrUGFzc2tleUF2YWlsYWJpbGl0eVJlcXVlc3QSHQoKbG9naW5fbmFtZRgBIAEoCUIJyvMYBQgBEMgBIjcKIENoZWNrUGFzc2tleUF2YWlsYWJpbGl0eVJlc3BvbnNlEhMKC2hhc19wYXNza2V5GAEgASgIMsUPCgtVc2VyU2VydmljZRKVAQoMQWRkSHVtYW5Vc2VyEiUucGFzc2tleWQudXNlci52Mi5BZGRIdW1hblVzZXJSZXF1ZXN0GiYucGFzc2tleWQudXNlci52Mi5BZGRIdW1hblVzZXJSZXNwb25zZSI2wvMYGAoBAhoTb3JnYW5pemF0aW9uLm9yZ19pZILT5JMCFDoBKiIPL3YyL3VzZXJzL2h1bWFuEogBCgtHZXRVc2VyQnlJRBIkLnBhc3NrZXlkLnVzZXIudjIuR2V0VXNlckJ5SURSZXF1ZXN0GiUucGFzc2tleWQudXNlci52Mi5HZXRVc2VyQnlJRFJlc3BvbnNlIizC8xgNCgIDAhIHdXNlcl9pZILT5JMCFRITL3YyL3VzZXJzL3t1c2VyX2lkfRKdAQoPVXBkYXRlSHVtYW5Vc2VyEigucGFzc2tleWQudXNlci52Mi5VcGRhdGVIdW1hblVzZXJSZXF1ZXN0GikucGFzc2tleWQudXNlci52Mi5VcGRhdGVIdW1hblVzZXJSZXNwb25zZSI1wvMYDQoCAwISB3VzZXJfaWSC0+STAh46ASoaGS92Mi91c2Vycy9odW1hbi97dXNlcl9pZH0ScQoJTGlzdFVzZXJzEiIucGFzc2tleWQudXNlci52Mi5MaXN0VXNlcnNSZXF1ZXN0GiMucGFzc2tleWQudXNlci52Mi5MaXN0VXNlcnNSZXNwb25zZSIbwvMYAwoBAoLT5JMCDjoBKiIJL3YyL3VzZXJzEoQBCgpEZWxldGVVc2VyEiMucGFzc2tleWQudXNlci52Mi5EZWxldGVVc2VyUmVxdWVzdBokLnBhc3NrZXlkLnVzZXIudjIuRGVsZXRlVXNlclJlc3BvbnNlIivC8xgMCgECEgd1c2VyX2lkgtPkkwIVKhMvdjIvdXNlcnMve3VzZXJfaWR9EqcBCg9SZWdpc3RlclBhc3NrZXkSKC5wYXNza2V5ZC51c2VyLnYyLlJlZ2lzdGVyUGFzc2tleVJlcXVlc3QaKS5wYXNza2V5ZC51c2VyLnYyLlJlZ2lzdGVyUGFzc2tleVJlc3BvbnNlIj/C8xgUCgMDAgQSB3VzZXJfaWQiBGNvZGWC0+STAiE6ASoiHC92Mi91c2Vycy97dXNlcl9pZH0vcGFzc2tleXMSzAEKGVZlcmlmeVBhc3NrZXlSZWdpc3RyYXRpb24SMi5wYXNza2V5ZC51c2VyLnYyLlZlcmlmeVBhc3NrZXlSZWdpc3RyYXRpb25SZXF1ZXN0GjMucGFzc2tleWQudXNlci52Mi5WZXJpZnlQYXNza2V5UmVnaXN0cmF0aW9uUmVzcG9uc2UiRsLzGA4KAwMCBBIHdXNlcl9pZILT5JMCLjoBKiIpL3YyL3VzZXJzL3t1c2VyX2lkfS9wYXNza2V5cy97cGFzc2tleV9pZH0S2wEKHUNyZWF0ZVBhc3NrZXlSZWdpc3RyYXRpb25MaW5rEjYucGFzc2tleWQudXNlci52Mi5DcmVhdGVQYXNza2V5UmVnaXN0cmF0aW9uTGlua1JlcXVlc3QaNy5wYXNza2V5ZC51c2VyLnYyLkNyZWF0ZVBhc3NrZXlSZWdpc3RyYXRpb25MaW5rUmVzcG9uc2UiScLzGAwKAQISB3VzZXJfaWSC0+STAjM6ASoiLi92Mi91c2Vycy97dXNlcl9pZH0vcGFzc2tleXMvcmVnaXN0cmF0aW9uX2xpbmsSnwEKDExpc3RQYXNza2V5cxIlLnBhc3NrZXlkLnVzZXIudjIuTGlzdFBhc3NrZXlzUmVxdWVzdBomLnBhc3NrZXlkLnVzZXIudjIuTGlzdFBhc3NrZXlzUmVzcG9uc2UiQMLzGA0KAgMCEgd1c2VyX2lkgtPkkwIpOgEqIiQvdjIvdXNlcnMve3VzZXJfaWR9L3Bhc3NrZXlzL19zZWFyY2gSpwEKDVJlbmFtZVBhc3NrZXkSJi5wYXNza2V5ZC51c2VyLnYyLlJlbmFtZVBhc3NrZXlSZXF1ZXN0GicucGFzc2tleWQudXNlci52Mi5SZW5hbWVQYXNza2V5UmVzcG9uc2UiRcLzGA0KAgMCEgd1c2VyX2lkgtPkkwIuOgEqMikvdjIvdXNlcnMve3VzZXJfaWR9L3Bhc3NrZXlzL3twYXNza2V5X2lkfRKkAQoNUmVtb3ZlUGFzc2tleRImLnBhc3NrZXlkLnVzZXIudjIuUmVtb3ZlUGFzc2tleVJlcXVlc3QaJy5wYXNza2V5ZC51c2VyLnYyLlJlbW92ZVBhc3NrZXlSZXNwb25zZSJCwvMYDQoCAwISB3VzZXJfaWSC0+STAisqKS92Mi91c2Vycy97dXNlcl9pZH0vcGFzc2tleXMve3Bhc3NrZXlfaWR9Eq4BChhDaGVja1Bhc3NrZXlBdmFpbGFiaWxpdHkSMS5wYXNza2V5ZC51c2VyLnYyLkNoZWNrUGFzc2tleUF2YWlsYWJpbGl0eVJlcXVlc3QaMi5wYXNza2V5ZC51c2VyLnYyLkNoZWNrUGFzc2tleUF2YWlsYWJpbGl0eVJlc3BvbnNlIivC8xgDCgEBgtPkkwIeOgEqIhkvdjIvcGFzc2tleXMvYXZhaWxhYmlsaXR5YgZwcm90bzM", [file_google_api_annotations, file_google_protobuf_struct, file_passkeyd_object_v2_object, file_passkeyd_options_v1_options, file_passkeyd_user_v2_passkey, file_passkeyd_user_v2_user]);
+  fileDesc("CiNwYXNza2V5ZC91c2VyL3YyL3VzZXJfc2VydmljZS5wcm90bxIQcGFzc2tleWQudXNlci52MiKdAgoTQWRkSHVtYW5Vc2VyUmVxdWVzdBIfCgd1c2VyX2lkGAEgASgJQgnK8xgFCAEQyAFIAIgBARIgCgh1c2VybmFtZRgCIAEoCUIJyvMYBQgBEMgBSAGIAQESNgoMb3JnYW5pemF0aW9uGAMgASgLMiAucGFzc2tleWQub2JqZWN0LnYyLk9yZ2FuaXphdGlvbhI6Cgdwcm9maWxlGAQgASgLMiEucGFzc2tleWQudXNlci52Mi5TZXRIdW1hblByb2ZpbGVCBsrzGAIYARI2CgVlbWFpbBgFIAEoCzIfLnBhc3NrZXlkLnVzZXIudjIuU2V0SHVtYW5FbWFpbEIGyvMYAhgBQgoKCF91c2VyX2lkQgsKCV91c2VybmFtZSJVChRBZGRIdW1hblVzZXJSZXNwb25zZRIPCgd1c2VyX2lkGAEgASgJEiwKB2RldGFpbHMYAiABKAsyGy5wYXNza2V5ZC5vYmplY3QudjIuRGV0YWlscyIwChJHZXRVc2VyQnlJRFJlcXVlc3QSGgoHdXNlcl9pZBgBIAEoCUIJyvMYBQgBEMgBImkKE0dldFVzZXJCeUlEUmVzcG9uc2USLAoHZGV0YWlscxgBIAEoCzIbLnBhc3NrZXlkLm9iamVjdC52Mi5EZXRhaWxzEiQKBHVzZXIYAiABKAsyFi5wYXNza2V5ZC51c2VyLnYyLlVzZXIixwEKFlVwZGF0ZUh1bWFuVXNlclJlcXVlc3QSGgoHdXNlcl9pZBgBIAEoCUIJyvMYBQgBEMgBEiAKCHVzZXJuYW1lGAIgASgJQgnK8xgFCAEQyAFIAIgBARIyCgdwcm9maWxlGAMgASgLMiEucGFzc2tleWQudXNlci52Mi5TZXRIdW1hblByb2ZpbGUSLgoFZW1haWwYBCABKAsyHy5wYXNza2V5ZC51c2VyLnYyLlNldEh1bWFuRW1haWxCCwoJX3VzZXJuYW1lIkcKF1VwZGF0ZUh1bWFuVXNlclJlc3BvbnNlEiwKB2RldGFpbHMYASABKAsyGy5wYXNza2V5ZC5vYmplY3QudjIuRGV0YWlscyKxAQoQTGlzdFVzZXJzUmVxdWVzdBIsCgVxdWVyeRgBIAEoCzIdLnBhc3NrZXlkLm9iamVjdC52Mi5MaXN0UXVlcnkSNwoOc29ydGluZ19jb2x1bW4YAiABKA4yHy5wYXNza2V5ZC51c2VyLnYyLlVzZXJGaWVsZE5hbWUSNgoHcXVlcmllcxgDIAMoCzIdLnBhc3NrZXlkLnVzZXIudjIuU2VhcmNoUXVlcnlCBsrzGAIQFCKmAQoRTGlzdFVzZXJzUmVzcG9uc2USMAoHZGV0YWlscxgBIAEoCzIfLnBhc3NrZXlkLm9iamVjdC52Mi5MaXN0RGV0YWlscxI3Cg5zb3J0aW5nX2NvbHVtbhgCIAEoDjIfLnBhc3NrZXlkLnVzZXIudjIuVXNlckZpZWxkTmFtZRImCgZyZXN1bHQYAyADKAsyFi5wYXNza2V5ZC51c2VyLnYyLlVzZXIiLwoRRGVsZXRlVXNlclJlcXVlc3QSGgoHdXNlcl9pZBgBIAEoCUIJyvMYBQgBEMgBIkIKEkRlbGV0ZVVzZXJSZXNwb25zZRIsCgdkZXRhaWxzGAEgASgLMhsucGFzc2tleWQub2JqZWN0LnYyLkRldGFpbHMi0wEKFlJlZ2lzdGVyUGFzc2tleVJlcXVlc3QSGgoHdXNlcl9pZBgBIAEoCUIJyvMYBQgBEMgBEjwKBGNvZGUYAiABKAsyKS5wYXNza2V5ZC51c2VyLnYyLlBhc3NrZXlSZWdpc3RyYXRpb25Db2RlSACIAQESPQoNYXV0aGVudGljYXRvchgDIAEoDjImLnBhc3NrZXlkLnVzZXIudjIuUGFzc2tleUF1dGhlbnRpY2F0b3ISFwoGZG9tYWluGAQgASgJQgfK8xgDEP0BQgcKBV9jb2RlIqQBChdSZWdpc3RlclBhc3NrZXlSZXNwb25zZRIsCgdkZXRhaWxzGAEgASgLMhsucGFzc2tleWQub2JqZWN0LnYyLkRldGFpbHMSEgoKcGFzc2tleV9pZBgCIAEoCRJHCiZwdWJsaWNfa2V5X2NyZWRlbnRpYWxfY3JlYXRpb25fb3B0aW9ucxgDIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QixAEKIFZlcmlmeVBhc3NrZXlSZWdpc3RyYXRpb25SZXF1ZXN0EhoKB3VzZXJfaWQYASABKAlCCcrzGAUIARDIARIdCgpwYXNza2V5X2lkGAIgASgJQgnK8xgFCAEQyAESRAoVcHVibGljX2tleV9jcmVkZW50aWFsGAMgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdEIMyvMYCAg3EICAQBgBEh8KDHBhc3NrZXlfbmFtZRgEIAEoCUIJyvMYBQgBEMgBIlEKIVZlcmlmeVBhc3NrZXlSZWdpc3RyYXRpb25SZXNwb25zZRIsCgdkZXRhaWxzGAEgASgLMhsucGFzc2tleWQub2JqZWN0LnYyLkRldGFpbHMi2AEKJENyZWF0ZVBhc3NrZXlSZWdpc3RyYXRpb25MaW5rUmVxdWVzdBIaCgd1c2VyX2lkGAEgASgJQgnK8xgFCAEQyAESQgoJc2VuZF9saW5rGAIgASgLMi0ucGFzc2tleWQudXNlci52Mi5TZW5kUGFzc2tleVJlZ2lzdHJhdGlvbkxpbmtIABJGCgtyZXR1cm5fY29kZRgDIAEoCzIvLnBhc3NrZXlkLnVzZXIudjIuUmV0dXJuUGFzc2tleVJlZ2lzdHJhdGlvbkNvZGVIAEIICgZtZWRpdW0inAEKJUNyZWF0ZVBhc3NrZXlSZWdpc3RyYXRpb25MaW5rUmVzcG9uc2USLAoHZGV0YWlscxgBIAEoCzIbLnBhc3NrZXlkLm9iamVjdC52Mi5EZXRhaWxzEjwKBGNvZGUYAiABKAsyKS5wYXNza2V5ZC51c2VyLnYyLlBhc3NrZXlSZWdpc3RyYXRpb25Db2RlSACIAQFCBwoFX2NvZGUiXwoTTGlzdFBhc3NrZXlzUmVxdWVzdBIaCgd1c2VyX2lkGAEgASgJQgnK8xgFCAEQyAESLAoFcXVlcnkYAiABKAsyHS5wYXNza2V5ZC5vYmplY3QudjIuTGlzdFF1ZXJ5InMKFExpc3RQYXNza2V5c1Jlc3BvbnNlEjAKB2RldGFpbHMYASABKAsyHy5wYXNza2V5ZC5vYmplY3QudjIuTGlzdERldGFpbHMSKQoGcmVzdWx0GAIgAygLMhkucGFzc2tleWQudXNlci52Mi5QYXNza2V5ImoKFFJlbmFtZVBhc3NrZXlSZXF1ZXN0EhoKB3VzZXJfaWQYASABKAlCCcrzGAUIARDIARIdCgpwYXNza2V5X2lkGAIgASgJQgnK8xgFCAEQyAESFwoEbmFtZRgDIAEoCUIJyvMYBQgBEMgBIkUKFVJlbmFtZVBhc3NrZXlSZXNwb25zZRIsCgdkZXRhaWxzGAEgASgLMhsucGFzc2tleWQub2JqZWN0LnYyLkRldGFpbHMiYAoUUmVtb3ZlUGFzc2tleVJlcXVlc3QSGgoHdXNlcl9pZBgBIAEoCUIJyvMYBQgBEMgBEh0KCnBhc3NrZXlfaWQYAiABKAlCCcrzGAUIARDIARINCgVmb3JjZRgDIAEoCCJFChVSZW1vdmVQYXNza2V5UmVzcG9uc2USLAoHZGV0YWlscxgBIAEoCzIbLnBhc3NrZXlkLm9iamVjdC52Mi5EZXRhaWxzIkAKH0NoZWNrUGFzc2tleUF2YWlsYWJpbGl0eVJlcXVlc3QSHQoKbG9naW5fbmFtZRgBIAEoCUIJyvMYBQgBEMgBIjcKIENoZWNrUGFzc2tleUF2YWlsYWJpbGl0eVJlc3BvbnNlEhMKC2hhc19wYXNza2V5GAEgASgIIo4DChFDcmVhdGVVc2VyUmVxdWVzdBIiCg9vcmdhbml6YXRpb25faWQYASABKAlCCcrzGAUIARDIARIfCgd1c2VyX2lkGAIgASgJQgnK8xgFCAEQyAFIAYgBARIgCgh1c2VybmFtZRgDIAEoCUIJyvMYBQgBEMgBSAKIAQESOgoFaHVtYW4YBCABKAsyKS5wYXNza2V5ZC51c2VyLnYyLkNyZWF0ZVVzZXJSZXF1ZXN0Lkh1bWFuSAASMwoHbWFjaGluZRgFIAEoCzIgLnBhc3NrZXlkLnVzZXIudjIuU2V0TWFjaGluZVVzZXJIABp7CgVIdW1hbhI6Cgdwcm9maWxlGAEgASgLMiEucGFzc2tleWQudXNlci52Mi5TZXRIdW1hblByb2ZpbGVCBsrzGAIYARI2CgVlbWFpbBgCIAEoCzIfLnBhc3NrZXlkLnVzZXIudjIuU2V0SHVtYW5FbWFpbEIGyvMYAhgBQgsKCXVzZXJfdHlwZUIKCghfdXNlcl9pZEILCglfdXNlcm5hbWUigQEKEkNyZWF0ZVVzZXJSZXNwb25zZRIKCgJpZBgBIAEoCRIxCg1jcmVhdGlvbl9kYXRlGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCgdkZXRhaWxzGAogASgLMhsucGFzc2tleWQub2JqZWN0LnYyLkRldGFpbHMiMwoVRGVhY3RpdmF0ZVVzZXJSZXF1ZXN0EhoKB3VzZXJfaWQYASABKAlCCcrzGAUIARDIASJGChZEZWFjdGl2YXRlVXNlclJlc3BvbnNlEiwKB2RldGFpbHMYASABKAsyGy5wYXNza2V5ZC5vYmplY3QudjIuRGV0YWlscyIzChVSZWFjdGl2YXRlVXNlclJlcXVlc3QSGgoHdXNlcl9pZBgBIAEoCUIJyvMYBQgBEMgBIkYKFlJlYWN0aXZhdGVVc2VyUmVzcG9uc2USLAoHZGV0YWlscxgBIAEoCzIbLnBhc3NrZXlkLm9iamVjdC52Mi5EZXRhaWxzIoYBCg1BZGRLZXlSZXF1ZXN0EhoKB3VzZXJfaWQYASABKAlCCcrzGAUIARDIARI7Cg9leHBpcmF0aW9uX2RhdGUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgbK8xgCGAESHAoKcHVibGljX2tleRgDIAEoDEIIyvMYBBCAgAEilgEKDkFkZEtleVJlc3BvbnNlEjEKDWNyZWF0aW9uX2RhdGUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg4KBmtleV9pZBgCIAEoCRITCgtrZXlfY29udGVudBgDIAEoDBIsCgdkZXRhaWxzGAogASgLMhsucGFzc2tleWQub2JqZWN0LnYyLkRldGFpbHMiSQoQUmVtb3ZlS2V5UmVxdWVzdBIaCgd1c2VyX2lkGAEgASgJQgnK8xgFCAEQyAESGQoGa2V5X2lkGAIgASgJQgnK8xgFCAEQyAEidAoRUmVtb3ZlS2V5UmVzcG9uc2USMQoNZGVsZXRpb25fZGF0ZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoHZGV0YWlscxgKIAEoCzIbLnBhc3NrZXlkLm9iamVjdC52Mi5EZXRhaWxzInwKD0xpc3RLZXlzUmVxdWVzdBIsCgVxdWVyeRgBIAEoCzIdLnBhc3NrZXlkLm9iamVjdC52Mi5MaXN0UXVlcnkSOwoHZmlsdGVycxgCIAMoCzIiLnBhc3NrZXlkLnVzZXIudjIuQ3JlZGVudGlhbEZpbHRlckIGyvMYAhAUImsKEExpc3RLZXlzUmVzcG9uc2USMAoHZGV0YWlscxgBIAEoCzIfLnBhc3NrZXlkLm9iamVjdC52Mi5MaXN0RGV0YWlscxIlCgZyZXN1bHQYAiADKAsyFS5wYXNza2V5ZC51c2VyLnYyLktleSJ4Ch1BZGRQZXJzb25hbEFjY2Vzc1Rva2VuUmVxdWVzdBIaCgd1c2VyX2lkGAEgASgJQgnK8xgFCAEQyAESOwoPZXhwaXJhdGlvbl9kYXRlGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIGyvMYAhgBIqIBCh5BZGRQZXJzb25hbEFjY2Vzc1Rva2VuUmVzcG9uc2USMQoNY3JlYXRpb25fZGF0ZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEAoIdG9rZW5faWQYAiABKAkSDQoFdG9rZW4YAyABKAkSLAoHZGV0YWlscxgKIAEoCzIbLnBhc3NrZXlkLm9iamVjdC52Mi5EZXRhaWxzIlsKIFJlbW92ZVBlcnNvbmFsQWNjZXNzVG9rZW5SZXF1ZXN0EhoKB3VzZXJfaWQYASABKAlCCcrzGAUIARDIARIbCgh0b2tlbl9pZBgCIAEoCUIJyvMYBQgBEMgBIoQBCiFSZW1vdmVQZXJzb25hbEFjY2Vzc1Rva2VuUmVzcG9uc2USMQoNZGVsZXRpb25fZGF0ZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoHZGV0YWlscxgKIAEoCzIbLnBhc3NrZXlkLm9iamVjdC52Mi5EZXRhaWxzIowBCh9MaXN0UGVyc29uYWxBY2Nlc3NUb2tlbnNSZXF1ZXN0EiwKBXF1ZXJ5GAEgASgLMh0ucGFzc2tleWQub2JqZWN0LnYyLkxpc3RRdWVyeRI7CgdmaWx0ZXJzGAIgAygLMiIucGFzc2tleWQudXNlci52Mi5DcmVkZW50aWFsRmlsdGVyQgbK8xgCEBQiiwEKIExpc3RQZXJzb25hbEFjY2Vzc1Rva2Vuc1Jlc3BvbnNlEjAKB2RldGFpbHMYASABKAsyHy5wYXNza2V5ZC5vYmplY3QudjIuTGlzdERldGFpbHMSNQoGcmVzdWx0GAIgAygLMiUucGFzc2tleWQudXNlci52Mi5QZXJzb25hbEFjY2Vzc1Rva2VuIi4KEEFkZFNlY3JldFJlcXVlc3QSGgoHdXNlcl9pZBgBIAEoCUIJyvMYBQgBEMgBIosBChFBZGRTZWNyZXRSZXNwb25zZRIxCg1jcmVhdGlvbl9kYXRlGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIVCg1jbGllbnRfc2VjcmV0GAIgASgJEiwKB2RldGFpbHMYCiABKAsyGy5wYXNza2V5ZC5vYmplY3QudjIuRGV0YWlscyIxChNSZW1vdmVTZWNyZXRSZXF1ZXN0EhoKB3VzZXJfaWQYASABKAlCCcrzGAUIARDIASJ3ChRSZW1vdmVTZWNyZXRSZXNwb25zZRIxCg1kZWxldGlvbl9kYXRlGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCgdkZXRhaWxzGAogASgLMhsucGFzc2tleWQub2JqZWN0LnYyLkRldGFpbHMy6hwKC1VzZXJTZXJ2aWNlEpUBCgxBZGRIdW1hblVzZXISJS5wYXNza2V5ZC51c2VyLnYyLkFkZEh1bWFuVXNlclJlcXVlc3QaJi5wYXNza2V5ZC51c2VyLnYyLkFkZEh1bWFuVXNlclJlc3BvbnNlIjbC8xgYCgECGhNvcmdhbml6YXRpb24ub3JnX2lkgtPkkwIUOgEqIg8vdjIvdXNlcnMvaHVtYW4SiAEKC0dldFVzZXJCeUlEEiQucGFzc2tleWQudXNlci52Mi5HZXRVc2VyQnlJRFJlcXVlc3QaJS5wYXNza2V5ZC51c2VyLnYyLkdldFVzZXJCeUlEUmVzcG9uc2UiLMLzGA0KAgMCEgd1c2VyX2lkgtPkkwIVEhMvdjIvdXNlcnMve3VzZXJfaWR9Ep0BCg9VcGRhdGVIdW1hblVzZXISKC5wYXNza2V5ZC51c2VyLnYyLlVwZGF0ZUh1bWFuVXNlclJlcXVlc3QaKS5wYXNza2V5ZC51c2VyLnYyLlVwZGF0ZUh1bWFuVXNlclJlc3BvbnNlIjXC8xgNCgIDAhIHdXNlcl9pZILT5JMCHjoBKhoZL3YyL3VzZXJzL2h1bWFuL3t1c2VyX2lkfRJxCglMaXN0VXNlcnMSIi5wYXNza2V5ZC51c2VyLnYyLkxpc3RVc2Vyc1JlcXVlc3QaIy5wYXNza2V5ZC51c2VyLnYyLkxpc3RVc2Vyc1Jlc3BvbnNlIhvC8xgDCgECgtPkkwIOOgEqIgkvdjIvdXNlcnMShAEKCkRlbGV0ZVVzZXISIy5wYXNza2V5ZC51c2VyLnYyLkRlbGV0ZVVzZXJSZXF1ZXN0GiQucGFzc2tleWQudXNlci52Mi5EZWxldGVVc2VyUmVzcG9uc2UiK8LzGAwKAQISB3VzZXJfaWSC0+STAhUqEy92Mi91c2Vycy97dXNlcl9pZH0SpwEKD1JlZ2lzdGVyUGFzc2tleRIoLnBhc3NrZXlkLnVzZXIudjIuUmVnaXN0ZXJQYXNza2V5UmVxdWVzdBopLnBhc3NrZXlkLnVzZXIudjIuUmVnaXN0ZXJQYXNza2V5UmVzcG9uc2UiP8LzGBQKAwMCBBIHdXNlcl9pZCIEY29kZYLT5JMCIToBKiIcL3YyL3VzZXJzL3t1c2VyX2lkfS9wYXNza2V5cxLMAQoZVmVyaWZ5UGFzc2tleVJlZ2lzdHJhdGlvbhIyLnBhc3NrZXlkLnVzZXIudjIuVmVyaWZ5UGFzc2tleVJlZ2lzdHJhdGlvblJlcXVlc3QaMy5wYXNza2V5ZC51c2VyLnYyLlZlcmlmeVBhc3NrZXlSZWdpc3RyYXRpb25SZXNwb25zZSJGwvMYDgoDAwIEEgd1c2VyX2lkgtPkkwIuOgEqIikvdjIvdXNlcnMve3VzZXJfaWR9L3Bhc3NrZXlzL3twYXNza2V5X2lkfRLbAQodQ3JlYXRlUGFzc2tleVJlZ2lzdHJhdGlvbkxpbmsSNi5wYXNza2V5ZC51c2VyLnYyLkNyZWF0ZVBhc3NrZXlSZWdpc3RyYXRpb25MaW5rUmVxdWVzdBo3LnBhc3NrZXlkLnVzZXIudjIuQ3JlYXRlUGFzc2tleVJlZ2lzdHJhdGlvbkxpbmtSZXNwb25zZSJJwvMYDAoBAhIHdXNlcl9pZILT5JMCMzoBKiIuL3YyL3VzZXJzL3t1c2VyX2lkfS9wYXNza2V5cy9yZWdpc3RyYXRpb25fbGluaxKfAQoMTGlzdFBhc3NrZXlzEiUucGFzc2tleWQudXNlci52Mi5MaXN0UGFzc2tleXNSZXF1ZXN0GiYucGFzc2tleWQudXNlci52Mi5MaXN0UGFzc2tleXNSZXNwb25zZSJAwvMYDQoCAwISB3VzZXJfaWSC0+STAik6ASoiJC92Mi91c2Vycy97dXNlcl9pZH0vcGFzc2tleXMvX3NlYXJjaBKnAQoNUmVuYW1lUGFzc2tleRImLnBhc3NrZXlkLnVzZXIudjIuUmVuYW1lUGFzc2tleVJlcXVlc3QaJy5wYXNza2V5ZC51c2VyLnYyLlJlbmFtZVBhc3NrZXlSZXNwb25zZSJFwvMYDQoCAwISB3VzZXJfaWSC0+STAi46ASoyKS92Mi91c2Vycy97dXNlcl9pZH0vcGFzc2tleXMve3Bhc3NrZXlfaWR9EqQBCg1SZW1vdmVQYXNza2V5EiYucGFzc2tleWQudXNlci52Mi5SZW1vdmVQYXNza2V5UmVxdWVzdBonLnBhc3NrZXlkLnVzZXIudjIuUmVtb3ZlUGFzc2tleVJlc3BvbnNlIkLC8xgNCgIDAhIHdXNlcl9pZILT5JMCKyopL3YyL3VzZXJzL3t1c2VyX2lkfS9wYXNza2V5cy97cGFzc2tleV9pZH0SrgEKGENoZWNrUGFzc2tleUF2YWlsYWJpbGl0eRIxLnBhc3NrZXlkLnVzZXIudjIuQ2hlY2tQYXNza2V5QXZhaWxhYmlsaXR5UmVxdWVzdBoyLnBhc3NrZXlkLnVzZXIudjIuQ2hlY2tQYXNza2V5QXZhaWxhYmlsaXR5UmVzcG9uc2UiK8LzGAMKAQGC0+STAh46ASoiGS92Mi9wYXNza2V5cy9hdmFpbGFiaWxpdHkSiQEKCkNyZWF0ZVVzZXISIy5wYXNza2V5ZC51c2VyLnYyLkNyZWF0ZVVzZXJSZXF1ZXN0GiQucGFzc2tleWQudXNlci52Mi5DcmVhdGVVc2VyUmVzcG9uc2UiMMLzGBQKAQIaD29yZ2FuaXphdGlvbl9pZILT5JMCEjoBKiINL3YyL3VzZXJzL25ldxKeAQoORGVhY3RpdmF0ZVVzZXISJy5wYXNza2V5ZC51c2VyLnYyLkRlYWN0aXZhdGVVc2VyUmVxdWVzdBooLnBhc3NrZXlkLnVzZXIudjIuRGVhY3RpdmF0ZVVzZXJSZXNwb25zZSI5wvMYDAoBAhIHdXNlcl9pZILT5JMCIzoBKiIeL3YyL3VzZXJzL3t1c2VyX2lkfS9kZWFjdGl2YXRlEp4BCg5SZWFjdGl2YXRlVXNlchInLnBhc3NrZXlkLnVzZXIudjIuUmVhY3RpdmF0ZVVzZXJSZXF1ZXN0GigucGFzc2tleWQudXNlci52Mi5SZWFjdGl2YXRlVXNlclJlc3BvbnNlIjnC8xgMCgECEgd1c2VyX2lkgtPkkwIjOgEqIh4vdjIvdXNlcnMve3VzZXJfaWR9L3JlYWN0aXZhdGUSgAEKBkFkZEtleRIfLnBhc3NrZXlkLnVzZXIudjIuQWRkS2V5UmVxdWVzdBogLnBhc3NrZXlkLnVzZXIudjIuQWRkS2V5UmVzcG9uc2UiM8LzGAwKAQISB3VzZXJfaWSC0+STAh06ASoiGC92Mi91c2Vycy97dXNlcl9pZH0va2V5cxKPAQoJUmVtb3ZlS2V5EiIucGFzc2tleWQudXNlci52Mi5SZW1vdmVLZXlSZXF1ZXN0GiMucGFzc2tleWQudXNlci52Mi5SZW1vdmVLZXlSZXNwb25zZSI5wvMYDAoBAhIHdXNlcl9pZILT5JMCIyohL3YyL3VzZXJzL3t1c2VyX2lkfS9rZXlzL3trZXlfaWR9EnoKCExpc3RLZXlzEiEucGFzc2tleWQudXNlci52Mi5MaXN0S2V5c1JlcXVlc3QaIi5wYXNza2V5ZC51c2VyLnYyLkxpc3RLZXlzUmVzcG9uc2UiJ8LzGAMKAQKC0+STAho6ASoiFS92Mi91c2Vycy9rZXlzL3NlYXJjaBKwAQoWQWRkUGVyc29uYWxBY2Nlc3NUb2tlbhIvLnBhc3NrZXlkLnVzZXIudjIuQWRkUGVyc29uYWxBY2Nlc3NUb2tlblJlcXVlc3QaMC5wYXNza2V5ZC51c2VyLnYyLkFkZFBlcnNvbmFsQWNjZXNzVG9rZW5SZXNwb25zZSIzwvMYDAoBAhIHdXNlcl9pZILT5JMCHToBKiIYL3YyL3VzZXJzL3t1c2VyX2lkfS9wYXRzEsEBChlSZW1vdmVQZXJzb25hbEFjY2Vzc1Rva2VuEjIucGFzc2tleWQudXNlci52Mi5SZW1vdmVQZXJzb25hbEFjY2Vzc1Rva2VuUmVxdWVzdBozLnBhc3NrZXlkLnVzZXIudjIuUmVtb3ZlUGVyc29uYWxBY2Nlc3NUb2tlblJlc3BvbnNlIjvC8xgMCgECEgd1c2VyX2lkgtPkkwIlKiMvdjIvdXNlcnMve3VzZXJfaWR9L3BhdHMve3Rva2VuX2lkfRKqAQoYTGlzdFBlcnNvbmFsQWNjZXNzVG9rZW5zEjEucGFzc2tleWQudXNlci52Mi5MaXN0UGVyc29uYWxBY2Nlc3NUb2tlbnNSZXF1ZXN0GjIucGFzc2tleWQudXNlci52Mi5MaXN0UGVyc29uYWxBY2Nlc3NUb2tlbnNSZXNwb25zZSInwvMYAwoBAoLT5JMCGjoBKiIVL3YyL3VzZXJzL3BhdHMvc2VhcmNoEosBCglBZGRTZWNyZXQSIi5wYXNza2V5ZC51c2VyLnYyLkFkZFNlY3JldFJlcXVlc3QaIy5wYXNza2V5ZC51c2VyLnYyLkFkZFNlY3JldFJlc3BvbnNlIjXC8xgMCgECEgd1c2VyX2lkgtPkkwIfOgEqIhovdjIvdXNlcnMve3VzZXJfaWR9L3NlY3JldBKRAQoMUmVtb3ZlU2VjcmV0EiUucGFzc2tleWQudXNlci52Mi5SZW1vdmVTZWNyZXRSZXF1ZXN0GiYucGFzc2tleWQudXNlci52Mi5SZW1vdmVTZWNyZXRSZXNwb25zZSIywvMYDAoBAhIHdXNlcl9pZILT5JMCHCoaL3YyL3VzZXJzL3t1c2VyX2lkfS9zZWNyZXRiBnByb3RvMw", [file_google_api_annotations, file_google_protobuf_struct, file_google_protobuf_timestamp, file_passkeyd_object_v2_object, file_passkeyd_options_v1_options, file_passkeyd_user_v2_machine, file_passkeyd_user_v2_passkey, file_passkeyd_user_v2_user]);
 
 /**
  * @generated from message passkeyd.user.v2.AddHumanUserRequest
@@ -605,6 +608,557 @@ export const CheckPasskeyAvailabilityResponseSchema: GenMessage<CheckPasskeyAvai
   messageDesc(file_passkeyd_user_v2_user_service, 23);
 
 /**
+ * @generated from message passkeyd.user.v2.CreateUserRequest
+ */
+export type CreateUserRequest = Message<"passkeyd.user.v2.CreateUserRequest"> & {
+  /**
+   * The user's organization.
+   *
+   * @generated from field: string organization_id = 1;
+   */
+  organizationId: string;
+
+  /**
+   * Optional: choose the id; generated when empty.
+   *
+   * @generated from field: optional string user_id = 2;
+   */
+  userId?: string | undefined;
+
+  /**
+   * Unique across the instance; defaults to the email address (human) or the id (machine).
+   *
+   * @generated from field: optional string username = 3;
+   */
+  username?: string | undefined;
+
+  /**
+   * @generated from oneof passkeyd.user.v2.CreateUserRequest.user_type
+   */
+  userType: {
+    /**
+     * @generated from field: passkeyd.user.v2.CreateUserRequest.Human human = 4;
+     */
+    value: CreateUserRequest_Human;
+    case: "human";
+  } | {
+    /**
+     * @generated from field: passkeyd.user.v2.SetMachineUser machine = 5;
+     */
+    value: SetMachineUser;
+    case: "machine";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message passkeyd.user.v2.CreateUserRequest.
+ * Use `create(CreateUserRequestSchema)` to create a new message.
+ */
+export const CreateUserRequestSchema: GenMessage<CreateUserRequest> = /*@__PURE__*/
+  messageDesc(file_passkeyd_user_v2_user_service, 24);
+
+/**
+ * @generated from message passkeyd.user.v2.CreateUserRequest.Human
+ */
+export type CreateUserRequest_Human = Message<"passkeyd.user.v2.CreateUserRequest.Human"> & {
+  /**
+   * @generated from field: passkeyd.user.v2.SetHumanProfile profile = 1;
+   */
+  profile?: SetHumanProfile | undefined;
+
+  /**
+   * @generated from field: passkeyd.user.v2.SetHumanEmail email = 2;
+   */
+  email?: SetHumanEmail | undefined;
+};
+
+/**
+ * Describes the message passkeyd.user.v2.CreateUserRequest.Human.
+ * Use `create(CreateUserRequest_HumanSchema)` to create a new message.
+ */
+export const CreateUserRequest_HumanSchema: GenMessage<CreateUserRequest_Human> = /*@__PURE__*/
+  messageDesc(file_passkeyd_user_v2_user_service, 24, 0);
+
+/**
+ * @generated from message passkeyd.user.v2.CreateUserResponse
+ */
+export type CreateUserResponse = Message<"passkeyd.user.v2.CreateUserResponse"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp creation_date = 2;
+   */
+  creationDate?: Timestamp | undefined;
+
+  /**
+   * @generated from field: passkeyd.object.v2.Details details = 10;
+   */
+  details?: Details | undefined;
+};
+
+/**
+ * Describes the message passkeyd.user.v2.CreateUserResponse.
+ * Use `create(CreateUserResponseSchema)` to create a new message.
+ */
+export const CreateUserResponseSchema: GenMessage<CreateUserResponse> = /*@__PURE__*/
+  messageDesc(file_passkeyd_user_v2_user_service, 25);
+
+/**
+ * @generated from message passkeyd.user.v2.DeactivateUserRequest
+ */
+export type DeactivateUserRequest = Message<"passkeyd.user.v2.DeactivateUserRequest"> & {
+  /**
+   * @generated from field: string user_id = 1;
+   */
+  userId: string;
+};
+
+/**
+ * Describes the message passkeyd.user.v2.DeactivateUserRequest.
+ * Use `create(DeactivateUserRequestSchema)` to create a new message.
+ */
+export const DeactivateUserRequestSchema: GenMessage<DeactivateUserRequest> = /*@__PURE__*/
+  messageDesc(file_passkeyd_user_v2_user_service, 26);
+
+/**
+ * @generated from message passkeyd.user.v2.DeactivateUserResponse
+ */
+export type DeactivateUserResponse = Message<"passkeyd.user.v2.DeactivateUserResponse"> & {
+  /**
+   * @generated from field: passkeyd.object.v2.Details details = 1;
+   */
+  details?: Details | undefined;
+};
+
+/**
+ * Describes the message passkeyd.user.v2.DeactivateUserResponse.
+ * Use `create(DeactivateUserResponseSchema)` to create a new message.
+ */
+export const DeactivateUserResponseSchema: GenMessage<DeactivateUserResponse> = /*@__PURE__*/
+  messageDesc(file_passkeyd_user_v2_user_service, 27);
+
+/**
+ * @generated from message passkeyd.user.v2.ReactivateUserRequest
+ */
+export type ReactivateUserRequest = Message<"passkeyd.user.v2.ReactivateUserRequest"> & {
+  /**
+   * @generated from field: string user_id = 1;
+   */
+  userId: string;
+};
+
+/**
+ * Describes the message passkeyd.user.v2.ReactivateUserRequest.
+ * Use `create(ReactivateUserRequestSchema)` to create a new message.
+ */
+export const ReactivateUserRequestSchema: GenMessage<ReactivateUserRequest> = /*@__PURE__*/
+  messageDesc(file_passkeyd_user_v2_user_service, 28);
+
+/**
+ * @generated from message passkeyd.user.v2.ReactivateUserResponse
+ */
+export type ReactivateUserResponse = Message<"passkeyd.user.v2.ReactivateUserResponse"> & {
+  /**
+   * @generated from field: passkeyd.object.v2.Details details = 1;
+   */
+  details?: Details | undefined;
+};
+
+/**
+ * Describes the message passkeyd.user.v2.ReactivateUserResponse.
+ * Use `create(ReactivateUserResponseSchema)` to create a new message.
+ */
+export const ReactivateUserResponseSchema: GenMessage<ReactivateUserResponse> = /*@__PURE__*/
+  messageDesc(file_passkeyd_user_v2_user_service, 29);
+
+/**
+ * @generated from message passkeyd.user.v2.AddKeyRequest
+ */
+export type AddKeyRequest = Message<"passkeyd.user.v2.AddKeyRequest"> & {
+  /**
+   * @generated from field: string user_id = 1;
+   */
+  userId: string;
+
+  /**
+   * When the key stops being accepted; at most 10 years ahead.
+   *
+   * @generated from field: google.protobuf.Timestamp expiration_date = 2;
+   */
+  expirationDate?: Timestamp | undefined;
+
+  /**
+   * A PEM public key (RSA of 2048 bits or more, or EC P-256); empty: passkeyd generates an RSA pair.
+   *
+   * @generated from field: bytes public_key = 3;
+   */
+  publicKey: Uint8Array;
+};
+
+/**
+ * Describes the message passkeyd.user.v2.AddKeyRequest.
+ * Use `create(AddKeyRequestSchema)` to create a new message.
+ */
+export const AddKeyRequestSchema: GenMessage<AddKeyRequest> = /*@__PURE__*/
+  messageDesc(file_passkeyd_user_v2_user_service, 30);
+
+/**
+ * @generated from message passkeyd.user.v2.AddKeyResponse
+ */
+export type AddKeyResponse = Message<"passkeyd.user.v2.AddKeyResponse"> & {
+  /**
+   * @generated from field: google.protobuf.Timestamp creation_date = 1;
+   */
+  creationDate?: Timestamp | undefined;
+
+  /**
+   * @generated from field: string key_id = 2;
+   */
+  keyId: string;
+
+  /**
+   * Only for a generated pair, only now: a JSON key file {"type":"serviceaccount","keyId","key","userId"}.
+   *
+   * @generated from field: bytes key_content = 3;
+   */
+  keyContent: Uint8Array;
+
+  /**
+   * @generated from field: passkeyd.object.v2.Details details = 10;
+   */
+  details?: Details | undefined;
+};
+
+/**
+ * Describes the message passkeyd.user.v2.AddKeyResponse.
+ * Use `create(AddKeyResponseSchema)` to create a new message.
+ */
+export const AddKeyResponseSchema: GenMessage<AddKeyResponse> = /*@__PURE__*/
+  messageDesc(file_passkeyd_user_v2_user_service, 31);
+
+/**
+ * @generated from message passkeyd.user.v2.RemoveKeyRequest
+ */
+export type RemoveKeyRequest = Message<"passkeyd.user.v2.RemoveKeyRequest"> & {
+  /**
+   * @generated from field: string user_id = 1;
+   */
+  userId: string;
+
+  /**
+   * @generated from field: string key_id = 2;
+   */
+  keyId: string;
+};
+
+/**
+ * Describes the message passkeyd.user.v2.RemoveKeyRequest.
+ * Use `create(RemoveKeyRequestSchema)` to create a new message.
+ */
+export const RemoveKeyRequestSchema: GenMessage<RemoveKeyRequest> = /*@__PURE__*/
+  messageDesc(file_passkeyd_user_v2_user_service, 32);
+
+/**
+ * @generated from message passkeyd.user.v2.RemoveKeyResponse
+ */
+export type RemoveKeyResponse = Message<"passkeyd.user.v2.RemoveKeyResponse"> & {
+  /**
+   * @generated from field: google.protobuf.Timestamp deletion_date = 1;
+   */
+  deletionDate?: Timestamp | undefined;
+
+  /**
+   * @generated from field: passkeyd.object.v2.Details details = 10;
+   */
+  details?: Details | undefined;
+};
+
+/**
+ * Describes the message passkeyd.user.v2.RemoveKeyResponse.
+ * Use `create(RemoveKeyResponseSchema)` to create a new message.
+ */
+export const RemoveKeyResponseSchema: GenMessage<RemoveKeyResponse> = /*@__PURE__*/
+  messageDesc(file_passkeyd_user_v2_user_service, 33);
+
+/**
+ * @generated from message passkeyd.user.v2.ListKeysRequest
+ */
+export type ListKeysRequest = Message<"passkeyd.user.v2.ListKeysRequest"> & {
+  /**
+   * @generated from field: passkeyd.object.v2.ListQuery query = 1;
+   */
+  query?: ListQuery | undefined;
+
+  /**
+   * @generated from field: repeated passkeyd.user.v2.CredentialFilter filters = 2;
+   */
+  filters: CredentialFilter[];
+};
+
+/**
+ * Describes the message passkeyd.user.v2.ListKeysRequest.
+ * Use `create(ListKeysRequestSchema)` to create a new message.
+ */
+export const ListKeysRequestSchema: GenMessage<ListKeysRequest> = /*@__PURE__*/
+  messageDesc(file_passkeyd_user_v2_user_service, 34);
+
+/**
+ * @generated from message passkeyd.user.v2.ListKeysResponse
+ */
+export type ListKeysResponse = Message<"passkeyd.user.v2.ListKeysResponse"> & {
+  /**
+   * @generated from field: passkeyd.object.v2.ListDetails details = 1;
+   */
+  details?: ListDetails | undefined;
+
+  /**
+   * @generated from field: repeated passkeyd.user.v2.Key result = 2;
+   */
+  result: Key[];
+};
+
+/**
+ * Describes the message passkeyd.user.v2.ListKeysResponse.
+ * Use `create(ListKeysResponseSchema)` to create a new message.
+ */
+export const ListKeysResponseSchema: GenMessage<ListKeysResponse> = /*@__PURE__*/
+  messageDesc(file_passkeyd_user_v2_user_service, 35);
+
+/**
+ * @generated from message passkeyd.user.v2.AddPersonalAccessTokenRequest
+ */
+export type AddPersonalAccessTokenRequest = Message<"passkeyd.user.v2.AddPersonalAccessTokenRequest"> & {
+  /**
+   * @generated from field: string user_id = 1;
+   */
+  userId: string;
+
+  /**
+   * When the token stops being accepted; at most 10 years ahead.
+   *
+   * @generated from field: google.protobuf.Timestamp expiration_date = 2;
+   */
+  expirationDate?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message passkeyd.user.v2.AddPersonalAccessTokenRequest.
+ * Use `create(AddPersonalAccessTokenRequestSchema)` to create a new message.
+ */
+export const AddPersonalAccessTokenRequestSchema: GenMessage<AddPersonalAccessTokenRequest> = /*@__PURE__*/
+  messageDesc(file_passkeyd_user_v2_user_service, 36);
+
+/**
+ * @generated from message passkeyd.user.v2.AddPersonalAccessTokenResponse
+ */
+export type AddPersonalAccessTokenResponse = Message<"passkeyd.user.v2.AddPersonalAccessTokenResponse"> & {
+  /**
+   * @generated from field: google.protobuf.Timestamp creation_date = 1;
+   */
+  creationDate?: Timestamp | undefined;
+
+  /**
+   * @generated from field: string token_id = 2;
+   */
+  tokenId: string;
+
+  /**
+   * Only now: passkeyd keeps only its hash.
+   *
+   * @generated from field: string token = 3;
+   */
+  token: string;
+
+  /**
+   * @generated from field: passkeyd.object.v2.Details details = 10;
+   */
+  details?: Details | undefined;
+};
+
+/**
+ * Describes the message passkeyd.user.v2.AddPersonalAccessTokenResponse.
+ * Use `create(AddPersonalAccessTokenResponseSchema)` to create a new message.
+ */
+export const AddPersonalAccessTokenResponseSchema: GenMessage<AddPersonalAccessTokenResponse> = /*@__PURE__*/
+  messageDesc(file_passkeyd_user_v2_user_service, 37);
+
+/**
+ * @generated from message passkeyd.user.v2.RemovePersonalAccessTokenRequest
+ */
+export type RemovePersonalAccessTokenRequest = Message<"passkeyd.user.v2.RemovePersonalAccessTokenRequest"> & {
+  /**
+   * @generated from field: string user_id = 1;
+   */
+  userId: string;
+
+  /**
+   * @generated from field: string token_id = 2;
+   */
+  tokenId: string;
+};
+
+/**
+ * Describes the message passkeyd.user.v2.RemovePersonalAccessTokenRequest.
+ * Use `create(RemovePersonalAccessTokenRequestSchema)` to create a new message.
+ */
+export const RemovePersonalAccessTokenRequestSchema: GenMessage<RemovePersonalAccessTokenRequest> = /*@__PURE__*/
+  messageDesc(file_passkeyd_user_v2_user_service, 38);
+
+/**
+ * @generated from message passkeyd.user.v2.RemovePersonalAccessTokenResponse
+ */
+export type RemovePersonalAccessTokenResponse = Message<"passkeyd.user.v2.RemovePersonalAccessTokenResponse"> & {
+  /**
+   * @generated from field: google.protobuf.Timestamp deletion_date = 1;
+   */
+  deletionDate?: Timestamp | undefined;
+
+  /**
+   * @generated from field: passkeyd.object.v2.Details details = 10;
+   */
+  details?: Details | undefined;
+};
+
+/**
+ * Describes the message passkeyd.user.v2.RemovePersonalAccessTokenResponse.
+ * Use `create(RemovePersonalAccessTokenResponseSchema)` to create a new message.
+ */
+export const RemovePersonalAccessTokenResponseSchema: GenMessage<RemovePersonalAccessTokenResponse> = /*@__PURE__*/
+  messageDesc(file_passkeyd_user_v2_user_service, 39);
+
+/**
+ * @generated from message passkeyd.user.v2.ListPersonalAccessTokensRequest
+ */
+export type ListPersonalAccessTokensRequest = Message<"passkeyd.user.v2.ListPersonalAccessTokensRequest"> & {
+  /**
+   * @generated from field: passkeyd.object.v2.ListQuery query = 1;
+   */
+  query?: ListQuery | undefined;
+
+  /**
+   * @generated from field: repeated passkeyd.user.v2.CredentialFilter filters = 2;
+   */
+  filters: CredentialFilter[];
+};
+
+/**
+ * Describes the message passkeyd.user.v2.ListPersonalAccessTokensRequest.
+ * Use `create(ListPersonalAccessTokensRequestSchema)` to create a new message.
+ */
+export const ListPersonalAccessTokensRequestSchema: GenMessage<ListPersonalAccessTokensRequest> = /*@__PURE__*/
+  messageDesc(file_passkeyd_user_v2_user_service, 40);
+
+/**
+ * @generated from message passkeyd.user.v2.ListPersonalAccessTokensResponse
+ */
+export type ListPersonalAccessTokensResponse = Message<"passkeyd.user.v2.ListPersonalAccessTokensResponse"> & {
+  /**
+   * @generated from field: passkeyd.object.v2.ListDetails details = 1;
+   */
+  details?: ListDetails | undefined;
+
+  /**
+   * @generated from field: repeated passkeyd.user.v2.PersonalAccessToken result = 2;
+   */
+  result: PersonalAccessToken[];
+};
+
+/**
+ * Describes the message passkeyd.user.v2.ListPersonalAccessTokensResponse.
+ * Use `create(ListPersonalAccessTokensResponseSchema)` to create a new message.
+ */
+export const ListPersonalAccessTokensResponseSchema: GenMessage<ListPersonalAccessTokensResponse> = /*@__PURE__*/
+  messageDesc(file_passkeyd_user_v2_user_service, 41);
+
+/**
+ * @generated from message passkeyd.user.v2.AddSecretRequest
+ */
+export type AddSecretRequest = Message<"passkeyd.user.v2.AddSecretRequest"> & {
+  /**
+   * @generated from field: string user_id = 1;
+   */
+  userId: string;
+};
+
+/**
+ * Describes the message passkeyd.user.v2.AddSecretRequest.
+ * Use `create(AddSecretRequestSchema)` to create a new message.
+ */
+export const AddSecretRequestSchema: GenMessage<AddSecretRequest> = /*@__PURE__*/
+  messageDesc(file_passkeyd_user_v2_user_service, 42);
+
+/**
+ * @generated from message passkeyd.user.v2.AddSecretResponse
+ */
+export type AddSecretResponse = Message<"passkeyd.user.v2.AddSecretResponse"> & {
+  /**
+   * @generated from field: google.protobuf.Timestamp creation_date = 1;
+   */
+  creationDate?: Timestamp | undefined;
+
+  /**
+   * Only now: passkeyd keeps only a slow hash of it.
+   *
+   * @generated from field: string client_secret = 2;
+   */
+  clientSecret: string;
+
+  /**
+   * @generated from field: passkeyd.object.v2.Details details = 10;
+   */
+  details?: Details | undefined;
+};
+
+/**
+ * Describes the message passkeyd.user.v2.AddSecretResponse.
+ * Use `create(AddSecretResponseSchema)` to create a new message.
+ */
+export const AddSecretResponseSchema: GenMessage<AddSecretResponse> = /*@__PURE__*/
+  messageDesc(file_passkeyd_user_v2_user_service, 43);
+
+/**
+ * @generated from message passkeyd.user.v2.RemoveSecretRequest
+ */
+export type RemoveSecretRequest = Message<"passkeyd.user.v2.RemoveSecretRequest"> & {
+  /**
+   * @generated from field: string user_id = 1;
+   */
+  userId: string;
+};
+
+/**
+ * Describes the message passkeyd.user.v2.RemoveSecretRequest.
+ * Use `create(RemoveSecretRequestSchema)` to create a new message.
+ */
+export const RemoveSecretRequestSchema: GenMessage<RemoveSecretRequest> = /*@__PURE__*/
+  messageDesc(file_passkeyd_user_v2_user_service, 44);
+
+/**
+ * @generated from message passkeyd.user.v2.RemoveSecretResponse
+ */
+export type RemoveSecretResponse = Message<"passkeyd.user.v2.RemoveSecretResponse"> & {
+  /**
+   * @generated from field: google.protobuf.Timestamp deletion_date = 1;
+   */
+  deletionDate?: Timestamp | undefined;
+
+  /**
+   * @generated from field: passkeyd.object.v2.Details details = 10;
+   */
+  details?: Details | undefined;
+};
+
+/**
+ * Describes the message passkeyd.user.v2.RemoveSecretResponse.
+ * Use `create(RemoveSecretResponseSchema)` to create a new message.
+ */
+export const RemoveSecretResponseSchema: GenMessage<RemoveSecretResponse> = /*@__PURE__*/
+  messageDesc(file_passkeyd_user_v2_user_service, 45);
+
+/**
  * Users and their passkeys. Paths and JSON shapes follow ZITADEL's v2 user API.
  *
  * @generated from service passkeyd.user.v2.UserService
@@ -707,6 +1261,104 @@ export const UserService: GenService<{
     methodKind: "unary";
     input: typeof CheckPasskeyAvailabilityRequestSchema;
     output: typeof CheckPasskeyAvailabilityResponseSchema;
+  },
+  /**
+   * Creates a human or a machine user (ZITADEL's CreateUser).
+   *
+   * @generated from rpc passkeyd.user.v2.UserService.CreateUser
+   */
+  createUser: {
+    methodKind: "unary";
+    input: typeof CreateUserRequestSchema;
+    output: typeof CreateUserResponseSchema;
+  },
+  /**
+   * A deactivated user keeps its data but cannot sign in or use any credential.
+   *
+   * @generated from rpc passkeyd.user.v2.UserService.DeactivateUser
+   */
+  deactivateUser: {
+    methodKind: "unary";
+    input: typeof DeactivateUserRequestSchema;
+    output: typeof DeactivateUserResponseSchema;
+  },
+  /**
+   * @generated from rpc passkeyd.user.v2.UserService.ReactivateUser
+   */
+  reactivateUser: {
+    methodKind: "unary";
+    input: typeof ReactivateUserRequestSchema;
+    output: typeof ReactivateUserResponseSchema;
+  },
+  /**
+   * A key for the JWT profile (RFC 7523); without public_key passkeyd generates the pair and returns it once.
+   *
+   * @generated from rpc passkeyd.user.v2.UserService.AddKey
+   */
+  addKey: {
+    methodKind: "unary";
+    input: typeof AddKeyRequestSchema;
+    output: typeof AddKeyResponseSchema;
+  },
+  /**
+   * @generated from rpc passkeyd.user.v2.UserService.RemoveKey
+   */
+  removeKey: {
+    methodKind: "unary";
+    input: typeof RemoveKeyRequestSchema;
+    output: typeof RemoveKeyResponseSchema;
+  },
+  /**
+   * @generated from rpc passkeyd.user.v2.UserService.ListKeys
+   */
+  listKeys: {
+    methodKind: "unary";
+    input: typeof ListKeysRequestSchema;
+    output: typeof ListKeysResponseSchema;
+  },
+  /**
+   * A personal access token for a machine user, shown once and stored only as a hash.
+   *
+   * @generated from rpc passkeyd.user.v2.UserService.AddPersonalAccessToken
+   */
+  addPersonalAccessToken: {
+    methodKind: "unary";
+    input: typeof AddPersonalAccessTokenRequestSchema;
+    output: typeof AddPersonalAccessTokenResponseSchema;
+  },
+  /**
+   * @generated from rpc passkeyd.user.v2.UserService.RemovePersonalAccessToken
+   */
+  removePersonalAccessToken: {
+    methodKind: "unary";
+    input: typeof RemovePersonalAccessTokenRequestSchema;
+    output: typeof RemovePersonalAccessTokenResponseSchema;
+  },
+  /**
+   * @generated from rpc passkeyd.user.v2.UserService.ListPersonalAccessTokens
+   */
+  listPersonalAccessTokens: {
+    methodKind: "unary";
+    input: typeof ListPersonalAccessTokensRequestSchema;
+    output: typeof ListPersonalAccessTokensResponseSchema;
+  },
+  /**
+   * A client secret for client_credentials, shown once and stored with a slow hash; replaces any earlier one.
+   *
+   * @generated from rpc passkeyd.user.v2.UserService.AddSecret
+   */
+  addSecret: {
+    methodKind: "unary";
+    input: typeof AddSecretRequestSchema;
+    output: typeof AddSecretResponseSchema;
+  },
+  /**
+   * @generated from rpc passkeyd.user.v2.UserService.RemoveSecret
+   */
+  removeSecret: {
+    methodKind: "unary";
+    input: typeof RemoveSecretRequestSchema;
+    output: typeof RemoveSecretResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_passkeyd_user_v2_user_service, 0);
