@@ -4,7 +4,7 @@
 import { spawnSync } from 'node:child_process';
 
 const CHECKS = [
-  ['lint:code', 'Biome lint'],
+  ['lint:code', 'Biome (lint and formatting)'],
   ['lint:layers', 'layers and import cycles (dependency-cruiser)'],
   ['lint:unused', 'unused files, exports and dependencies (knip)'],
   ['lint:size', 'no source file over 400 lines'],
