@@ -6,6 +6,16 @@
 import { generateKeyPairSync, type KeyObject, createPrivateKey, randomUUID } from 'node:crypto';
 import { SignJWT } from 'jose';
 
+/** The HTTP status and the JSON body of an answer (or the raw text when it is not JSON). */
+async function answerOf(res: Response): Promise<{ status: number; json: any }> {
+  const text = await res.text();
+  try {
+    return { status: res.status, json: JSON.parse(text) };
+  } catch {
+    return { status: res.status, json: text };
+  }
+}
+
 /** A REST call: HTTP status and the JSON body (or the raw text when it is not JSON). */
 export async function rest(baseUrl: string, method: string, path: string, body?: unknown, token?: string): Promise<{ status: number; json: any }> {
   const res = await fetch(`${baseUrl}${path}`, {
@@ -13,14 +23,7 @@ export async function rest(baseUrl: string, method: string, path: string, body?:
     headers: { ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...(token ? { authorization: `Bearer ${token}` } : {}) },
     body: body === undefined ? undefined : JSON.stringify(body),
   });
-  const text = await res.text();
-  let json: any;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    json = text;
-  }
-  return { status: res.status, json };
+  return answerOf(res);
 }
 
 /** Like {@link rest}, but fails the test unless the answer is 200; returns the body. */
@@ -124,14 +127,7 @@ async function oauthPost(baseUrl: string, path: string, form: Record<string, str
     headers: { 'content-type': 'application/x-www-form-urlencoded', ...(authorization ? { authorization } : {}) },
     body: new URLSearchParams(form).toString(),
   });
-  const text = await res.text();
-  let json: any;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    json = text;
-  }
-  return { status: res.status, json };
+  return answerOf(res);
 }
 
 const JWT_BEARER = 'urn:ietf:params:oauth:grant-type:jwt-bearer';
