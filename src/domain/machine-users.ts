@@ -1,5 +1,5 @@
 import { createPublicKey, generateKeyPairSync, randomBytes, type KeyObject } from 'node:crypto';
-import type { Kysely } from 'kysely';
+import type { Kysely, Transaction } from 'kysely';
 import { hashSecret } from '../auth/secrets.js';
 import { PAT_PREFIX, hashPatSecret } from '../auth/personal-access-tokens.js';
 import { alreadyExists, invalid, notFound, precondition } from '../errors.js';
@@ -74,12 +74,33 @@ export async function setUserActive(db: Kysely<Database>, userId: string, active
   });
 }
 
-/** A machine user locked for a change to its credentials. */
-async function machineForUpdate(trx: Parameters<Parameters<typeof inTransaction>[1]>[0], userId: string, what: string): Promise<users.User> {
-  const user = await users.findUserForUpdate(trx, userId);
-  if (!user) throw notFound(`user ${userId}`);
-  if (user.type !== 'machine') throw precondition(`only machine users hold ${what}; user ${userId} is a human user`);
-  return user;
+/** One change to a machine user's credentials: its event, and the write that goes with it (given the append's details). */
+interface CredentialChange {
+  event: PasskeydEvent;
+  write?: (details: ChangeDetails) => Promise<void>;
+}
+
+/**
+ * Changes a machine user's credentials in one transaction: locks the user (its aggregate row), refuses a
+ * human user, lets `change` decide (it may already write, e.g. delete, and throw when nothing was
+ * there), appends its event and runs its write with the append's details.
+ */
+async function changeCredentials(
+  db: Kysely<Database>,
+  userId: string,
+  what: string,
+  creator: string,
+  change: (trx: Transaction<Database>, user: users.User) => Promise<CredentialChange>,
+): Promise<ChangeDetails> {
+  return inTransaction(db, async (trx) => {
+    const user = await users.findUserForUpdate(trx, userId);
+    if (!user) throw notFound(`user ${userId}`);
+    if (user.type !== 'machine') throw precondition(`only machine users hold ${what}; user ${userId} is a human user`);
+    const c = await change(trx, user);
+    const details = await appendEvents(trx, { type: 'user', id: userId, owner: user.org_id }, [c.event], creator);
+    await c.write?.(details);
+    return details;
+  });
 }
 
 function checkExpiry(expiresAt: Date, now: Date): void {
@@ -125,40 +146,29 @@ export async function addKey(db: Kysely<Database>, userId: string, input: { expi
   }
   const algorithm = algorithmOf(publicKey);
   const keyId = newId();
-  const details = await inTransaction(db, async (trx) => {
-    const user = await machineForUpdate(trx, userId, 'keys');
-    const d = await appendEvents(
-      trx,
-      { type: 'user', id: userId, owner: user.org_id },
-      [event('user.key.added', { key_id: keyId, algorithm, expires_at: input.expiresAt.toISOString() })],
-      creator,
-    );
-    await credentials.insertMachineKey(trx, {
-      id: keyId,
-      user_id: userId,
-      org_id: user.org_id,
-      algorithm,
-      public_key: publicKey.export({ type: 'spki', format: 'pem' }).toString(),
-      created_at: d.changeDate,
-      expires_at: input.expiresAt,
-    });
-    return d;
-  });
+  const details = await changeCredentials(db, userId, 'keys', creator, async (trx, user) => ({
+    event: event('user.key.added', { key_id: keyId, algorithm, expires_at: input.expiresAt.toISOString() }),
+    write: (d) =>
+      credentials.insertMachineKey(trx, {
+        id: keyId,
+        user_id: userId,
+        org_id: user.org_id,
+        algorithm,
+        public_key: publicKey.export({ type: 'spki', format: 'pem' }).toString(),
+        created_at: d.changeDate,
+        expires_at: input.expiresAt,
+      }),
+  }));
   const keyContent =
     privatePem === undefined ? undefined : Buffer.from(JSON.stringify({ type: 'serviceaccount', keyId, key: privatePem, expirationDate: input.expiresAt.toISOString(), userId }));
   return { keyId, keyContent, details };
 }
 
 export async function removeKey(db: Kysely<Database>, userId: string, keyId: string, creator: string): Promise<ChangeDetails> {
-  return removeCredential(
-    db,
-    userId,
-    creator,
-    'keys',
-    (trx) => credentials.deleteMachineKey(trx, userId, keyId),
-    () => notFound(`key ${keyId}`),
-    event('user.key.removed', { key_id: keyId }),
-  );
+  return changeCredentials(db, userId, 'keys', creator, async (trx) => {
+    if (!(await credentials.deleteMachineKey(trx, userId, keyId))) throw notFound(`key ${keyId}`);
+    return { event: event('user.key.removed', { key_id: keyId }) };
+  });
 }
 
 export function listKeys(db: Kysely<Database>, filters: credentials.CredentialFilter[], page: Page): Promise<ListResult<credentials.MachineKeyRow>> {
@@ -176,37 +186,26 @@ export async function addPersonalAccessToken(
   checkExpiry(input.expiresAt, now);
   const tokenId = newId();
   const secret = randomBytes(32).toString('base64url');
-  const details = await inTransaction(db, async (trx) => {
-    const user = await machineForUpdate(trx, userId, 'personal access tokens');
-    const d = await appendEvents(
-      trx,
-      { type: 'user', id: userId, owner: user.org_id },
-      [event('user.pat.added', { token_id: tokenId, expires_at: input.expiresAt.toISOString() })],
-      creator,
-    );
-    await credentials.insertPersonalAccessToken(trx, {
-      id: tokenId,
-      user_id: userId,
-      org_id: user.org_id,
-      token_hash: hashPatSecret(secret),
-      created_at: d.changeDate,
-      expires_at: input.expiresAt,
-    });
-    return d;
-  });
+  const details = await changeCredentials(db, userId, 'personal access tokens', creator, async (trx, user) => ({
+    event: event('user.pat.added', { token_id: tokenId, expires_at: input.expiresAt.toISOString() }),
+    write: (d) =>
+      credentials.insertPersonalAccessToken(trx, {
+        id: tokenId,
+        user_id: userId,
+        org_id: user.org_id,
+        token_hash: hashPatSecret(secret),
+        created_at: d.changeDate,
+        expires_at: input.expiresAt,
+      }),
+  }));
   return { tokenId, token: `${PAT_PREFIX}${tokenId}_${secret}`, details };
 }
 
 export async function removePersonalAccessToken(db: Kysely<Database>, userId: string, tokenId: string, creator: string): Promise<ChangeDetails> {
-  return removeCredential(
-    db,
-    userId,
-    creator,
-    'personal access tokens',
-    (trx) => credentials.deletePersonalAccessToken(trx, userId, tokenId),
-    () => notFound(`personal access token ${tokenId}`),
-    event('user.pat.removed', { token_id: tokenId }),
-  );
+  return changeCredentials(db, userId, 'personal access tokens', creator, async (trx) => {
+    if (!(await credentials.deletePersonalAccessToken(trx, userId, tokenId))) throw notFound(`personal access token ${tokenId}`);
+    return { event: event('user.pat.removed', { token_id: tokenId }) };
+  });
 }
 
 export function listPersonalAccessTokens(db: Kysely<Database>, filters: credentials.CredentialFilter[], page: Page): Promise<ListResult<credentials.PersonalAccessTokenRow>> {
@@ -218,42 +217,16 @@ export async function addSecret(db: Kysely<Database>, userId: string, creator: s
   const secret = randomBytes(32).toString('base64url');
   const hash = await hashSecret(secret);
   const secretId = newId();
-  const details = await inTransaction(db, async (trx) => {
-    const user = await machineForUpdate(trx, userId, 'client secrets');
-    const d = await appendEvents(
-      trx,
-      { type: 'user', id: userId, owner: user.org_id },
-      [event('user.secret.added', { secret_id: secretId, replaced: user.secret_id !== null })],
-      creator,
-    );
-    await credentials.setSecret(trx, userId, { id: secretId, hash });
-    return d;
-  });
+  const details = await changeCredentials(db, userId, 'client secrets', creator, async (trx, user) => ({
+    event: event('user.secret.added', { secret_id: secretId, replaced: user.secret_id !== null }),
+    write: () => credentials.setSecret(trx, userId, { id: secretId, hash }),
+  }));
   return { secret, details };
 }
 
 export async function removeSecret(db: Kysely<Database>, userId: string, creator: string): Promise<ChangeDetails> {
-  return inTransaction(db, async (trx) => {
-    const user = await machineForUpdate(trx, userId, 'client secrets');
+  return changeCredentials(db, userId, 'client secrets', creator, async (trx, user) => {
     if (user.secret_id === null) throw notFound(`client secret of user ${userId}`);
-    const d = await appendEvents(trx, { type: 'user', id: userId, owner: user.org_id }, [event('user.secret.removed', { secret_id: user.secret_id })], creator);
-    await credentials.setSecret(trx, userId, null);
-    return d;
-  });
-}
-
-async function removeCredential(
-  db: Kysely<Database>,
-  userId: string,
-  creator: string,
-  what: string,
-  remove: (trx: Parameters<Parameters<typeof inTransaction>[1]>[0]) => Promise<boolean>,
-  missing: () => Error,
-  removed: PasskeydEvent,
-): Promise<ChangeDetails> {
-  return inTransaction(db, async (trx) => {
-    const user = await machineForUpdate(trx, userId, what);
-    if (!(await remove(trx))) throw missing();
-    return appendEvents(trx, { type: 'user', id: userId, owner: user.org_id }, [removed], creator);
+    return { event: event('user.secret.removed', { secret_id: user.secret_id }), write: () => credentials.setSecret(trx, userId, null) };
   });
 }
