@@ -95,6 +95,8 @@ export function isDatabaseUnavailable(err: unknown): boolean {
   const e = err as { code?: unknown; message?: unknown };
   const code = typeof e?.code === 'string' ? e.code : '';
   if (UNAVAILABLE_ERRNO.has(code) || code.startsWith('08') || code.startsWith('57P') || code.startsWith('53')) return true;
+  // 57014: a statement cancelled, by statement_timeout (PASSKEYD_DATABASE_STATEMENT_TIMEOUT) or an operator.
+  if (code === '57014') return true;
   const msg = typeof e?.message === 'string' ? e.message : '';
   return /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error/.test(msg);
 }

@@ -7,6 +7,14 @@ export interface Config {
   databaseUrl: string | undefined;
   databaseSchema: string | undefined;
   databasePreparedStatements: boolean;
+  /** How long opening a PostgreSQL connection, or waiting for a free one, may take. */
+  databaseConnectTimeoutSeconds: number;
+  /** PostgreSQL's statement_timeout for passkeyd's sessions; 0 = none. */
+  databaseStatementTimeoutSeconds: number;
+  /** A call's deadline when the client sends none (grpc-timeout, connect-timeout-ms). */
+  callTimeoutSeconds: number;
+  /** How long /readyz and the gRPC health check wait for the database before saying it is not ready. */
+  readinessTimeoutSeconds: number;
   dataDir: string;
   rpIds: string[];
   rpName: string;
@@ -87,6 +95,8 @@ const bool =
   };
 
 const str = (raw: string) => raw;
+/** A duration, or 0 for none. */
+const durationOrOff = (raw: string): number => (/^0+\s*(ms|s|m|h|d)?$/.test(raw.trim()) ? 0 : parseDuration(raw));
 const schemaName = (raw: string): string | undefined => {
   if (!raw) return undefined;
   if (!/^[a-z_][a-z0-9_]{0,62}$/.test(raw)) throw new ConfigError(`PASSKEYD_DATABASE_SCHEMA must be a lower-case SQL identifier, got "${raw}"`);
@@ -119,6 +129,20 @@ export const settings: Setting<keyof Config>[] = [
     flag: 'database-schema',
     parse: schemaName,
     doc: "PostgreSQL schema for passkeyd's tables (created if missing); unset means the default search path",
+  },
+  {
+    key: 'databaseConnectTimeoutSeconds',
+    env: 'PASSKEYD_DATABASE_CONNECT_TIMEOUT',
+    flag: 'database-connect-timeout',
+    parse: parseDuration,
+    doc: 'how long opening a PostgreSQL connection, or waiting for a free one in the pool, may take',
+  },
+  {
+    key: 'databaseStatementTimeoutSeconds',
+    env: 'PASSKEYD_DATABASE_STATEMENT_TIMEOUT',
+    flag: 'database-statement-timeout',
+    parse: durationOrOff,
+    doc: "PostgreSQL's statement_timeout for passkeyd's connections (0 = none); a query unanswered 1s longer gives up its connection",
   },
   { key: 'dataDir', env: 'PASSKEYD_DATA_DIR', flag: 'data-dir', parse: str, doc: 'PGlite data directory' },
   { key: 'rpIds', env: 'PASSKEYD_RP_ID', flag: 'rp-id', parse: list, doc: 'WebAuthn relying-party id(s), comma-separated, first is default' },
@@ -168,6 +192,20 @@ export const settings: Setting<keyof Config>[] = [
     doc: 'worker processes for `serve` with PostgreSQL (0 = one per core); PGlite always runs one',
   },
   { key: 'shutdownGraceSeconds', env: 'PASSKEYD_SHUTDOWN_GRACE', flag: 'shutdown-grace', parse: parseDuration, doc: 'how long SIGTERM waits for in-flight requests' },
+  {
+    key: 'callTimeoutSeconds',
+    env: 'PASSKEYD_CALL_TIMEOUT',
+    flag: 'call-timeout',
+    parse: parseDuration,
+    doc: "a call's deadline when the client sends none (gRPC `grpc-timeout`, Connect `connect-timeout-ms`)",
+  },
+  {
+    key: 'readinessTimeoutSeconds',
+    env: 'PASSKEYD_READINESS_TIMEOUT',
+    flag: 'readiness-timeout',
+    parse: parseDuration,
+    doc: 'how long /readyz and the gRPC health check wait for the database before answering "not ready"',
+  },
   {
     key: 'linkWebhookUrl',
     env: 'PASSKEYD_LINK_WEBHOOK_URL',
@@ -220,6 +258,10 @@ const defaults: Config = {
   databaseUrl: undefined,
   databaseSchema: undefined,
   databasePreparedStatements: true,
+  databaseConnectTimeoutSeconds: 5,
+  databaseStatementTimeoutSeconds: 10,
+  callTimeoutSeconds: 10,
+  readinessTimeoutSeconds: 0.8,
   dataDir: './data',
   rpIds: ['localhost'],
   rpName: 'passkeyd',

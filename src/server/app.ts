@@ -3,6 +3,7 @@ import { compressionBrotli, compressionGzip } from '@connectrpc/connect-node';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { clientAddressKey } from '../api/context.js';
 import { authInterceptor } from '../api/interceptors/auth.js';
+import { deadlineInterceptor } from '../api/interceptors/deadline.js';
 import { errorInterceptor } from '../api/interceptors/errors.js';
 import { loggingInterceptor } from '../api/interceptors/logging.js';
 import { createOAuthEndpoints } from '../api/oauth/routes.js';
@@ -19,12 +20,13 @@ import { createCallers } from '../auth/callers.js';
 import { createTokenService, type TokenService } from '../auth/tokens.js';
 import type { Config } from '../config/config.js';
 import { bootstrap } from '../domain/bootstrap.js';
-import { internalError } from '../errors.js';
+import { internalError, unavailable } from '../errors.js';
 import { orgOfUser } from '../domain/users.js';
 import { sweepExpiredSessions } from '../domain/sessions.js';
 import { createLogger, type Logger } from '../log.js';
 import { deleteExpiredAssertions } from '../store/credentials.js';
-import { openStore, type Store } from '../store/db.js';
+import { openStore, storeOptions, type Store } from '../store/db.js';
+import { timeLimit, withDeadline } from '../store/deadline.js';
 import { migrateToLatest } from '../store/migrate.js';
 import { createCors } from './cors.js';
 import { createPublicRoutes } from './http-routes.js';
@@ -77,9 +79,17 @@ export interface AppOptions {
 /** Opens the database, migrates, bootstraps, and wires every protocol to one handler set. */
 export async function createApp(config: Config, options: AppOptions = {}): Promise<App> {
   const log = options.log ?? createLogger(config.logLevel);
-  const store =
-    options.store ??
-    (await openStore({ databaseUrl: config.databaseUrl, schema: config.databaseSchema, dataDir: config.dataDir, preparedStatements: config.databasePreparedStatements }));
+  const store = options.store ?? (await openStore(storeOptions(config)));
+  try {
+    return await wire(config, store, log, options);
+  } catch (err) {
+    // A start that failed (the database went away meanwhile) leaves no pool behind: a worker retries.
+    if (!options.store) await store.close().catch(() => {});
+    throw err;
+  }
+}
+
+async function wire(config: Config, store: Store, log: Logger, options: AppOptions): Promise<App> {
   if (!options.migrated) {
     await migrateToLatest(store.db, store.schema);
     await bootstrap(store.db);
@@ -93,7 +103,14 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
   const callers = createCallers(store.db, tokens);
   const deps: ServiceDeps = { config, db: store.db, tokens, callers, log };
   const rateLimits = await createRateLimits(store, config);
-  const interceptors = [loggingInterceptor(log, registry), errorInterceptor(log), rateLimitInterceptor(rateLimits), authInterceptor(callers, (id) => orgOfUser(store.db, id))];
+  const callTimeoutMs = config.callTimeoutSeconds * 1000;
+  const interceptors = [
+    loggingInterceptor(log, registry),
+    errorInterceptor(log),
+    deadlineInterceptor(callTimeoutMs),
+    rateLimitInterceptor(rateLimits),
+    authInterceptor(callers, (id) => orgOfUser(store.db, id)),
+  ];
   // Expired sessions and abandoned login challenges are only dead weight; every read ignores them.
   const sweeper = setInterval(
     () => {
@@ -105,7 +122,14 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     10 * 60 * 1000,
   );
   sweeper.unref();
-  const ping = () => store.ping();
+  // Readiness answers within its timeout: a partitioned database must not hold /readyz or health checks.
+  const readinessMs = config.readinessTimeoutSeconds * 1000;
+  const ping = () =>
+    timeLimit(
+      withDeadline(readinessMs, () => store.ping()),
+      readinessMs,
+      () => unavailable('the database did not answer in time'),
+    );
   const publicRoutes = createPublicRoutes({ issuer: config.issuer, tokens, ping, registry });
   const notFound = (_req: NodeRequest, res: NodeResponse) => sendStatus(res, Code.NotFound, 'not found');
   // One router, one set of handlers (with their interceptors): the Node adapter serves gRPC, gRPC-web
@@ -139,7 +163,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     if (Number(req.headers['content-length'] ?? 0) > MAX_BODY_BYTES && req.httpVersionMajor === 1) res.setHeader('connection', 'close');
     const path = pathOf(req, '/');
     // Before CORS: no browser origin is allowed to call the OAuth endpoints or read their answers.
-    if (oauth(req, res, path)) return;
+    if (withDeadline(callTimeoutMs, () => oauth(req, res, path))) return;
     if (cors(req, res)) return;
     if (pages.handle(req, res, path)) return;
     const route = publicRoutes.get(path);

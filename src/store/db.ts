@@ -1,8 +1,11 @@
+import { AsyncResource } from 'node:async_hooks';
 import { createHash } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { PGlite } from '@electric-sql/pglite';
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
+import type { Config } from '../config/config.js';
+import { waitLimitMs } from './deadline.js';
 import { createPGliteDialect } from './pglite-dialect.js';
 import type { Database } from './schema.js';
 
@@ -28,14 +31,43 @@ export interface StoreOptions {
   schema?: string;
   /** Prepare parameterized statements once per connection (default true). */
   preparedStatements?: boolean;
+  /** How long opening a PostgreSQL connection (or waiting for a free one) may take (default 5 s). */
+  connectTimeoutMs?: number;
+  /** PostgreSQL's `statement_timeout` for passkeyd's sessions; 0 or unset: none. */
+  statementTimeoutMs?: number;
+}
+
+/** The store options the configuration gives. */
+export function storeOptions(config: Config): StoreOptions {
+  return {
+    databaseUrl: config.databaseUrl,
+    schema: config.databaseSchema,
+    dataDir: config.dataDir,
+    preparedStatements: config.databasePreparedStatements,
+    connectTimeoutMs: Math.round(config.databaseConnectTimeoutSeconds * 1000),
+    statementTimeoutMs: Math.round(config.databaseStatementTimeoutSeconds * 1000),
+  };
+}
+
+/** How much longer than the statement timeout a query may go unanswered before its connection is given up. */
+const GUARD_MARGIN_MS = 1000;
+
+/** A query that got no answer in time: its connection is given up (isDatabaseUnavailable knows the code). */
+function noAnswer(): Error {
+  return Object.assign(new Error('the database did not answer in time'), { code: 'ETIMEDOUT' });
 }
 
 const INT8 = 20;
 
 /** Creates the schema if it is missing (before the pool pins its search path to it). */
-async function ensureSchema(url: string, schema: string): Promise<void> {
-  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 5000 });
-  await client.connect();
+async function ensureSchema(url: string, schema: string, connectTimeoutMs = 5000): Promise<void> {
+  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: connectTimeoutMs });
+  // A connection lost during the statement also emits 'error': without a listener, that ends the process.
+  client.on('error', () => {});
+  await client.connect().catch((err: Error & { code?: string }) => {
+    // pg's own connect timeout says only "timeout expired": make it a database outage like the pool's.
+    throw err.code === undefined && err.message === 'timeout expired' ? Object.assign(new Error('timeout expired connecting to the database'), { code: 'ETIMEDOUT' }) : err;
+  });
   try {
     await client.query(`create schema if not exists "${schema}"`);
   } catch (err) {
@@ -66,10 +98,78 @@ function statementName(text: string): string {
  * queries in flight are rejected anyway, and the pool discards the broken client when it comes back.
  */
 class SturdyClient extends pg.Client {
-  constructor(config?: string | pg.ClientConfig) {
+  /** How long any query may wait for its answer, deadline or not (statement timeout plus a margin). */
+  private readonly guardMs: number | undefined;
+
+  constructor(config?: string | (pg.ClientConfig & { guardMs?: number })) {
     super(config);
+    this.guardMs = typeof config === 'object' ? config.guardMs : undefined;
     this.on('error', () => {});
   }
+
+  /**
+   * Every query is bounded by the current deadline (src/store/deadline.ts) and the guard: when neither
+   * the answer nor PostgreSQL's own statement timeout came in time, the server or the network is gone
+   * (a partition leaves the socket open and silent), so the connection is destroyed. Its queries fail
+   * as UNAVAILABLE and the pool discards it, instead of the call waiting for TCP to give up.
+   */
+  override query(config: any, values?: any, callback?: any): any {
+    const ms = waitLimitMs(this.guardMs);
+    if (ms === undefined || typeof config?.submit === 'function') return super.query(config, values, callback);
+    const cb = typeof values === 'function' ? values : callback;
+    if (ms <= 0) {
+      if (typeof cb === 'function') return void process.nextTick(cb, noAnswer());
+      return Promise.reject(noAnswer());
+    }
+    const timer = setTimeout(() => (this as unknown as { connection: { stream: { destroy(err: Error): void } } }).connection.stream.destroy(noAnswer()), ms);
+    if (typeof cb === 'function') {
+      const done = (err: Error, res: unknown) => {
+        clearTimeout(timer);
+        cb(err, res);
+      };
+      return typeof values === 'function' ? super.query(config, done) : super.query(config, values, done);
+    }
+    return (super.query(config, values) as Promise<unknown>).then(
+      (res) => {
+        clearTimeout(timer);
+        return res;
+      },
+      (err: unknown) => {
+        clearTimeout(timer);
+        throw err;
+      },
+    );
+  }
+}
+
+/**
+ * Bounds the wait for a pooled client by the current deadline (the pool's own timeout is the connect
+ * timeout), and runs a callback in its caller's async context, not in that of whoever released the
+ * client it gets: the deadline must follow the query that runs on it.
+ */
+function boundPoolWaits(pool: pg.Pool): void {
+  const connect = pool.connect.bind(pool) as (cb?: (err: Error | undefined, client?: pg.PoolClient, release?: () => void) => void) => Promise<pg.PoolClient> | undefined;
+  (pool as { connect: unknown }).connect = (callback?: (err: Error | undefined, client?: pg.PoolClient, release?: () => void) => void) => {
+    if (callback) return connect(AsyncResource.bind(callback));
+    const ms = waitLimitMs(undefined);
+    if (ms === undefined) return connect();
+    return new Promise<pg.PoolClient>((resolve, reject) => {
+      let late = false;
+      const timer = setTimeout(
+        () => {
+          late = true;
+          reject(Object.assign(new Error('timeout exceeded when trying to connect'), { code: 'ETIMEDOUT' }));
+        },
+        Math.max(0, ms),
+      );
+      connect((err, client) => {
+        clearTimeout(timer);
+        if (late) client?.release();
+        else if (err || !client) reject(err);
+        else resolve(client);
+      });
+    });
+  };
 }
 
 /**
@@ -107,12 +207,13 @@ export async function openStore(options: StoreOptions): Promise<Store> {
   let pgPool: pg.Pool | undefined;
   if (options.databaseUrl) {
     kind = 'postgres';
-    if (options.schema) await ensureSchema(options.databaseUrl, options.schema);
+    if (options.schema) await ensureSchema(options.databaseUrl, options.schema, options.connectTimeoutMs);
     const pool = new pg.Pool({
       ...(options.preparedStatements === false ? { Client: SturdyClient } : { Client: PreparingClient }),
       connectionString: options.databaseUrl,
       max: options.poolSize ?? 10,
-      connectionTimeoutMillis: 5000,
+      connectionTimeoutMillis: options.connectTimeoutMs ?? 5000,
+      ...(options.statementTimeoutMs ? { statement_timeout: options.statementTimeoutMs, guardMs: options.statementTimeoutMs + GUARD_MARGIN_MS } : {}),
       ...(options.schema ? { options: `-c search_path="${options.schema}"` } : {}),
       types: {
         getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
@@ -121,6 +222,7 @@ export async function openStore(options: StoreOptions): Promise<Store> {
     });
     // An idle client that loses its server must not crash the process; the pool replaces it.
     pool.on('error', () => {});
+    boundPoolWaits(pool);
     pgPool = pool;
     db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
   } else {

@@ -1,5 +1,6 @@
 import { sql, type Kysely } from 'kysely';
 import { Migrator } from 'kysely/migration';
+import { withoutTimeouts } from './deadline.js';
 import { migrations } from './migrations/index.js';
 import type { Database } from './schema.js';
 
@@ -11,15 +12,21 @@ const MIGRATION_LOCK = 7_146_355_001;
  * that start at once, including the creation of Kysely's own bookkeeping tables.
  */
 export async function migrateToLatest(db: Kysely<Database>, schema?: string): Promise<string[]> {
-  return db.connection().execute(async (conn) => {
-    await sql`select pg_advisory_lock(${MIGRATION_LOCK})`.execute(conn);
-    try {
-      const migrator = new Migrator({ db: conn, provider: { getMigrations: async () => migrations }, ...(schema ? { migrationTableSchema: schema } : {}) });
-      const { error, results } = await migrator.migrateToLatest();
-      if (error) throw error;
-      return (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName);
-    } finally {
-      await sql`select pg_advisory_unlock(${MIGRATION_LOCK})`.execute(conn);
-    }
-  });
+  // Waiting for another instance's migration, or building an index, may take longer than any statement
+  // timeout: none applies here (the session's is set back before the connection returns to the pool).
+  return withoutTimeouts(() =>
+    db.connection().execute(async (conn) => {
+      await sql`set statement_timeout = 0`.execute(conn);
+      await sql`select pg_advisory_lock(${MIGRATION_LOCK})`.execute(conn);
+      try {
+        const migrator = new Migrator({ db: conn, provider: { getMigrations: async () => migrations }, ...(schema ? { migrationTableSchema: schema } : {}) });
+        const { error, results } = await migrator.migrateToLatest();
+        if (error) throw error;
+        return (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName);
+      } finally {
+        await sql`select pg_advisory_unlock(${MIGRATION_LOCK})`.execute(conn);
+        await sql`reset statement_timeout`.execute(conn);
+      }
+    }),
+  );
 }

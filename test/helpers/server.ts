@@ -6,7 +6,7 @@ import { loadConfig, type Config } from '../../src/config/config.js';
 import { mintAdminToken } from '../../src/domain/admin.js';
 import { createApp, type App } from '../../src/server/app.js';
 import { listen, type RunningServer } from '../../src/server/listen.js';
-import { openStore, type Store } from '../../src/store/db.js';
+import { openStore, storeOptions, type Store, type StoreOptions } from '../../src/store/db.js';
 import { startTcpProxy, type TcpProxy } from './tcp-proxy.js';
 
 /** The PostgreSQL URL tests use; unset means the tests run on embedded PGlite. */
@@ -29,7 +29,7 @@ export async function createSchema(url: string): Promise<{ schema: string; drop(
 
 /** A database for one test server: an in-memory PGlite, or a private schema on PostgreSQL. */
 export async function openTestStore(
-  options: { dataDir?: string; schema?: string; embedded?: boolean; databaseUrl?: string } = {},
+  options: { dataDir?: string; schema?: string; embedded?: boolean; databaseUrl?: string; timeouts?: Pick<StoreOptions, 'connectTimeoutMs' | 'statementTimeoutMs'> } = {},
 ): Promise<{ store: Store; schema?: string; cleanup(): Promise<void> }> {
   const url = options.databaseUrl ?? TEST_DATABASE_URL;
   if (!url || options.embedded) {
@@ -38,7 +38,7 @@ export async function openTestStore(
   }
   const owned = options.schema ? undefined : await createSchema(url);
   const schema = options.schema ?? owned!.schema;
-  const store = await openStore({ databaseUrl: url, schema, poolSize: 5 });
+  const store = await openStore({ databaseUrl: url, schema, poolSize: 5, ...options.timeouts });
   return { store, schema, cleanup: async () => void (await owned?.drop()) };
 }
 
@@ -67,8 +67,16 @@ export interface TestServerOptions {
 
 /** Starts a real passkeyd on 127.0.0.1, port 0, on the test backend. */
 export async function startTestServer(options: TestServerOptions = {}): Promise<TestServer> {
-  const { store, schema, cleanup } = await openTestStore({ schema: options.schema, dataDir: options.dataDir, embedded: options.embedded, databaseUrl: options.databaseUrl });
   const config = loadConfig({ port: '0', host: '127.0.0.1', 'log-level': 'silent', ...options.config }, {});
+  const { connectTimeoutMs, statementTimeoutMs } = storeOptions(config);
+  const timeouts = { connectTimeoutMs, statementTimeoutMs };
+  const { store, schema, cleanup } = await openTestStore({
+    schema: options.schema,
+    dataDir: options.dataDir,
+    embedded: options.embedded,
+    databaseUrl: options.databaseUrl,
+    timeouts,
+  });
   const app = await createApp(config, { store, log: pino({ level: process.env.PASSKEYD_TEST_LOG ?? 'silent' }) });
   const server = await listen(app);
   const url = `http://127.0.0.1:${server.port}`;
@@ -90,13 +98,13 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
  * A test server on PostgreSQL whose connections go through a TCP proxy: `proxy.cut()` is a database
  * outage for this server only, `proxy.restore()` ends it.
  */
-export async function startServerBehindProxy(): Promise<TestServer & { proxy: TcpProxy }> {
+export async function startServerBehindProxy(config: Record<string, string> = {}): Promise<TestServer & { proxy: TcpProxy }> {
   const target = new URL(TEST_DATABASE_URL!);
   const proxy = await startTcpProxy(target.hostname, Number(target.port || 5432));
   const viaProxy = new URL(TEST_DATABASE_URL!);
   viaProxy.hostname = '127.0.0.1';
   viaProxy.port = String(proxy.port);
-  const srv = await startTestServer({ databaseUrl: viaProxy.toString() });
+  const srv = await startTestServer({ databaseUrl: viaProxy.toString(), config });
   return {
     ...srv,
     proxy,
