@@ -1,13 +1,13 @@
 import { loadConfig, parseDuration, ConfigError, type Config } from '../config/config.js';
 import { checkAdminTokenTtl, createMachineUserWithRole, mintAdminToken, rotateSigningKey, type MachineUserRequest } from '../domain/admin.js';
-import { PasskeydError } from '../errors.js';
+import { isDatabaseUnavailable, PasskeydError } from '../errors.js';
 import { createTokenService } from '../auth/tokens.js';
 import { bootstrap } from '../domain/bootstrap.js';
-import { createLogger } from '../log.js';
-import { openStore, type Store } from '../store/db.js';
+import { createLogger, type Logger } from '../log.js';
+import { openStore, storeOptions, type Store } from '../store/db.js';
 import { migrateToLatest } from '../store/migrate.js';
 import { askAdminSocket, startAdminSocket } from '../server/admin-socket.js';
-import { createApp } from '../server/app.js';
+import { createApp, type App } from '../server/app.js';
 import { DataDirBusyError, lockDataDir } from '../server/data-dir-lock.js';
 import { listen } from '../server/listen.js';
 import { cluster, runPrimary, workerCount } from '../server/cluster.js';
@@ -33,7 +33,7 @@ Every setting is an environment variable or a flag (see the README), e.g. --port
 /** Opens the store for a one-shot command, holding the PGlite lock while it runs. */
 async function withStore<T>(config: Config, fn: (store: Store) => Promise<T>): Promise<T> {
   const unlock = config.databaseUrl ? () => {} : lockDataDir(config.dataDir);
-  const store = await openStore({ databaseUrl: config.databaseUrl, schema: config.databaseSchema, dataDir: config.dataDir, preparedStatements: config.databasePreparedStatements });
+  const store = await openStore(storeOptions(config));
   try {
     await migrateToLatest(store.db, store.schema);
     await bootstrap(store.db);
@@ -130,6 +130,24 @@ async function admin(words: string[], flags: Record<string, string>): Promise<st
   throw new ConfigError(`unknown admin command "${words.join(' ')}"\n\n${USAGE}`);
 }
 
+/**
+ * A cluster worker's app. A worker may start while the database is away (it replaces one that died
+ * during an outage, or the outage began while the workers were starting): it waits for the database,
+ * as running workers do, instead of exiting with code 1, which the primary would answer with another
+ * worker that dies the same way, until it gave up on them all ("workers keep dying").
+ */
+async function startWorkerApp(config: Config, log: Logger): Promise<App> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await createApp(config, { log, migrated: true });
+    } catch (err) {
+      if (!isDatabaseUnavailable(err)) throw err;
+      log.warn({ attempt, err: (err as Error).message }, 'database unavailable at start; retrying');
+      await new Promise((r) => setTimeout(r, Math.min(5000, 250 * 2 ** attempt)));
+    }
+  }
+}
+
 async function serve(config: Config): Promise<void> {
   const log = createLogger(config.logLevel);
   const workers = workerCount(config.workers, !config.databaseUrl);
@@ -140,7 +158,7 @@ async function serve(config: Config): Promise<void> {
     return;
   }
   const unlock = config.databaseUrl ? () => {} : lockDataDir(config.dataDir);
-  const app = await createApp(config, { log, migrated: cluster.isWorker });
+  const app = cluster.isWorker ? await startWorkerApp(config, log) : await createApp(config, { log });
   const closeSocket = config.databaseUrl ? async () => {} : await startAdminSocket(app);
   const server = await listen(app);
   const stop = async (signal: string) => {
