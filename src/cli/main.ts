@@ -130,6 +130,9 @@ async function admin(words: string[], flags: Record<string, string>): Promise<st
   throw new ConfigError(`unknown admin command "${words.join(' ')}"\n\n${USAGE}`);
 }
 
+/** After SIGTERM, how long an idle keep-alive connection may still bring a request (answered with `Connection: close`). */
+const IDLE_LINGER_MS = 2000;
+
 /**
  * A cluster worker's app. A worker may start while the database is away (it replaces one that died
  * during an outage, or the outage began while the workers were starting): it waits for the database,
@@ -154,22 +157,27 @@ async function serve(config: Config): Promise<void> {
   if (workers > 1 && cluster.isPrimary) {
     // Migrate once here, so the workers start against an up-to-date schema without racing.
     await withStore(config, async () => undefined);
-    runPrimary(workers, log);
+    runPrimary(workers, log, config.shutdownGraceSeconds);
     return;
   }
   const unlock = config.databaseUrl ? () => {} : lockDataDir(config.dataDir);
   const app = cluster.isWorker ? await startWorkerApp(config, log) : await createApp(config, { log });
   const closeSocket = config.databaseUrl ? async () => {} : await startAdminSocket(app);
   const server = await listen(app);
+  let stopping = false;
   const stop = async (signal: string) => {
+    // A second signal changes nothing: a process manager that signals the whole process group reaches a
+    // worker both directly and through the primary, and the default action would cut the drain short.
+    if (stopping) return;
+    stopping = true;
     log.info({ signal }, 'shutting down');
     await closeSocket();
-    await server.close();
+    await server.close(IDLE_LINGER_MS);
     unlock();
     process.exit(0);
   };
-  process.once('SIGTERM', () => void stop('SIGTERM'));
-  process.once('SIGINT', () => void stop('SIGINT'));
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+  process.on('SIGINT', () => void stop('SIGINT'));
 }
 
 async function main(argv: string[]): Promise<void> {

@@ -13,7 +13,7 @@ export function workerCount(requested: number, embedded: boolean): number {
  * node:cluster), replaces a worker that dies, and on SIGTERM/SIGINT asks every worker to drain and
  * waits for them before exiting.
  */
-export function runPrimary(count: number, log: Logger): void {
+export function runPrimary(count: number, log: Logger, graceSeconds: number): void {
   let stopping = false;
   let deaths: number[] = [];
   for (let i = 0; i < count; i++) cluster.fork();
@@ -46,9 +46,20 @@ export function runPrimary(count: number, log: Logger): void {
     log.info({ signal, workers: count }, 'shutting down workers');
     for (const w of Object.values(cluster.workers ?? {})) w?.process.kill('SIGTERM');
     if (Object.keys(cluster.workers ?? {}).length === 0) process.exit(0);
+    // Each worker bounds its drain by the grace period; one that is still there well after it is stuck.
+    setTimeout(
+      () => {
+        log.error('workers did not stop within the grace period; killing them');
+        for (const w of Object.values(cluster.workers ?? {})) w?.process.kill('SIGKILL');
+        process.exit(1);
+      },
+      (graceSeconds + 5) * 1000,
+    ).unref();
   };
-  process.once('SIGTERM', () => stop('SIGTERM'));
-  process.once('SIGINT', () => stop('SIGINT'));
+  // Repeated signals (a process manager signalling the whole group, an impatient operator) change
+  // nothing: with `once`, the second would kill the primary mid-drain and orphan its workers.
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
   log.info({ workers: count }, 'passkeyd primary started');
 }
 

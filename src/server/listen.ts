@@ -13,8 +13,12 @@ export interface RunningServer {
   port: number;
   /** The extra HTTP/2-only port, when configured. */
   grpcPort: number | undefined;
-  /** Stops accepting, lets in-flight requests finish (up to the grace period), then closes the app. */
-  close(): Promise<void>;
+  /**
+   * Stops accepting, lets in-flight requests finish (up to the grace period), then closes the app.
+   * `idleLingerMs`: how long idle HTTP/1.1 connections stay open meanwhile (a request on one is answered,
+   * with `Connection: close`) before they are closed; SIGTERM gives clients a moment, tests none.
+   */
+  close(idleLingerMs?: number): Promise<void>;
 }
 
 /**
@@ -26,16 +30,49 @@ export async function listen(app: App): Promise<RunningServer> {
   const { config, handler, log } = app;
   let inFlight = 0;
   let drained: (() => void) | undefined;
+  // Draining (after close()): every HTTP/1.1 response says `Connection: close`, and an HTTP/1.1
+  // connection is closed once it is idle; HTTP/2 sessions got GOAWAY. `busy` counts, per HTTP/1.1
+  // connection, the requests whose response is not written yet.
+  let draining = false;
+  let closeIdleNow = false;
+  const busy = new Map<net.Socket, number>();
+  const h1sockets = new Set<net.Socket>();
+  const trackH1 = (socket: net.Socket) => {
+    h1sockets.add(socket);
+    socket.once('close', () => {
+      h1sockets.delete(socket);
+      busy.delete(socket);
+      maybeDrained();
+    });
+  };
+  const closeIdle = () => {
+    for (const socket of h1sockets) if (!busy.get(socket)) socket.destroySoon();
+  };
+  const maybeDrained = () => {
+    if (draining && inFlight === 0 && h1sockets.size === 0 && sessions.size === 0) drained?.();
+  };
   // In flight = its response is not written yet. An HTTP/2 compat response only closes with its stream,
   // which a client may keep open uploading a body nobody reads: watch the stream's writable side.
   const tracked = (req: NodeRequest, res: NodeResponse) => {
     inFlight++;
+    const socket = req.httpVersionMajor === 1 ? req.socket : undefined;
+    if (socket) {
+      if (!h1sockets.has(socket)) trackH1(socket);
+      busy.set(socket, (busy.get(socket) ?? 0) + 1);
+      if (draining) res.setHeader('connection', 'close');
+      else open.add(res);
+    }
     let counted = true;
     const done = () => {
       if (!counted) return;
       counted = false;
       inFlight--;
-      if (inFlight === 0) drained?.();
+      if (socket) {
+        open.delete(res);
+        busy.set(socket, (busy.get(socket) ?? 1) - 1);
+        if (closeIdleNow) setImmediate(closeIdle);
+      }
+      maybeDrained();
     };
     res.once('close', done);
     ('stream' in req ? req.stream : res).once('finish', done);
@@ -48,9 +85,21 @@ export async function listen(app: App): Promise<RunningServer> {
     ? http2.createSecureServer({ ...h2options, allowHTTP1: true, cert: readFileSync(config.tlsCert), key: readFileSync(config.tlsKey!) }, tracked)
     : http2.createServer(h2options, tracked);
   const sessions = new Set<http2.ServerHttp2Session>();
-  h2.on('session', (s) => {
+  /** HTTP/1.1 responses not yet begun when draining started: they get `Connection: close` then. */
+  const open = new Set<NodeResponse>();
+  const addSession = (s: http2.ServerHttp2Session) => {
     sessions.add(s);
-    s.once('close', () => sessions.delete(s));
+    s.once('close', () => {
+      sessions.delete(s);
+      maybeDrained();
+    });
+    // A session that starts while draining (its connection was accepted just before) is told at once.
+    if (draining) s.close();
+  };
+  h2.on('session', addSession);
+  // TLS: a connection ALPN gave to HTTP/1.1 is drained as a cleartext one is.
+  h2.on('secureConnection', (socket: net.Socket & { alpnProtocol?: string | false }) => {
+    if (socket.alpnProtocol !== 'h2') trackH1(socket);
   });
   for (const s of [h1, h2]) s.on('clientError', (_err: Error, socket: net.Socket) => socket.destroy());
 
@@ -71,6 +120,7 @@ export async function listen(app: App): Promise<RunningServer> {
       socket.off('readable', onReadable);
       socket.off('error', onError);
       socket.unshift(seen);
+      if (!h2prefix) trackH1(socket);
       (h2prefix ? h2 : h1).emit('connection', socket);
     };
     const onError = () => {
@@ -92,10 +142,7 @@ export async function listen(app: App): Promise<RunningServer> {
   let grpcPort: number | undefined;
   if (config.grpcPort && !config.tlsCert) {
     grpcServer = http2.createServer(h2options, tracked);
-    grpcServer.on('session', (s) => {
-      sessions.add(s);
-      s.once('close', () => sessions.delete(s));
-    });
+    grpcServer.on('session', addSession);
     await new Promise<void>((resolve, reject) => {
       grpcServer!.once('error', reject);
       grpcServer!.listen(config.grpcPort, config.host, () => resolve());
@@ -108,22 +155,40 @@ export async function listen(app: App): Promise<RunningServer> {
   return {
     port,
     grpcPort,
-    close() {
+    close(idleLingerMs = 0) {
       closing ??= (async () => {
-        front.close();
+        const graceMs = config.shutdownGraceSeconds * 1000;
+        draining = true;
+        // No new connections; HTTP/2 sessions get GOAWAY (their streams in flight finish); every HTTP/1.1
+        // response from now on says `Connection: close`, so a keep-alive client opens no new request on it.
+        // (net.Server's own close: with TLS, the front is the HTTP/2 server, whose close() would also
+        // drop idle HTTP/1.1 connections at once, racing a request a client is sending on one.)
+        net.Server.prototype.close.call(front);
         grpcServer?.close();
+        for (const s of sessions) s.close();
+        for (const res of open) if (!res.headersSent) res.setHeader('connection', 'close');
+        open.clear();
+        await new Promise<void>((resolve) => {
+          drained = resolve;
+          // Idle HTTP/1.1 connections may still carry a request a client sent before it learnt of the
+          // drain: they are closed (and each one that goes idle later) after the linger.
+          const linger = setTimeout(
+            () => {
+              closeIdleNow = true;
+              closeIdle();
+              maybeDrained();
+            },
+            Math.min(idleLingerMs, graceMs),
+          );
+          linger.unref();
+          setTimeout(resolve, graceMs).unref();
+          maybeDrained();
+        });
+        // Past the grace period: whatever is left is cut.
         h1.close();
         if (front !== (h2 as unknown)) h2.close();
-        // Idle keep-alive connections go now; busy ones after their response.
-        h1.closeIdleConnections();
-        for (const s of sessions) s.close();
-        if (inFlight > 0) {
-          await new Promise<void>((resolve) => {
-            drained = resolve;
-            setTimeout(resolve, config.shutdownGraceSeconds * 1000).unref();
-          });
-        }
         h1.closeAllConnections();
+        for (const socket of h1sockets) socket.destroy();
         for (const s of sessions) s.destroy();
         await app.close();
         log.info('passkeyd stopped');

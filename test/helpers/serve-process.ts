@@ -69,7 +69,14 @@ export async function startServe(env: NodeJS.ProcessEnv, listening = 1, options:
       });
       check();
     });
-  await waitFor((e) => e.msg === 'passkeyd listening', listening);
+  try {
+    await waitFor((e) => e.msg === 'passkeyd listening', listening, 120_000);
+  } catch (err) {
+    // Not started in time: leave no process behind (a detached one is its own group, workers included).
+    if (options.detached) process.kill(-child.pid!, 'SIGKILL');
+    else child.kill('SIGKILL');
+    throw err;
+  }
   const port = entries.find((e) => e.msg === 'passkeyd listening')!.port as number;
   return { child, port, logs, entries, waitFor, exited };
 }
