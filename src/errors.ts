@@ -70,6 +70,16 @@ const HTTP_STATUS_OF_CODE: Readonly<Partial<Record<Code, number>>> = {
   [Code.DeadlineExceeded]: 504,
 };
 
+/**
+ * The HTTP status of a request refused for its size, on every protocol that has one (REST, Connect, plain
+ * HTTP): 413, with the code RESOURCE_EXHAUSTED (gRPC and gRPC-web carry the code alone), not the 429 of a
+ * rate limit: retrying the same request will not help.
+ */
+export const HTTP_STATUS_TOO_LARGE = 413;
+
+/** The HTTP status of a request whose request line or headers exceed the parser's limit (16 KiB). */
+export const HTTP_STATUS_HEADERS_TOO_LARGE = 431;
+
 /** The HTTP status a REST or plain-HTTP answer carries for a Connect code (500 for the rest). */
 export function httpStatusOf(code: Code): number {
   return HTTP_STATUS_OF_CODE[code] ?? 500;

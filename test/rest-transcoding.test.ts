@@ -47,6 +47,7 @@ beforeAll(async () => {
     handlers: router.handlers,
     contextValues: (req) => createContextValues().set(clientAddressKey, req.socket.remoteAddress ?? 'unknown'),
     maxBodyBytes: MAX,
+    maxJsonDepth: 64,
     log: pino({ level: 'silent' }),
   });
   server = http.createServer((req, res) => rest(req, res));

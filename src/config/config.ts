@@ -28,6 +28,8 @@ export interface Config {
   attestation: 'none' | 'indirect' | 'direct' | 'enterprise';
   userVerification: 'required' | 'preferred' | 'discouraged';
   signCountPolicy: 'reject' | 'log';
+  /** Request JSON nested deeper than this is refused before it is parsed, on every protocol. */
+  maxJsonDepth: number;
   logLevel: string;
   tlsCert: string | undefined;
   tlsKey: string | undefined;
@@ -176,6 +178,13 @@ export const settings: Setting<keyof Config>[] = [
     doc: 'a sign counter that did not increase: refuse the login, or only record it',
   },
   {
+    key: 'maxJsonDepth',
+    env: 'PASSKEYD_MAX_JSON_DEPTH',
+    flag: 'max-json-depth',
+    parse: int('PASSKEYD_MAX_JSON_DEPTH', 8, 1000),
+    doc: 'request JSON nested deeper than this (objects and arrays) is refused before parsing, on every protocol',
+  },
+  {
     key: 'logLevel',
     env: 'PASSKEYD_LOG_LEVEL',
     flag: 'log-level',
@@ -275,6 +284,7 @@ const defaults: Config = {
   attestation: 'none',
   userVerification: 'required',
   signCountPolicy: 'reject',
+  maxJsonDepth: 64,
   logLevel: 'info',
   tlsCert: undefined,
   tlsKey: undefined,

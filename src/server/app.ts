@@ -12,6 +12,7 @@ import { createRateLimits } from '../store/rate-limits.js';
 import { createRoutes } from '../api/router.js';
 import type { ServiceDeps } from '../api/services/deps.js';
 import { pathOf, sendStatus, type NodeRequest, type NodeResponse } from '../api/transport/http.js';
+import { clientFaultCompression, checkedJsonDecoder } from '../api/transport/input-limits.js';
 import { createRpcNodeHandler } from '../api/transport/node-adapter.js';
 import { openApiRoute } from '../api/transport/rest/openapi.js';
 import { createRestTranscoder } from '../api/transport/rest/transcoder.js';
@@ -137,8 +138,10 @@ async function wire(config: Config, store: Store, log: Logger, options: AppOptio
   const codecs = {
     readMaxBytes: MAX_BODY_BYTES,
     // Unknown JSON fields are a client mistake (a typo would otherwise be silently dropped).
-    jsonOptions: { ignoreUnknownFields: false },
-    acceptCompression: [compressionGzip, compressionBrotli],
+    // Nesting is limited before parsing, on every protocol: Connect's JSON decoding goes through this decoder.
+    jsonOptions: { ignoreUnknownFields: false, textDecoder: checkedJsonDecoder(config.maxJsonDepth) },
+    // Bytes that do not decompress are the client's fault (INVALID_ARGUMENT), never INTERNAL.
+    acceptCompression: [compressionGzip, compressionBrotli].map(clientFaultCompression),
     // Compressing a 1–2 KiB login response costs more CPU than it saves on any network (the profile of
     // the bench showed zlib on the login path); only large responses (long lists) are worth it.
     compressMinBytes: 32 * 1024,
@@ -149,7 +152,7 @@ async function wire(config: Config, store: Store, log: Logger, options: AppOptio
   // Plain unary gRPC and Connect calls (the login's two, among others) skip Connect's per-call machinery.
   const fastPath = createUnaryFastPath(registrations, { ...codecs, maxBodyBytes: MAX_BODY_BYTES, log, registry });
   const connect = createRpcNodeHandler(router.handlers, { contextValues, fallback: notFound, log, fastPath });
-  const rest = createRestTranscoder({ handlers: router.handlers, contextValues, maxBodyBytes: MAX_BODY_BYTES, log });
+  const rest = createRestTranscoder({ handlers: router.handlers, contextValues, maxBodyBytes: MAX_BODY_BYTES, maxJsonDepth: config.maxJsonDepth, log });
   publicRoutes.set('/openapi.json', openApiRoute(rest.table.routes, { title: 'passkeyd', version: OPENAPI_VERSION }));
   const cors = createCors(config.origins);
   // POST /oauth/v2/token and /oauth/v2/introspect: plain HTTP forms (RFC 6749, 7523, 7662), server to server.

@@ -4,6 +4,7 @@ import http2 from 'node:http2';
 import net from 'node:net';
 import type { NodeRequest, NodeResponse } from '../api/transport/http.js';
 import type { App } from './app.js';
+import { answerClientError } from './client-error.js';
 
 /** The HTTP/2 connection preface a prior-knowledge client sends first. */
 const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
@@ -101,7 +102,7 @@ export async function listen(app: App): Promise<RunningServer> {
   h2.on('secureConnection', (socket: net.Socket & { alpnProtocol?: string | false }) => {
     if (socket.alpnProtocol !== 'h2') trackH1(socket);
   });
-  for (const s of [h1, h2]) s.on('clientError', (_err: Error, socket: net.Socket) => socket.destroy());
+  for (const s of [h1, h2]) s.on('clientError', answerClientError);
 
   const sniff = (socket: net.Socket) => {
     socket.setNoDelay(true);

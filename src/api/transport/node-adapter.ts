@@ -2,6 +2,7 @@ import { Code, ConnectError } from '@connectrpc/connect';
 import type { UniversalHandler } from '@connectrpc/connect/protocol';
 import { universalRequestFromNodeRequest, universalResponseToNodeResponse } from '@connectrpc/connect-node';
 import type { Logger } from '../../log.js';
+import { withClientFaultCodes } from './client-faults.js';
 import { withSpecGrpcMessage } from './grpc-message.js';
 import { pathOf, writeHead, type ContextValuesOf, type NodeRequest, type NodeResponse } from './http.js';
 import type { UnaryFastPath } from './unary-fast-path.js';
@@ -43,6 +44,7 @@ export function createRpcNodeHandler(handlers: readonly UniversalHandler[], opti
     }
     if (body) uReq = { ...uReq, body: bodyOf(body) };
     h(uReq)
+      .then((uRes) => withClientFaultCodes(uRes))
       .then((uRes) => universalResponseToNodeResponse(withSpecGrpcMessage(uRes), res))
       .catch((reason) => {
         // A client that went away mid-response is not a server failure.

@@ -2,10 +2,11 @@ import type { DescField, JsonObject, JsonValue } from '@bufbuild/protobuf';
 import { Code } from '@connectrpc/connect';
 import type { UniversalHandler } from '@connectrpc/connect/protocol';
 import { universalRequestFromNodeRequest } from '@connectrpc/connect-node';
-import { internalError } from '../../../errors.js';
+import { HTTP_STATUS_TOO_LARGE, internalError } from '../../../errors.js';
 import type { Logger } from '../../../log.js';
 import { restKey } from '../../context.js';
 import { distinctServices, registryOf } from '../../descriptors.js';
+import { jsonProblem } from '../input-limits.js';
 import { pathOf, sendJsonText, sendStatus, type ContextValuesOf, type NodeRequest, type NodeResponse, type StatusOptions } from '../http.js';
 import { codeFromConnectName, detailToAnyJson } from './connect-error.js';
 import { jsonFromText, resolveFieldPath, RestInputError, setAtPath } from './field-values.js';
@@ -18,6 +19,8 @@ export interface RestTranscoderOptions {
   contextValues: ContextValuesOf;
   /** Request bodies above this are refused (413) before they are parsed. */
   maxBodyBytes: number;
+  /** Request JSON nested deeper than this is refused (400) before it is parsed. */
+  maxJsonDepth: number;
   log: Logger;
 }
 
@@ -73,7 +76,7 @@ function readBody(req: NodeRequest, max: number): Promise<Buffer> {
   // (HTTP/2 forbids the header; the stream is simply reset.)
   const headers: Record<string, string> = req.httpVersionMajor === 1 ? { connection: 'close' } : {};
   // 413, not RESOURCE_EXHAUSTED's 429: the request itself is too large, retrying will not help.
-  const tooLarge = () => new HttpFailure(Code.ResourceExhausted, `request body exceeds ${max} bytes`, { status: 413, headers });
+  const tooLarge = () => new HttpFailure(Code.ResourceExhausted, `request body exceeds ${max} bytes`, { status: HTTP_STATUS_TOO_LARGE, headers });
   const declared = Number(req.headers['content-length']);
   if (Number.isFinite(declared) && declared > max) return Promise.reject(tooLarge());
   return new Promise((resolve, reject) => {
@@ -124,11 +127,14 @@ function overlaps(a: string, b: string): boolean {
 }
 
 /** Builds the request message's proto3 JSON from the path variables, the body and the query string. */
-function assembleRequest(route: RestRoute<unknown>, bindings: Map<string, string>, query: URLSearchParams, raw: Buffer): JsonObject {
+function assembleRequest(route: RestRoute<unknown>, bindings: Map<string, string>, query: URLSearchParams, raw: Buffer, maxJsonDepth: number): JsonObject {
   let parsed: JsonValue | undefined;
   const text = raw.toString('utf8');
   if (text.trim() !== '') {
     if (route.body === '') throw inputError(`${route.httpMethod} ${route.template.source} takes no request body; send the fields as query parameters`);
+    // Before JSON.parse: nesting without bound would overflow the stack here or in JSON.stringify below.
+    const problem = jsonProblem(raw, maxJsonDepth);
+    if (problem) throw inputError(problem);
     try {
       parsed = JSON.parse(text) as JsonValue;
     } catch (err) {
@@ -206,7 +212,7 @@ export function createRestTranscoder(options: RestTranscoderOptions): RestTransc
     const raw = await readBody(req, options.maxBodyBytes);
     let message: JsonObject;
     try {
-      message = assembleRequest(route, bindings, new URLSearchParams(q < 0 ? '' : url.slice(q + 1)), raw);
+      message = assembleRequest(route, bindings, new URLSearchParams(q < 0 ? '' : url.slice(q + 1)), raw, options.maxJsonDepth);
     } catch (err) {
       if (err instanceof RestInputError) throw inputError(err.message);
       throw err;
