@@ -11,6 +11,7 @@ import { UserService } from '../gen/passkeyd/user/v2/user_service_pb.js';
 import { createSoftAuthenticator, type SoftAuthenticator } from '../test/helpers/authenticator.js';
 import { createLeanConnectClient } from './connect-client.js';
 import { createLeanGrpcClient } from './grpc-client.js';
+import { openLoop } from './open-loop.js';
 
 export interface LoadParams {
   url: string;
@@ -25,6 +26,13 @@ export interface LoadParams {
   durationSeconds: number;
   registrationSeconds: number;
   registrationConcurrency: number;
+  /** Also measure the hand-rolled baseline (bench/baseline-server.ts), alternating with passkeyd. */
+  baseline: boolean;
+  /** Closed-loop login phases per server (A B A B … with the baseline). */
+  rounds: number;
+  /** Open-loop arrivals per second; 0 means half the closed-loop rate passkeyd reached. */
+  openRate: number;
+  openSeconds: number;
 }
 
 export interface PhaseStats {
@@ -68,10 +76,10 @@ type Sessions = Pick<Client<typeof SessionService>, 'createSession' | 'setSessio
 type Users = Pick<Client<typeof UserService>, 'addHumanUser' | 'registerPasskey' | 'verifyPasskeyRegistration'>;
 
 /** The clients the lanes share: the lean gRPC client, or Connect's clients on its transports. */
-function clientsFor(p: LoadParams, lanes: number): { sessions: Sessions; users: Users }[] {
+function clientsFor(p: LoadParams, lanes: number, url = p.url): { sessions: Sessions; users: Users }[] {
   if (p.client === 'lean') {
     return Array.from({ length: Math.max(1, Math.ceil(lanes / 4)) }, () => {
-      const c = p.protocol === 'grpc' ? createLeanGrpcClient(p.url) : createLeanConnectClient(p.url, 4);
+      const c = p.protocol === 'grpc' ? createLeanGrpcClient(url) : createLeanConnectClient(url, 4);
       const headersOf = (o?: { headers?: Record<string, string> }) => o?.headers;
       const sessions = {
         createSession: (m: any, o?: any) => c.call(SessionService.method.createSession, m, headersOf(o)),
@@ -88,12 +96,12 @@ function clientsFor(p: LoadParams, lanes: number): { sessions: Sessions; users: 
   return transports(p, lanes).map((t) => ({ sessions: createClient(SessionService, t), users: createClient(UserService, t) }));
 }
 
-function ask(msg: Record<string, unknown>): Promise<void> {
+function ask(msg: Record<string, unknown>): Promise<{ ack?: string; baselineUrl?: string }> {
   return new Promise((resolve) => {
-    const onMessage = (m: { ack?: string }) => {
+    const onMessage = (m: { ack?: string; baselineUrl?: string }) => {
       if (m.ack === msg.type) {
         process.off('message', onMessage);
-        resolve();
+        resolve(m);
       }
     };
     process.on('message', onMessage);
@@ -173,35 +181,87 @@ async function main(p: LoadParams): Promise<void> {
     }),
   );
 
-  // Logins.
-  const sessions = clientsFor(p, p.concurrency).map((c) => c.sessions);
+  // Logins: passkeyd, and with --baseline the hand-rolled server, in turns (A B A B …).
+  const targets: { phase: 'login' | 'baseline'; sessions: Sessions[] }[] = [{ phase: 'login', sessions: clientsFor(p, p.concurrency).map((c) => c.sessions) }];
+  if (p.baseline) {
+    const { baselineUrl } = await ask({ type: 'provisioned' });
+    // The baseline speaks Connect JSON on HTTP/1.1 only, whatever protocol passkeyd is driven over.
+    targets.push({ phase: 'baseline', sessions: clientsFor({ ...p, protocol: 'connect', client: 'lean' }, p.concurrency, baselineUrl).map((c) => c.sessions) });
+  }
   // Each lane owns its own users, as people do: one authenticator never signs two logins at once
   // (that would reorder its sign counter, which the service rightly refuses).
   const turns = new Array<number>(p.concurrency).fill(0);
-  const login = async (lane: number) => {
+  const closedLoop = (sessions: Sessions[]) => async (lane: number) => {
     const mine = Math.max(1, Math.floor(registered.length / p.concurrency));
     const turn = turns[lane]!;
     turns[lane] = turn + 1;
-    const who = registered[(lane + p.concurrency * (turn % mine)) % registered.length]!;
-    const client = sessions[lane % sessions.length]!;
-    const created = await client.createSession({ checks: { user: { search: { case: 'userId', value: who.userId } } }, challenges: { webAuthN: {} } });
-    const requestOptions = created.challenges?.webAuthN?.publicKeyCredentialRequestOptions;
-    if (!requestOptions) throw new Error('CreateSession returned no WebAuthn challenge');
-    const options = (requestOptions as unknown as { publicKey: PublicKeyCredentialRequestOptionsJSON }).publicKey;
-    const assertion = await who.authenticator.authenticate(options, { origin: p.origin });
-    const set = await client.setSession({ sessionId: created.sessionId, sessionToken: created.sessionToken, checks: { webAuthN: { credentialAssertionData: assertion as any } } });
-    if (!set.accessToken) throw new Error('no access token');
+    await login(sessions[lane % sessions.length]!, registered[(lane + p.concurrency * (turn % mine)) % registered.length]!, p.origin);
   };
-  await drive(p.concurrency, p.warmupSeconds, login);
-  await ask({ type: 'phase-start', phase: 'login' });
-  const logins = await drive(p.concurrency, p.durationSeconds, login);
-  await ask({ type: 'phase-end', phase: 'login', ops: logins.latencies.length });
+  const phases: Record<string, ReturnType<typeof merge>> = {};
+  const rounds: Record<string, number[]> = { login: [], baseline: [] };
+  for (const t of targets) await drive(p.concurrency, p.warmupSeconds, closedLoop(t.sessions));
+  for (let round = 0; round < p.rounds; round++) {
+    for (const t of targets) {
+      await ask({ type: 'phase-start', phase: t.phase });
+      const r = await drive(p.concurrency, p.durationSeconds, closedLoop(t.sessions));
+      await ask({ type: 'phase-end', phase: t.phase, ops: r.latencies.length });
+      phases[t.phase] = merge(phases[t.phase], r);
+      rounds[t.phase]!.push(Math.round(r.latencies.length / r.elapsed));
+    }
+  }
 
+  // Open loop: arrivals at a steady rate, latency counted from each arrival's scheduled time.
+  const closedRate = phases.login!.latencies.length / phases.login!.elapsed;
+  const rate = p.openRate > 0 ? p.openRate : Math.max(1, Math.round(closedRate / 2));
+  const open: Record<string, PhaseStats & { rate: number }> = {};
+  for (const t of targets) {
+    const phase = t.phase === 'login' ? 'open-loop' : 'open-loop-baseline';
+    const free = registered.map((_, i) => i);
+    let k = 0;
+    await ask({ type: 'phase-start', phase });
+    const r = await openLoop(rate, p.openSeconds, async () => {
+      const i = free.pop();
+      if (i === undefined) throw new Error('every user is mid-login: the open-loop rate is above what the users can sustain');
+      try {
+        await login(t.sessions[k++ % t.sessions.length]!, registered[i]!, p.origin);
+      } finally {
+        free.unshift(i);
+      }
+    });
+    await ask({ type: 'phase-end', phase, ops: r.latencies.length });
+    open[phase] = { ...stats(r.latencies, r.errors, r.elapsed, r.firstError), rate };
+  }
+
+  const finished = (phase: string) => {
+    const m = phases[phase];
+    return m ? { ...stats(m.latencies, m.errors, m.elapsed, m.firstError), rounds: rounds[phase] } : undefined;
+  };
   process.send!({
     type: 'result',
     registration: stats(reg.latencies, reg.errors, reg.elapsed, reg.firstError),
-    login: stats(logins.latencies, logins.errors, logins.elapsed, logins.firstError),
+    login: finished('login'),
+    baseline: finished('baseline'),
+    open,
   });
+}
+
+/** One full login: CreateSession → the authenticator signs → SetSession, which returns the access token. */
+async function login(client: Sessions, who: { userId: string; authenticator: SoftAuthenticator }, origin: string): Promise<void> {
+  const created = await client.createSession({ checks: { user: { search: { case: 'userId', value: who.userId } } }, challenges: { webAuthN: {} } });
+  const requestOptions = created.challenges?.webAuthN?.publicKeyCredentialRequestOptions;
+  if (!requestOptions) throw new Error('CreateSession returned no WebAuthn challenge');
+  const options = (requestOptions as unknown as { publicKey: PublicKeyCredentialRequestOptionsJSON }).publicKey;
+  const assertion = await who.authenticator.authenticate(options, { origin });
+  const set = await client.setSession({ sessionId: created.sessionId, sessionToken: created.sessionToken, checks: { webAuthN: { credentialAssertionData: assertion as any } } });
+  if (!set.accessToken) throw new Error('no access token');
+}
+
+type Driven = Awaited<ReturnType<typeof drive>>;
+
+function merge(a: Driven | undefined, b: Driven): Driven {
+  if (!a) return { ...b, latencies: b.latencies.slice() };
+  a.latencies.push(...b.latencies);
+  return { latencies: a.latencies, errors: a.errors + b.errors, elapsed: a.elapsed + b.elapsed, firstError: a.firstError ?? b.firstError };
 }
 
 process.once('message', (p: LoadParams) => {

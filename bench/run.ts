@@ -7,8 +7,13 @@
  *   npm run bench -- [--pglite] [--protocol grpc|connect] [--client lean|connect] [--concurrency 64] [--duration 20] [--warmup 5]
  *                    [--users 500] [--registration-duration 10] [--registration-concurrency 16] [--workers 0]
  *                    [--database-url URL] [--out bench/results/latest.json] [--no-build] [--profile]
+ *                    [--baseline] [--rounds 2] [--open-rate 0] [--open-duration 10]
+ *
+ * --baseline also starts bench/baseline-server.ts (a hand-rolled login server on the same database) and
+ * drives it and passkeyd in turns, A B A B, printing the ratio. After the closed-loop phases, logins
+ * arrive at a steady rate (--open-rate, default half the closed-loop rate) and p50/p99 are printed.
  */
-import { execFileSync, fork, spawn } from 'node:child_process';
+import { type ChildProcess, execFileSync, fork, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
@@ -26,6 +31,8 @@ const embedded = flags.pglite === 'true';
 const protocol = (flags.protocol ?? 'grpc') as 'grpc' | 'connect';
 const databaseUrl = flags['database-url'] ?? process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 const out = flags.out ?? 'bench/results/latest.json';
+const baseline = flags.baseline === 'true';
+if (baseline && embedded) throw new Error('--baseline needs PostgreSQL (the hand-rolled server uses pg)');
 
 async function freePort(): Promise<number> {
   return new Promise((resolve) => {
@@ -87,9 +94,10 @@ async function main() {
   if (profile) env.PASSKEYD_WORKERS = '1';
   const nodeArgs = profile ? ['--cpu-prof', '--cpu-prof-dir', 'bench/results/profiles'] : [];
   const server = spawn(process.execPath, [...nodeArgs, 'bin/passkeyd.js', 'serve'], { env, stdio: ['ignore', 'ignore', 'inherit'] });
-  let result: { registration: PhaseStats; login: PhaseStats } | undefined;
-  const cpu: Record<string, number> = {};
-  const split: Record<string, { service: number; database: number; loadGenerator: number }> = {};
+  let result: LoadResult | undefined;
+  let baselineServer: ChildProcess | undefined;
+  // CPU seconds and operations per phase, summed over its rounds.
+  const spent: Record<string, { service: number; database: number; load: number; ops: number }> = {};
   try {
     await waitReady(url);
     const adminToken = execFileSync(process.execPath, ['bin/passkeyd.js', 'admin', 'token', '--role', 'instance_admin', '--ttl', '2h'], { env }).toString().trim();
@@ -105,23 +113,37 @@ async function main() {
       durationSeconds: num('duration', 20),
       registrationSeconds: num('registration-duration', 10),
       registrationConcurrency: num('registration-concurrency', 16),
+      baseline,
+      rounds: num('rounds', baseline ? 2 : 1),
+      openRate: num('open-rate', 0),
+      openSeconds: num('open-duration', 10),
     };
     const load = fork('bench/load.ts', [], { execArgv: ['--import', 'tsx'], stdio: 'inherit' });
     // Where the machine's CPU goes during a phase: the service, the database server, the load generator.
     const postmaster = embedded ? undefined : postmasterPid();
-    const sample = () => ({ service: treeCpuSeconds(server.pid!), database: postmaster ? treeCpuSeconds(postmaster) : 0, load: treeCpuSeconds(load.pid!) });
+    // The baseline's phases count the baseline server's CPU as the service's.
+    const sample = (phase: string) => ({
+      service: treeCpuSeconds((phase.endsWith('baseline') ? baselineServer! : server).pid!),
+      database: postmaster ? treeCpuSeconds(postmaster) : 0,
+      load: treeCpuSeconds(load.pid!),
+    });
     const marks: Record<string, ReturnType<typeof sample>> = {};
     result = await new Promise((resolve, reject) => {
       load.on('message', (m: any) => {
         if (m.type === 'phase-start') {
-          marks[m.phase] = sample();
+          marks[m.phase] = sample(m.phase);
           load.send({ ack: m.type });
         } else if (m.type === 'phase-end') {
-          const now = sample();
-          const per = (k: keyof typeof now) => (now[k] - marks[m.phase]![k]) / Math.max(1, m.ops);
-          cpu[m.phase] = per('service');
-          split[m.phase] = { service: us(per('service')), database: us(per('database')), loadGenerator: us(per('load')) };
+          const now = sample(m.phase);
+          const s = (spent[m.phase] ??= { service: 0, database: 0, load: 0, ops: 0 });
+          for (const k of ['service', 'database', 'load'] as const) s[k] += now[k] - marks[m.phase]![k];
+          s.ops += m.ops;
           load.send({ ack: m.type });
+        } else if (m.type === 'provisioned') {
+          startBaseline(env, schema, databaseUrl, origin).then((started) => {
+            baselineServer = started.child;
+            load.send({ ack: m.type, baselineUrl: started.url });
+          }, reject);
         } else if (m.type === 'result') resolve(m);
         else if (m.type === 'error') reject(new Error(m.message));
       });
@@ -129,6 +151,7 @@ async function main() {
       load.send(params);
     });
   } finally {
+    baselineServer?.kill('SIGTERM');
     server.kill('SIGTERM');
     await new Promise((r) => server.once('exit', r));
     if (dataDir) rmSync(dataDir, { recursive: true, force: true });
@@ -140,7 +163,16 @@ async function main() {
     }
   }
 
-  const loginCpuMicros = Math.round((cpu.login ?? 0) * 1e6);
+  const per = (phase: string) => {
+    const s = spent[phase];
+    if (!s) return undefined;
+    const ops = Math.max(1, s.ops);
+    return { service: us(s.service / ops), database: us(s.database / ops), loadGenerator: us(s.load / ops) };
+  };
+  const split = { login: per('login'), registration: per('registration'), baseline: per('baseline') };
+  const loginCpuMicros = split.login?.service ?? 0;
+  const r = result!;
+  const withCpu = <T extends object>(stats: T, phase: string) => ({ ...stats, serviceCpuMicrosPerOp: per(phase)?.service ?? 0, cpuMicrosPerOp: per(phase) });
   const report = {
     date: new Date().toISOString(),
     machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, memoryGiB: Math.round(os.totalmem() / 2 ** 30), node: process.version },
@@ -153,22 +185,63 @@ async function main() {
           ? 'lean gRPC client (bench/grpc-client.ts)'
           : 'lean Connect JSON client on HTTP/1.1 (bench/connect-client.ts)',
     workers: flags.workers ?? 'all cores',
-    login: { ...result!.login, serviceCpuMicrosPerOp: loginCpuMicros, cpuMicrosPerOp: split.login },
-    registration: { ...result!.registration, serviceCpuMicrosPerOp: Math.round((cpu.registration ?? 0) * 1e6), cpuMicrosPerOp: split.registration },
+    login: withCpu(r.login, 'login'),
+    registration: withCpu(r.registration, 'registration'),
+    ...(r.baseline
+      ? {
+          baseline: {
+            ...withCpu(r.baseline, 'baseline'),
+            server: 'bench/baseline-server.ts: node:http, SimpleWebAuthn, pg, jose; one process; Connect JSON over HTTP/1.1',
+            ratio: Math.round((r.login.perSecond / Math.max(0.01, r.baseline.perSecond)) * 100) / 100,
+          },
+        }
+      : {}),
+    openLoop: Object.fromEntries(Object.entries(r.open).map(([phase, stats]) => [phase, withCpu(stats, phase)])),
     floor: { ...floor, ratio: Math.round((loginCpuMicros / floor.floorMicros) * 10) / 10 },
   };
   writeFileSync(out, `${JSON.stringify(report, null, 2)}\n`);
   const row = (name: string, s: PhaseStats & { serviceCpuMicrosPerOp: number }) =>
     `| ${name} | ${s.perSecond} | ${s.p50} | ${s.p95} | ${s.p99} | ${s.errors} | ${s.serviceCpuMicrosPerOp} |`;
+  const rows = [row('login', report.login), row('registration', report.registration)];
+  if (report.baseline) rows.push(row('login, hand-rolled baseline', report.baseline));
+  for (const [phase, stats] of Object.entries(report.openLoop)) rows.push(row(`${phase} at ${stats.rate}/s`, stats));
+  const firstErrors = [['login', r.login], ['registration', r.registration], ['baseline', r.baseline], ...Object.entries(r.open)]
+    .filter(([, s]) => (s as PhaseStats | undefined)?.firstError)
+    .map(([name, s]) => `first ${name} error: ${(s as PhaseStats).firstError}\n`)
+    .join('');
   console.log(`
 passkeyd bench: ${report.backend}, ${protocol} (${report.client}), ${report.machine.cpus} cores (${report.machine.model}), node ${process.version}
 | phase | per second | p50 ms | p95 ms | p99 ms | errors | service CPU µs/op |
 |---|---|---|---|---|---|---|
-${row('login', report.login)}
-${row('registration', report.registration)}
+${rows.join('\n')}
 floor (ES256 verify ${floor.verifyMicros} µs + JWT sign ${floor.jwtSignMicros} µs) = ${floor.floorMicros} µs; login CPU = ${report.floor.ratio}× floor
 CPU per login: service ${split.login?.service} µs, database ${split.login?.database} µs, load generator ${split.login?.loadGenerator} µs (registration: ${split.registration?.service} / ${split.registration?.database} / ${split.registration?.loadGenerator} µs)
-${result!.login.firstError ? `first login error: ${result!.login.firstError}\n` : ''}${result!.registration.firstError ? `first registration error: ${result!.registration.firstError}\n` : ''}written to ${out}`);
+${
+  report.baseline
+    ? `baseline: logins/s per round passkeyd ${r.login.rounds.join(', ')} / baseline ${r.baseline!.rounds.join(', ')}; passkeyd = ${report.baseline.ratio}× the baseline; baseline CPU per login: server ${split.baseline?.service} µs, database ${split.baseline?.database} µs\n`
+    : ''
+}${firstErrors}written to ${out}`);
+}
+
+interface LoadResult {
+  registration: PhaseStats;
+  login: PhaseStats & { rounds: number[] };
+  baseline?: PhaseStats & { rounds: number[] };
+  open: Record<string, PhaseStats & { rate: number }>;
+}
+
+/** Starts the hand-rolled baseline server on the bench's database and schema; resolves with its URL. */
+async function startBaseline(env: NodeJS.ProcessEnv, schema: string, databaseUrl: string, origin: string): Promise<{ child: ChildProcess; url: string }> {
+  const child = fork('bench/baseline-server.ts', [], {
+    execArgv: ['--import', 'tsx'],
+    env: { ...env, DATABASE_URL: databaseUrl, PASSKEYD_DATABASE_SCHEMA: schema, PORT: '0', ORIGIN: origin, RP_ID: 'localhost' },
+    stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+  });
+  const port = await new Promise<number>((resolve, reject) => {
+    child.on('message', (m: any) => m.type === 'listening' && resolve(m.port));
+    child.once('exit', (code) => reject(new Error(`the baseline server exited with ${code}`)));
+  });
+  return { child, url: `http://127.0.0.1:${port}` };
 }
 
 main().catch((err) => {

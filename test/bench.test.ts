@@ -33,5 +33,50 @@ describe(`npm run bench, in miniature (${BACKEND})`, () => {
     expect(report.floor.ratio).toBeGreaterThan(0);
     expect(stdout).toMatch(/\| login \| [\d.]+ \|/);
     expect(stdout).toMatch(/login CPU = [\d.]+× floor/);
+    // The open-loop phase ran at half the closed-loop rate and counted its latencies.
+    const open = report.openLoop['open-loop'];
+    expect(open.rate).toBe(Math.max(1, Math.round(report.login.perSecond / 2)));
+    expect(open.ops).toBeGreaterThan(0);
+    expect(open.errors).toBe(0);
+    expect(stdout).toMatch(/\| open-loop at \d+\/s \| [\d.]+ \|/);
   }, 180_000);
+
+  it.skipIf(!TEST_DATABASE_URL)(
+    '--baseline measures the hand-rolled login server in turns with passkeyd and prints the ratio',
+    async () => {
+      const out = path.join(dir, 'baseline.json');
+      const tiny = [
+        '--users',
+        '8',
+        '--concurrency',
+        '4',
+        '--registration-concurrency',
+        '2',
+        '--warmup',
+        '0',
+        '--duration',
+        '1',
+        '--registration-duration',
+        '1',
+        '--open-duration',
+        '1',
+      ];
+      const { stdout } = await run(
+        process.execPath,
+        ['--import', 'tsx', 'bench/run.ts', '--no-build', '--database-url', TEST_DATABASE_URL!, '--baseline', '--protocol', 'connect', ...tiny, '--out', out],
+        { timeout: 150_000, env: { ...process.env, PASSKEYD_FROM_SOURCE: '1' } },
+      );
+      const report = JSON.parse(readFileSync(out, 'utf8'));
+      expect(report.baseline.ops).toBeGreaterThan(0);
+      expect(report.baseline.errors).toBe(0);
+      expect(report.baseline.serviceCpuMicrosPerOp).toBeGreaterThan(0);
+      // A B A B: two closed-loop rounds each.
+      expect(report.login.rounds).toHaveLength(2);
+      expect(report.baseline.rounds).toHaveLength(2);
+      expect(report.baseline.ratio).toBeCloseTo(report.login.perSecond / report.baseline.perSecond, 1);
+      expect(report.openLoop['open-loop-baseline'].errors).toBe(0);
+      expect(stdout).toMatch(/passkeyd = [\d.]+× the baseline/);
+    },
+    180_000,
+  );
 });
