@@ -76,7 +76,12 @@ describe(`session context over REST with ZITADEL's request bodies (${BACKEND})`,
     const got = await rest('GET', `/v2/sessions/${sessionId}?sessionToken=${encodeURIComponent(set.json.sessionToken)}`);
     expect(got.status).toBe(200);
     const s = got.json.session;
-    expect(s.userAgent).toEqual({ fingerprintId: 'fp-device-1', ip: '203.0.113.7', description: 'Firefox 140 on Linux', header: { 'accept-language': { values: ['en-GB', 'en'] } } });
+    expect(s.userAgent).toEqual({
+      fingerprintId: 'fp-device-1',
+      ip: '203.0.113.7',
+      description: 'Firefox 140 on Linux',
+      header: { 'accept-language': { values: ['en-GB', 'en'] } },
+    });
     // The empty value deleted "tenant"; "step" was replaced.
     expect(s.metadata).toEqual({ step: b64('2') });
     const expires = Date.parse(s.expirationDate);
@@ -88,7 +93,12 @@ describe(`session context over REST with ZITADEL's request bodies (${BACKEND})`,
 
     const events = await eventsOf(sessionId);
     const added = events.find((e) => e.event_type === 'session.added')!;
-    expect(added.payload.user_agent).toEqual({ fingerprintId: 'fp-device-1', ip: '203.0.113.7', description: 'Firefox 140 on Linux', header: { 'accept-language': ['en-GB', 'en'] } });
+    expect(added.payload.user_agent).toEqual({
+      fingerprintId: 'fp-device-1',
+      ip: '203.0.113.7',
+      description: 'Firefox 140 on Linux',
+      header: { 'accept-language': ['en-GB', 'en'] },
+    });
     expect(JSON.stringify(events)).not.toMatch(/secret/);
     expect(added.payload.metadata_keys).toEqual(['tenant', 'step']);
     expect(events.find((e) => e.event_type === 'session.lifetime.set')?.payload.lifetime_seconds).toBe(3600);
@@ -97,13 +107,19 @@ describe(`session context over REST with ZITADEL's request bodies (${BACKEND})`,
     const search = (queries: unknown[], token: string) =>
       rest('POST', '/v2/sessions/search', { query: { offset: '0', limit: 10, asc: true }, queries, sortingColumn: 'SESSION_FIELD_NAME_CREATION_DATE' }, token);
     const mine = await search(
-      [{ userAgentQuery: { fingerprintId: 'fp-device-1' } }, { creationDateQuery: { creationDate: new Date(before - 60_000).toISOString(), method: 'TIMESTAMP_QUERY_METHOD_GREATER' } }],
+      [
+        { userAgentQuery: { fingerprintId: 'fp-device-1' } },
+        { creationDateQuery: { creationDate: new Date(before - 60_000).toISOString(), method: 'TIMESTAMP_QUERY_METHOD_GREATER' } },
+      ],
       set.json.accessToken,
     );
     expect(mine.status).toBe(200);
     expect(mine.json.sessions.map((x: { id: string }) => x.id)).toEqual([sessionId]);
     expect((await search([{ userAgentQuery: { fingerprintId: 'another-device' } }], set.json.accessToken)).json.sessions ?? []).toEqual([]);
-    expect((await search([{ creationDateQuery: { creationDate: new Date(before - 60_000).toISOString(), method: 'TIMESTAMP_QUERY_METHOD_LESS' } }], set.json.accessToken)).json.sessions ?? []).toEqual([]);
+    expect(
+      (await search([{ creationDateQuery: { creationDate: new Date(before - 60_000).toISOString(), method: 'TIMESTAMP_QUERY_METHOD_LESS' } }], set.json.accessToken)).json
+        .sessions ?? [],
+    ).toEqual([]);
     // creatorQuery without an id: the sessions the caller opened (this one was opened anonymously).
     expect((await search([{ creatorQuery: {} }], set.json.accessToken)).json.sessions ?? []).toEqual([]);
     expect((await search([{ creatorQuery: { id: 'anonymous' } }, { idsQuery: { ids: [sessionId] } }], srv.admin)).json.sessions).toHaveLength(1);
@@ -148,7 +164,10 @@ describe(`session context over REST with ZITADEL's request bodies (${BACKEND})`,
     const { authenticator } = await registerPasskey(srv.url, { userId, token: srv.admin });
     const created = await rest('POST', '/v2/sessions', { checks: { user: { userId } }, challenges: { webAuthN: {} }, lifetime: '2s' });
     const assertion = await authenticator.authenticate(requestOptionsOf(created.json.challenges.webAuthN.publicKeyCredentialRequestOptions), { origin: DEFAULT_ORIGIN });
-    const set = await rest('PATCH', `/v2/sessions/${created.json.sessionId}`, { sessionToken: created.json.sessionToken, checks: { webAuthN: { credentialAssertionData: assertion } } });
+    const set = await rest('PATCH', `/v2/sessions/${created.json.sessionId}`, {
+      sessionToken: created.json.sessionToken,
+      checks: { webAuthN: { credentialAssertionData: assertion } },
+    });
     expect(set.status).toBe(200);
     expect((await rest('GET', `/v2/users/${userId}`, undefined, set.json.accessToken)).status).toBe(200);
     await new Promise((r) => setTimeout(r, 2300));
@@ -160,7 +179,15 @@ describe(`session context over REST with ZITADEL's request bodies (${BACKEND})`,
   });
 
   it('metadata bounds: too many keys, a too-long key, a too-large value → INVALID_ARGUMENT, nothing stored', async () => {
-    const countSessions = async () => Number((await srv.app.store.db.selectFrom('sessions').select((eb) => eb.fn.countAll().as('n')).executeTakeFirstOrThrow()).n);
+    const countSessions = async () =>
+      Number(
+        (
+          await srv.app.store.db
+            .selectFrom('sessions')
+            .select((eb) => eb.fn.countAll().as('n'))
+            .executeTakeFirstOrThrow()
+        ).n,
+      );
     const n = await countSessions();
     const tooMany = Object.fromEntries(Array.from({ length: 21 }, (_, i) => [`k${i}`, b64('v')]));
     const cases: [Record<string, string>, RegExp][] = [
