@@ -6,12 +6,18 @@ import { describe, expect, it } from 'vitest';
 import { SessionService } from '../gen/passkeyd/session/v2/session_service_pb.js';
 import { UserService } from '../gen/passkeyd/user/v2/user_service_pb.js';
 import { bearer, clientFor, PROTOCOLS } from './helpers/clients.js';
+import { defaultOrgId } from '../src/domain/bootstrap.js';
 import { codeOf, login } from './helpers/login.js';
+import { addPat, createMachineUser, grant } from './helpers/machine.js';
 import { createUser, registerPasskey } from './helpers/passkeys.js';
 import { BACKEND, type TestServerHandle, useTestServer } from './helpers/server.js';
 
 async function rest(srv: TestServerHandle, method: string, path: string, body: unknown, token: string): Promise<{ status: number; json: any }> {
-  const res = await fetch(srv.url + path, { method, headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` }, body: JSON.stringify(body) });
+  const res = await fetch(srv.url + path, {
+    method,
+    headers: { ...(body === undefined ? {} : { 'content-type': 'application/json' }), authorization: `Bearer ${token}` },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
   return { status: res.status, json: await res.json() };
 }
 
@@ -108,5 +114,18 @@ describe(`lockout protection is for self-service (${BACKEND})`, () => {
       expect.objectContaining({ passkey_id: first.passkeyId, forced: true, removed_by: adminId, self_service: false }),
     ]);
     expect(removed.map((e) => e.creator)).toEqual([userId, adminId]);
+  });
+
+  it('a machine user holding org_admin (a user-management service) removes a last passkey with its PAT, no force', async () => {
+    const orgId = await defaultOrgId(srv.app.store.db);
+    const service = await createMachineUser(srv.url, srv.admin, orgId, 'user-mgmt');
+    await grant(srv.url, srv.admin, service.id, ['org_admin'], orgId);
+    const pat = await addPat(srv.url, srv.admin, service.id);
+    const userId = await createUser(srv.url, srv.admin);
+    const { passkeyId } = await registerPasskey(srv.url, { userId, token: srv.admin });
+    const r = await rest(srv, 'DELETE', `/v2/users/${userId}/passkeys/${passkeyId}`, undefined, pat.token);
+    expect(r.status, JSON.stringify(r.json)).toBe(200);
+    const [event] = await srv.app.store.db.selectFrom('events').select('payload').where('aggregate_id', '=', userId).where('event_type', '=', 'user.passkey.removed').execute();
+    expect(event?.payload).toMatchObject({ passkey_id: passkeyId, forced: true, removed_by: service.id, self_service: false });
   });
 });
