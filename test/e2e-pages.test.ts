@@ -3,7 +3,8 @@
  * CDP virtual WebAuthn authenticator, against a real passkeyd. Registration link → passkey created →
  * sign-in by autofill (conditional UI) → sign out → sign-in with the button in a fresh browser context →
  * account page: add a second passkey, rename, remove it, and the refusal to remove the last one →
- * a removed passkey offered at sign-in is signalled as unknown. Every API call must be gRPC-web over
+ * a removed passkey offered at sign-in is signalled as unknown; two devices: the account page's session
+ * list, sign out of one and of all other devices. Every API call must be gRPC-web over
  * HTTP/1.1; no page may trip its Content-Security-Policy. Screenshots go to test-artifacts/pages/.
  */
 import { mkdirSync } from 'node:fs';
@@ -300,5 +301,73 @@ describe.skipIf(!HAS_CHROMIUM)(`hosted pages in chromium (${BACKEND})`, () => {
     // No page tripped its Content-Security-Policy or logged an error other than the refusals it expects.
     expect(recorded.csp).toEqual([]);
     expect(traffic.consoleErrors.filter((e) => !/status of (400|401|412)|net::ERR/.test(e))).toEqual([]);
+  });
+
+  it('two devices: the account page lists both sessions, signs out one, then all other devices', async () => {
+    const api = clientFor(UserService, 'connect', srv.url);
+    const username = `bob-${Date.now().toString(36)}`;
+    const userId = await createUser(srv.url, srv.admin, username);
+    // Each device registers its own passkey from a registration link (a copied credential's counter would not move in step).
+    const registerOn = async (device: { page: Page; cdp: CDPSession }) => {
+      await addVirtualAuthenticator(device.cdp);
+      const link = await api.createPasskeyRegistrationLink({ userId, medium: { case: 'returnCode', value: {} } }, bearer(srv.admin));
+      await device.page.goto(`${base}/register?user=${encodeURIComponent(userId)}&code_id=${encodeURIComponent(link.code!.id)}&code=${encodeURIComponent(link.code!.code)}`);
+      await device.page.getByRole('button', { name: 'Create passkey' }).click();
+      await device.page.getByRole('heading', { name: 'Your passkey is ready' }).waitFor();
+    };
+    const phone = await openContext({ noAutofill: true });
+    const laptop = await openContext({ noAutofill: true });
+    await registerOn(phone);
+    await registerOn(laptop);
+    const signIn = async (device: { page: Page }) => {
+      await device.page.goto(`${base}/`);
+      await device.page.getByRole('button', { name: 'Sign in with a passkey' }).click();
+      await device.page.waitForURL(`${base}/account`);
+      await device.page.getByText(`Signed in as Test ${username}`).waitFor();
+    };
+    const tokenOf = (device: { page: Page }) => device.page.evaluate(() => JSON.parse(sessionStorage.getItem('passkeyd.session') ?? '{}').accessToken as string);
+    const stillWorks = async (token: string) =>
+      api.getUserByID({ userId }, bearer(token)).then(
+        () => 'ok',
+        (e) => ConnectError.from(e).code,
+      );
+    await signIn(phone);
+    await signIn(laptop);
+    const sessionsOf = (page: Page) => page.locator('li.session');
+    await laptop.page.reload();
+    await poll(() => sessionsOf(laptop.page).count()).toBe(2);
+    const current = sessionsOf(laptop.page).filter({ hasText: '(this device)' });
+    expect(await current.count()).toBe(1);
+    expect(await current.innerText()).toMatch(/Chrome on Linux \(this device\)[\s\S]*Signed in\s+\S[\s\S]*Last used\s+\S/);
+    await shot(laptop.page, '7-account-sessions');
+
+    // Sign out the phone from the laptop: its token is refused at once; the laptop stays signed in.
+    const phoneToken = await tokenOf(phone);
+    await sessionsOf(laptop.page)
+      .filter({ hasNotText: '(this device)' })
+      .getByRole('button', { name: /^Sign out / })
+      .click();
+    await laptop.page.getByText('Signed out Chrome on Linux.').waitFor();
+    await poll(() => sessionsOf(laptop.page).count()).toBe(1);
+    expect(await stillWorks(phoneToken)).toBe(Code.Unauthenticated);
+    await phone.page.reload();
+    await phone.page.getByText('Your session has ended. Sign in again.').waitFor();
+
+    // The phone signs in again; the laptop signs out of all other devices.
+    await signIn(phone);
+    await laptop.page.reload();
+    await poll(() => sessionsOf(laptop.page).count()).toBe(2);
+    await laptop.page.getByRole('button', { name: 'Sign out of all other devices' }).click();
+    await laptop.page.getByText('Signed out of 1 other device.').waitFor();
+    await poll(() => sessionsOf(laptop.page).count()).toBe(1);
+    expect(await laptop.page.getByRole('button', { name: 'Sign out of all other devices' }).isHidden()).toBe(true);
+    expect(await stillWorks(await tokenOf(phone))).toBe(Code.Unauthenticated);
+    expect(await stillWorks(await tokenOf(laptop))).toBe('ok');
+    await phone.page.reload();
+    await phone.page.getByText('Your session has ended. Sign in again.').waitFor();
+    await shot(laptop.page, '8-account-signed-out-others');
+    await phone.context.close();
+    await laptop.context.close();
+    expect(recorded.csp).toEqual([]);
   });
 });

@@ -72,6 +72,14 @@ function checksFor(desc: DescMessage): Check[] {
     const b = boundsOf(f);
     const name = f.name;
     const presence = f.presence !== 2; // EXPLICIT (optional/oneof/message) or LEGACY_REQUIRED: skip when unset
+    const notOffered = hasOption(f, fieldRulesExt) ? getOption(f, fieldRulesExt).notOffered : '';
+    if (notOffered) {
+      // A field of ZITADEL's message that passkeyd declares only to refuse it by name (not as a typo).
+      checks.push((m, p) => {
+        if (m.isSet(f)) throw invalid(`${p + name}: ZITADEL's ${notOffered} are not offered: passkeyd is passkey-only`);
+      });
+      continue;
+    }
     switch (f.fieldKind) {
       case 'scalar': {
         if (f.scalar === ScalarType.STRING) {
@@ -135,8 +143,23 @@ function checksFor(desc: DescMessage): Check[] {
         });
         break;
       }
-      case 'map':
+      case 'map': {
+        // Bounds on a map: max_len entries, item_max_len characters per key; message values are checked.
+        const inner = f.mapKind === 'message' && !isWellKnown(f.message) ? checksFor(f.message) : [];
+        checks.push((m, p) => {
+          const map = m.get(f) as unknown as { size: number; entries(): Iterable<[unknown, unknown]> };
+          if (b) lengthCheck(p + name, map.size, b, 'entries');
+          for (const [k, v] of map.entries()) {
+            const kp = `${p + name}[${String(k)}]`;
+            if (typeof k === 'string') {
+              if (k.includes('\u0000')) throw invalid(`${p + name}: a key must not contain a NUL character`);
+              if (b?.itemMaxLen !== undefined && charLength(k) > b.itemMaxLen) throw invalid(`${p + name}: a key must be at most ${b.itemMaxLen} characters`);
+            }
+            for (const c of inner) c(v as ReflectMessage, `${kp}.`);
+          }
+        });
         break;
+      }
     }
   }
   return checks;

@@ -1,4 +1,5 @@
 import type { AggregateType } from '../store/events.js';
+import type { SessionUserAgent } from '../store/schema.js';
 
 /**
  * The event catalogue: every event passkeyd records, with its payload. The events table is the audit
@@ -47,7 +48,8 @@ export interface EventPayloads {
     registration_code_id: string | null;
   };
   'user.passkey.renamed': { passkey_id: string; name: string };
-  'user.passkey.removed': { passkey_id: string; credential_id: string; forced: boolean };
+  /** `removed_by`: the caller's user id; `self_service`: the user removed their own passkey. */
+  'user.passkey.removed': { passkey_id: string; credential_id: string; forced: boolean; removed_by?: string; self_service?: boolean };
   'user.passkey.used': { passkey_id: string; session_id: string; sign_count: number; backed_up: boolean; user_verified: boolean };
   'user.passkey.signcount.rejected': { passkey_id: string; session_id: string; stored: number; received: number; policy: 'reject' | 'log' };
   'user.passkey.code.added': { code_id: string; expires_at: string };
@@ -55,7 +57,12 @@ export interface EventPayloads {
   'user.passkey.code.failed': { code_id: string; reason: 'unknown' | 'mismatch' | 'expired' | 'used' };
 
   /** `user_id` is filled in by the statement that finds the user (null when the name is unknown). */
-  'session.added': { usernameless: boolean; expires_at: string; rp_id?: string; user_verification?: string };
+  'session.added': { usernameless: boolean; expires_at: string; rp_id?: string; user_verification?: string; user_agent?: SessionUserAgent; metadata_keys?: string[] };
+  /** Keys only: metadata values may be anything the login app keeps, so they stay out of the audit trail. */
+  'session.metadata.set': { set: string[]; deleted: string[] };
+  'session.lifetime.set': { lifetime_seconds: number; expires_at: string };
+  /** Ended by "sign out everywhere" (DeleteSessions), which kept `kept_session_id`. */
+  'session.terminated.others': { user_id: string; kept_session_id: string | null };
   'session.webauthn.challenged': { rp_id: string; user_verification: string };
   'session.webauthn.checked': { user_id: string; passkey_id: string; user_verified: boolean };
   /** `reason` is for the audit trail only; the caller saw one message for every refusal. */
@@ -121,6 +128,9 @@ const ALL: Record<EventType, true> = {
   'session.webauthn.checked': true,
   'session.webauthn.failed': true,
   'session.terminated': true,
+  'session.metadata.set': true,
+  'session.lifetime.set': true,
+  'session.terminated.others': true,
 };
 
 /** Every event type (the README's audit-trail list is compared with it by a test). */

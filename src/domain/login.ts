@@ -6,7 +6,7 @@ import { managesSessionsOf, type Principal } from '../auth/callers.js';
 import { PasskeydError, denied, invalid, notFound, precondition, unauthenticated } from '../errors.js';
 import { appendEvents } from '../store/events.js';
 import { completeLogin, findAllowList, findOrgOfLogin, findSessionAndPasskey, findSessionContext, insertSession, type LoginPasskey, type SessionContext } from '../store/login.js';
-import type { ChallengesTable, Database } from '../store/schema.js';
+import type { ChallengesTable, Database, SessionUserAgent } from '../store/schema.js';
 import { replaceChallenge } from '../store/sessions.js';
 import { inTransaction } from '../store/transaction.js';
 import { newId } from '../ids.js';
@@ -16,7 +16,8 @@ import { resolveRpId } from '../webauthn/relying-party.js';
 import { defaultOrgId } from './bootstrap.js';
 import { event, type EventOf } from './events.js';
 import { createPseudoCredentials, type CredentialDescriptor, type LoginLookup } from './pseudo-credentials.js';
-import { hashSessionToken, recordLoginFailure, sessionAggregate, sessionTokenMatches } from './sessions.js';
+import { checkSessionCaller, contextChangeOf, isSessionManager, lifetimeOf, METADATA_MAX_KEYS, metadataChange, setSessionContext } from './session-context.js';
+import { hashSessionToken, recordLoginFailure, sessionAggregate } from './sessions.js';
 import type { ChangeDetails } from './types.js';
 
 type UserVerification = ChallengesTable['user_verification'];
@@ -30,8 +31,11 @@ interface StartLoginInput {
   user: LoginLookup | undefined;
   /** challenges.web_auth_n; undefined when no challenge is wanted yet. */
   webauthn: { domain: string; userVerification: UserVerification | undefined } | undefined;
-  /** A lifetime shorter than the configured one. */
+  /** At most the configured lifetime. */
   lifetimeSeconds: number | undefined;
+  /** The device, as stored (see userAgentOf). */
+  userAgent: SessionUserAgent;
+  metadata: Record<string, Uint8Array>;
   /** The caller, when it sent a Bearer credential: a session manager opens sessions for its organization's users only. */
   caller?: Principal | undefined;
 }
@@ -52,6 +56,8 @@ interface FinishLoginInput {
   assertion: unknown;
   /** The caller, when it sent a Bearer credential: a session manager needs no session token. */
   caller?: Principal | undefined;
+  lifetimeSeconds?: number | undefined;
+  metadata?: Record<string, Uint8Array> | undefined;
 }
 
 interface FinishedLogin {
@@ -79,6 +85,16 @@ export interface Login {
   start(input: StartLoginInput, creator: string): Promise<StartedLogin>;
   challenge(input: ChallengeInput, creator: string): Promise<ChallengedSession>;
   finish(input: FinishLoginInput, creator: string): Promise<FinishedLogin>;
+  /** SetSession with a lifetime or metadata and nothing else (or before a challenge). */
+  setContext(input: ContextInput, creator: string): Promise<ChangeDetails>;
+}
+
+interface ContextInput {
+  sessionId: string;
+  sessionToken: string | undefined;
+  caller?: Principal | undefined;
+  lifetimeSeconds: number | undefined;
+  metadata: Record<string, Uint8Array>;
 }
 
 export interface LoginDeps {
@@ -132,11 +148,9 @@ export function createLogin({ db, config, tokens }: LoginDeps): Login {
     async start(input, creator) {
       if (!input.user && !input.webauthn) throw invalid('checks.user or challenges.web_auth_n is required');
       const rpId = resolveRpId(config, input.webauthn?.domain);
-      let lifetime = config.sessionTtlSeconds;
-      if (input.lifetimeSeconds !== undefined) {
-        if (!(input.lifetimeSeconds > 0)) throw invalid('lifetime: must be positive');
-        lifetime = Math.min(lifetime, input.lifetimeSeconds);
-      }
+      const lifetime = lifetimeOf(input.lifetimeSeconds, config) ?? config.sessionTtlSeconds;
+      const metadata = metadataChange(input.metadata).set;
+      if (Object.keys(metadata).length > METADATA_MAX_KEYS) throw invalid(`metadata: a session holds at most ${METADATA_MAX_KEYS} keys`);
       await checkManagerMayOpen(input.caller, input.user);
       const [digest, ownerId] = await Promise.all([input.user ? pseudo.digest(input.user) : undefined, sessionOwner()]);
       const userVerification = input.webauthn ? (input.webauthn.userVerification ?? config.userVerification) : undefined;
@@ -151,6 +165,8 @@ export function createLogin({ db, config, tokens }: LoginDeps): Login {
         usernameless: !input.user,
         ...(challenge ? { rp_id: rpId, user_verification: userVerification } : {}),
         expires_at: expiresAt.toISOString(),
+        user_agent: input.userAgent,
+        ...(Object.keys(metadata).length ? { metadata_keys: Object.keys(metadata) } : {}),
       });
       const opened = await insertSession(
         db,
@@ -163,6 +179,8 @@ export function createLogin({ db, config, tokens }: LoginDeps): Login {
           owner: ownerId,
           expiresAt,
           challenge: challenge && { challenge: challenge.toString('base64url'), rpId, userVerification: userVerification!, expiresAt: new Date(now + challengeTtlMs) },
+          userAgent: input.userAgent,
+          metadata,
         },
         [added],
         creator,
@@ -209,6 +227,15 @@ export function createLogin({ db, config, tokens }: LoginDeps): Login {
       return { details, requestOptions: { publicKey: options.publicKey } };
     },
 
+    async setContext(input, creator) {
+      const session = await findSessionContext(db, input.sessionId);
+      if (!session || session.expires_at.getTime() <= Date.now()) throw notFound(`session ${input.sessionId}`);
+      checkSessionCaller(session, input.sessionToken, input.caller, 'session_token is missing or does not match this session');
+      const { change, events } = contextChangeOf(session, input, config, Date.now());
+      if (!change) throw invalid('checks.web_auth_n, challenges.web_auth_n, lifetime or metadata is required');
+      return setSessionContext(db, session, change, events, creator);
+    },
+
     async finish(input, creator) {
       let parsed: ParsedAssertion | undefined;
       let parseError: unknown;
@@ -222,6 +249,8 @@ export function createLogin({ db, config, tokens }: LoginDeps): Login {
       // Only the holder of the session token (or its organization's session manager) may check it;
       // anyone else is refused before anything is recorded (no failure events on someone else's session).
       checkSessionCaller(session, input.sessionToken, input.caller, 'session_token is missing or does not match this session');
+      // Lifetime and metadata ride on the login's own statement; their bounds are checked before anything runs.
+      const context = contextChangeOf(session, input, config, Date.now());
       try {
         const now = Date.now();
         if (session.expires_at.getTime() <= now) throw precondition('the session has expired; start a new login');
@@ -269,7 +298,7 @@ export function createLogin({ db, config, tokens }: LoginDeps): Login {
         if (regressed && config.signCountPolicy === 'reject') {
           throw new CounterRegression(stored, verified.signCount, counterEvent!);
         }
-        return await complete(session, passkey, verified, counterEvent, now);
+        return await complete(session, passkey, verified, counterEvent, now, context);
       } catch (err) {
         if (err instanceof PasskeydError) {
           const userEvent = err instanceof CounterRegression && passkey ? { userId: passkey.user_id, orgId: passkey.org_id, event: err.event } : undefined;
@@ -298,6 +327,7 @@ export function createLogin({ db, config, tokens }: LoginDeps): Login {
     verified: { signCount: number; userVerified: boolean; backedUp: boolean },
     counterEvent: EventOf<'user'> | undefined,
     now: number,
+    context: ReturnType<typeof contextChangeOf>,
   ): Promise<FinishedLogin> {
     const userId = passkey.user_id;
     const sessionToken = randomBytes(32).toString('base64url');
@@ -319,8 +349,9 @@ export function createLogin({ db, config, tokens }: LoginDeps): Login {
         at: new Date(now),
         ...verified,
         rejectCounterRegression: config.signCountPolicy === 'reject',
+        context: context.change,
       },
-      [checked],
+      [checked, ...context.events],
       counterEvent ? [counterEvent, used] : [used],
       {
         consumed: () => unauthenticated('this assertion was already used'),
@@ -328,26 +359,11 @@ export function createLogin({ db, config, tokens }: LoginDeps): Login {
         notAccepted: () => unauthenticated(NOT_ACCEPTED),
       },
     );
-    const remaining = Math.floor((session.expires_at.getTime() - Date.now()) / 1000);
+    const expiresAt = context.change?.expiresAt ?? session.expires_at;
+    const remaining = Math.floor((expiresAt.getTime() - Date.now()) / 1000);
     const issued = await tokens.issue({ subject: userId, orgId: passkey.org_id, sessionId: session.id, ttlSeconds: Math.max(1, Math.min(config.tokenTtlSeconds, remaining)) });
     return { details, sessionToken, accessToken: issued.token, accessTokenExpiresAt: issued.expiresAt };
   }
-}
-
-/** True when the caller holds a role that drives sessions (session_manager, org_admin, instance_admin). */
-function isSessionManager(caller: Principal): boolean {
-  return caller.roles.has('session_manager') || caller.roles.has('org_admin') || caller.roles.has('instance_admin');
-}
-
-/**
- * The session token, or a session manager of the session's organization (ZITADEL's login back end
- * drives sessions that way): UNAUTHENTICATED without either, PERMISSION_DENIED for a manager of
- * another organization.
- */
-function checkSessionCaller(session: SessionContext, sessionToken: string | undefined, caller: Principal | undefined, missing: string): void {
-  if (sessionToken !== undefined && sessionTokenMatches(session.token_hash, sessionToken)) return;
-  if (!caller || !isSessionManager(caller)) throw unauthenticated(missing);
-  if (!managesSessionsOf(caller, session.org_id)) throw denied('this session belongs to another organization');
 }
 
 /** A refusal the caller sees as NOT_ACCEPTED, whatever its reason; the reason goes to the audit event only. */

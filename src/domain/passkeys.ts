@@ -214,15 +214,17 @@ export async function renamePasskey(db: Kysely<Database>, userId: string, passke
 }
 
 export interface RemoveOptions {
-  /** Remove even the user's last passkey. */
+  /** Remove even the user's last passkey (admins; accepted for ZITADEL-less clients, no longer needed). */
   force: boolean;
+  /** The caller is the user: self-service removal keeps the last passkey (lockout protection). */
+  self: boolean;
   /** The caller's admin roles: forcing needs an instance admin or an org admin of the user's organization. */
   admin: { instanceAdmin: boolean; orgAdminOf: string | undefined };
 }
 
 /**
- * Removes a READY passkey (`user.passkey.removed`). Passkeys are passkeyd's only login method, so the
- * user's last one is kept unless an admin forces it. The user's aggregate row is locked before the
+ * Removes a READY passkey (`user.passkey.removed`). Passkeys are passkeyd's only login method, so a
+ * user removing their own last one is refused; an admin of the user's organization may remove it. The user's aggregate row is locked before the
  * count, so two concurrent removals cannot each leave the other as "not the last one".
  */
 export async function removePasskey(db: Kysely<Database>, userId: string, passkeyId: string, options: RemoveOptions, creator: string): Promise<ChangeDetails> {
@@ -238,10 +240,19 @@ export async function removePasskey(db: Kysely<Database>, userId: string, passke
     const passkey = await store.findReadyPasskey(trx, userId, passkeyId);
     if (!passkey) throw notFound(`passkey ${passkeyId}`);
     const ready = await store.countReadyPasskeys(trx, userId);
-    if (ready <= 1 && !options.force) {
-      throw precondition("this is the user's only passkey; removing it would lock them out (an admin can remove it with force)");
+    // Lockout protection is for self-service: an admin of the user's organization removing someone
+    // else's last passkey can hand out a registration link, as ZITADEL's reset flow does.
+    const adminOfUser = options.admin.instanceAdmin || options.admin.orgAdminOf === user.org_id;
+    if (ready <= 1 && !options.force && (options.self || !adminOfUser)) {
+      throw precondition("this is the user's only passkey; removing it would lock them out (an admin of the user's organization can remove it)");
     }
-    const removed = event('user.passkey.removed', { passkey_id: passkey.id, credential_id: base64url(passkey.credential_id), forced: options.force && ready <= 1 });
+    const removed = event('user.passkey.removed', {
+      passkey_id: passkey.id,
+      credential_id: base64url(passkey.credential_id),
+      forced: ready <= 1,
+      removed_by: creator,
+      self_service: options.self,
+    });
     const details = await appendEvents(trx, { type: 'user', id: user.id, owner: user.org_id }, [removed], creator);
     await store.deletePasskeyRow(trx, passkey.id);
     return details;

@@ -69,6 +69,23 @@ export async function terminateSession(db: Kysely<Database>, id: string, creator
 }
 
 /**
+ * Sign out everywhere: ends every live session of a user but `keep` (`session.terminated.others` on
+ * each), in one transaction. Access tokens carrying their ids are refused from then on, on every
+ * instance (the session is looked up on every call).
+ */
+export async function terminateOtherSessions(db: Kysely<Database>, userId: string, keep: string | undefined, creator: string): Promise<{ ids: string[]; at: Date }> {
+  return inTransaction(db, async (trx) => {
+    const sessions = await store.lockOtherSessions(trx, userId, keep);
+    const ended = event('session.terminated.others', { user_id: userId, kept_session_id: keep ?? null });
+    for (const s of sessions) {
+      await appendEvents(trx, sessionAggregate(s.id, s.owner), [ended], creator);
+      await store.deleteSessionRow(trx, s.id);
+    }
+    return { ids: sessions.map((s) => s.id), at: new Date() };
+  });
+}
+
+/**
  * Records a refused login step (`session.webauthn.failed` with its reason) in its own small
  * transaction, plus any event for the user aggregate (after the session's: one lock order).
  */

@@ -1,7 +1,7 @@
 import { sql, type Kysely } from 'kysely';
 import { newId } from '../ids.js';
 import { appendResultOf, appendSteps, type AggregateRef, type AppendResult, type AppendedRow, type NewEvent } from './events.js';
-import type { ChallengesTable, Database } from './schema.js';
+import type { ChallengesTable, Database, SessionUserAgent } from './schema.js';
 import { runSteps, type Step } from './statement.js';
 
 /**
@@ -33,6 +33,9 @@ export interface NewSession {
   owner: string;
   expiresAt: Date;
   challenge: NewChallenge | undefined;
+  userAgent: SessionUserAgent;
+  /** Key → base64 of the value. */
+  metadata: Record<string, string>;
 }
 
 export interface InsertedSession {
@@ -64,9 +67,10 @@ export async function insertSession(db: Kysely<Database>, s: NewSession, events:
     ...appendSteps('agg', { type: 'session', id: s.id, owner: s.owner }, events, creator, { patch: sql`jsonb_build_object('user_id', (select id from u))`, row: false }),
     {
       name: 'session',
-      body: sql`insert into sessions (id, token_hash, user_id, org_id, login_digest, created_at, updated_at, expires_at, sequence)
+      body: sql`insert into sessions (id, token_hash, user_id, org_id, login_digest, created_at, updated_at, expires_at, sequence, user_agent, metadata, creator)
         select ${s.id}::text, ${s.tokenHash}::bytea, (select id from u), (select org_id from u),
-          ${s.loginDigest ? Buffer.from(s.loginDigest) : null}::bytea, agg.created_at, agg.updated_at, ${s.expiresAt}::timestamptz, agg.sequence
+          ${s.loginDigest ? Buffer.from(s.loginDigest) : null}::bytea, agg.created_at, agg.updated_at, ${s.expiresAt}::timestamptz, agg.sequence,
+          ${JSON.stringify(s.userAgent)}::jsonb, ${JSON.stringify(s.metadata)}::jsonb, ${creator}::text
         from agg`,
     },
   ];
@@ -101,7 +105,10 @@ export interface SessionContext {
   org_id: string | null;
   login_digest: Uint8Array | null;
   webauthn_checked_at: Date | null;
+  created_at: Date;
   expires_at: Date;
+  /** Key → base64 of the value. */
+  metadata: Record<string, string>;
   owner: string;
   challenge_id: string | null;
   challenge: string | null;
@@ -133,7 +140,9 @@ function sessionQuery(db: Kysely<Database>, sessionId: string) {
       's.org_id',
       's.login_digest',
       's.webauthn_checked_at',
+      's.created_at',
       's.expires_at',
+      's.metadata',
       'a.resource_owner as owner',
       'c.id as challenge_id',
       'c.challenge',
@@ -232,6 +241,23 @@ export interface CompletedLogin {
   backedUp: boolean;
   /** Refuse a counter that did not increase (checked again against the row as it is now). */
   rejectCounterRegression: boolean;
+  /** SetSession's lifetime and metadata, changed by the same statement. */
+  context?: SessionContextChange | undefined;
+}
+
+/** A change of a session's lifetime or metadata. */
+export interface SessionContextChange {
+  expiresAt?: Date | undefined;
+  /** Keys to set (base64 values) and keys to delete. */
+  metadata?: { set: Record<string, string>; delete: string[] } | undefined;
+}
+
+/** The SQL assignments of a context change ('' when there is none), for a session row aliased `r`. */
+export function contextAssignments(c: SessionContextChange | undefined) {
+  const parts = [];
+  if (c?.expiresAt) parts.push(sql`expires_at = ${c.expiresAt}::timestamptz`);
+  if (c?.metadata) parts.push(sql`metadata = (r.metadata || ${JSON.stringify(c.metadata.set)}::jsonb) - ${c.metadata.delete}::text[]`);
+  return parts;
 }
 
 export interface LoginRefusals {
@@ -268,7 +294,7 @@ export async function completeLogin(
         refusal: refusals.ended,
         set: sql`token_hash = ${l.tokenHash}::bytea, user_id = ${userId}::text, org_id = ${l.passkey.orgId}::text,
           user_checked_at = ${l.at}::timestamptz, webauthn_checked_at = ${l.at}::timestamptz, webauthn_user_verified = ${l.userVerified}::boolean,
-          passkey_id = ${l.passkey.id}::text`,
+          passkey_id = ${l.passkey.id}::text${sql.join([sql``, ...contextAssignments(l.context)], sql`, `)}`,
         where: sql<boolean>`r.expires_at > ${l.at}::timestamptz`,
       },
     }),

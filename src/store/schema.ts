@@ -138,6 +138,20 @@ export interface SessionsTable {
   sequence: number;
   /** HMAC of the login name (or user id) of checks.user; null for usernameless sessions. */
   login_digest: Uint8Array | null;
+  /** The device it was opened from (camelCase keys: fingerprintId, ip, description, header). */
+  user_agent: Generated<SessionUserAgent>;
+  /** Key → base64 of the value's bytes. */
+  metadata: Generated<Record<string, string>>;
+  /** Who opened it: a token's subject, or "anonymous". */
+  creator: Generated<string>;
+}
+
+/** A session's user agent as stored (jsonb). */
+export interface SessionUserAgent {
+  fingerprintId?: string;
+  ip?: string;
+  description?: string;
+  header?: Record<string, string[]>;
 }
 
 export interface MachineKeysTable {

@@ -1,8 +1,9 @@
 import { sql, type Kysely, type Selectable, type Transaction } from 'kysely';
 import { newId } from '../ids.js';
-import { lockAggregate } from './events.js';
+import { appendResultOf, appendSteps, lockAggregate, type AggregateRef, type AppendedRow, type AppendResult, type NewEvent } from './events.js';
 import { listPage, type ListResult, type Page } from './lists.js';
-import type { NewChallenge } from './login.js';
+import { contextAssignments, type NewChallenge, type SessionContextChange } from './login.js';
+import { runSteps } from './statement.js';
 import type { Database, SessionsTable } from './schema.js';
 
 export type SessionRow = Selectable<SessionsTable>;
@@ -65,6 +66,9 @@ export interface SessionFilter {
   ids?: string[] | undefined;
   userId?: string | undefined;
   orgId?: string | undefined;
+  created?: { op: '=' | '>' | '>=' | '<' | '<='; at: Date } | undefined;
+  creator?: string | undefined;
+  fingerprintId?: string | undefined;
 }
 
 /** Live sessions matching every filter, by creation date, one page, with the total. */
@@ -75,9 +79,52 @@ export async function listSessions(db: Kysely<Database>, filters: readonly Sessi
       if (f.ids !== undefined) q = f.ids.length ? q.where('s.id', 'in', f.ids) : q.where((eb) => eb.lit(false));
       if (f.userId !== undefined) q = q.where('s.user_id', '=', f.userId);
       if (f.orgId !== undefined) q = q.where('s.org_id', '=', f.orgId);
+      if (f.created !== undefined) q = q.where('s.created_at', f.created.op, f.created.at);
+      if (f.creator !== undefined) q = q.where('s.creator', '=', f.creator);
+      if (f.fingerprintId !== undefined) q = q.where(sql<string>`s.user_agent->>'fingerprintId'`, '=', f.fingerprintId);
     }
     return listPage(trx, q, (s) => s.selectAll('s').select(['u.username', 'u.display_name']), { column: 's.created_at', tiebreak: 's.id' }, page);
   });
+}
+
+/**
+ * Changes a live session's lifetime or metadata with its events, in ONE statement; `ended` is the
+ * refusal when the session is gone or expired.
+ */
+export async function changeSessionContext(
+  db: Kysely<Database>,
+  agg: AggregateRef,
+  change: SessionContextChange,
+  events: readonly NewEvent[],
+  creator: string,
+  ended: () => Error,
+): Promise<AppendResult> {
+  const steps = appendSteps('sess', agg, events, creator, {
+    row: { name: 'live', refusal: ended, set: sql.join(contextAssignments(change), sql`, `), where: sql<boolean>`r.expires_at > now()` },
+  });
+  const rows = await runSteps<AppendedRow>(db, steps, sql`sess.sequence, sess.created_at, sess.updated_at, sess.resource_owner from (select 1) one left join sess on true`);
+  return appendResultOf(rows[0]!);
+}
+
+/** The live sessions of a user but one, with their owners, locked in id order (the order every ender takes). */
+export async function lockOtherSessions(trx: Transaction<Database>, userId: string, keep: string | undefined): Promise<{ id: string; owner: string }[]> {
+  let q = trx
+    .selectFrom('sessions as s')
+    .innerJoin('aggregates as a', (j) => j.on('a.aggregate_type', '=', 'session').onRef('a.aggregate_id', '=', 's.id'))
+    .select(['s.id', 'a.resource_owner as owner'])
+    .where('s.user_id', '=', userId);
+  if (keep !== undefined) q = q.where('s.id', '<>', keep);
+  const rows = await q.orderBy('s.id').execute();
+  if (rows.length)
+    await trx
+      .deleteFrom('challenges')
+      .where(
+        'session_id',
+        'in',
+        rows.map((r) => r.id),
+      )
+      .execute();
+  return rows;
 }
 
 /**

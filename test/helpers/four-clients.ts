@@ -321,7 +321,9 @@ function restClient(baseUrl: string): JsonClient {
         body: r.body ? JSON.stringify(toProtoNames(method.input, r.body)) : undefined,
       });
       const json = (await res.json()) as JsonObject;
-      if (res.status === 200) return { ok: true, json, httpStatus: 200 };
+      // ZITADEL's gateway answers CreateSession with 201 Created; everything else succeeds with 200.
+      const success = method.name === 'CreateSession' ? 201 : 200;
+      if (res.status === success) return { ok: true, json, httpStatus: res.status };
       return { ok: false, code: json.code as Code, message: String(json.message ?? ''), httpStatus: res.status, retryAfter: res.headers.get('retry-after') };
     },
     close() {},

@@ -1,6 +1,7 @@
 /**
  * Account page: who is signed in, their passkeys (authenticator, created, last used, synced), rename,
- * remove (with passkeyd's lockout rule put into words), add another passkey, sign out. Every call carries
+ * remove (with passkeyd's lockout rule put into words), add another passkey, where the user is signed in
+ * (sign out one device, or all others), sign out. Every call carries
  * the access token from sign-in; the WebAuthn Signal API keeps the browser's passkey list in step.
  */
 import { timestampDate, type Timestamp } from '@bufbuild/protobuf/wkt';
@@ -11,6 +12,7 @@ import type { User } from '../../gen/passkeyd/user/v2/user_pb.js';
 import { asStruct, bearer, publicKeyOf, sessions, users } from './api.js';
 import { busy, byId, defaultPasskeyName, h, say } from './dom.js';
 import { describeError, type CodeWords } from './messages.js';
+import { createSessionsSection } from './account-sessions.js';
 import { clearSession, loadSession, saveSession, type StoredSession } from './session-store.js';
 import { signalAllAcceptedCredentials, signalCurrentUserDetails } from './signals.js';
 
@@ -309,6 +311,7 @@ async function start(): Promise<void> {
       refresh(true).then(() => say(listStatus, list.childElementCount ? '' : 'You have no passkeys yet.')),
     ]);
     showUser(got.user);
+    await createSessionsSection({ session: () => session, authed, failure }).refresh();
   } catch (err) {
     say(listStatus, '');
     say(pageError, failure(err, {}, 'Your account could not be loaded. Reload the page to try again.'));

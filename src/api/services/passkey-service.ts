@@ -126,7 +126,7 @@ export function createPasskeyService({
     async removePasskey(req, ctx) {
       const caller = callerOf(ctx);
       const admin = { instanceAdmin: caller.roles.has('instance_admin'), orgAdminOf: caller.roles.has('org_admin') ? caller.orgId : undefined };
-      const details = await removePasskey(db, req.userId, req.passkeyId, { force: req.force, admin }, caller.subject);
+      const details = await removePasskey(db, req.userId, req.passkeyId, { force: req.force, self: caller.subject === req.userId, admin }, caller.subject);
       return { details: detailsOf(details) };
     },
   };

@@ -1,14 +1,16 @@
 import type { JsonObject, MessageInitShape } from '@bufbuild/protobuf';
-import { timestampFromDate } from '@bufbuild/protobuf/wkt';
+import { timestampDate, timestampFromDate, type Duration } from '@bufbuild/protobuf/wkt';
 import type { HandlerContext, ServiceImpl } from '@connectrpc/connect';
-import { UserVerificationRequirement, type RequestChallenges_WebAuthN, type SearchQuery, type SessionSchema } from '../../../gen/passkeyd/session/v2/session_pb.js';
+import { TimestampQueryMethod } from '../../../gen/passkeyd/object/v2/object_pb.js';
+import { UserVerificationRequirement, type RequestChallenges_WebAuthN, type SearchQuery, type SessionSchema, type UserAgent } from '../../../gen/passkeyd/session/v2/session_pb.js';
 import type { SessionService } from '../../../gen/passkeyd/session/v2/session_service_pb.js';
 import { invalid } from '../../errors.js';
 import { createLogin } from '../../domain/login.js';
-import { authorizeSessionAccess, getSessionView, listSessions, terminateSession, type SessionFilter, type SessionView } from '../../domain/sessions.js';
+import { userAgentOf, type UserAgentInput } from '../../domain/session-context.js';
+import { authorizeSessionAccess, getSessionView, listSessions, terminateOtherSessions, terminateSession, type SessionFilter, type SessionView } from '../../domain/sessions.js';
 import { pageFrom } from '../../domain/types.js';
 import type { ChallengesTable } from '../../store/schema.js';
-import { principalKey } from '../context.js';
+import { clientAddressKey, principalKey } from '../context.js';
 import { detailsOf, listDetailsOf } from '../mappers.js';
 import { managesSessionsOf } from '../../auth/callers.js';
 import { callerOf, type ServiceDeps } from './deps.js';
@@ -37,6 +39,13 @@ function sessionOf(s: SessionView): MessageInitShape<typeof SessionSchema> {
     changeDate: timestampFromDate(s.updated_at),
     sequence: BigInt(s.sequence),
     expirationDate: timestampFromDate(s.expires_at),
+    metadata: Object.fromEntries(Object.entries(s.metadata).map(([k, v]) => [k, Buffer.from(v, 'base64')])),
+    userAgent: {
+      fingerprintId: s.user_agent.fingerprintId,
+      ip: s.user_agent.ip,
+      description: s.user_agent.description,
+      header: Object.fromEntries(Object.entries(s.user_agent.header ?? {}).map(([k, values]) => [k, { values }])),
+    },
     factors: {
       user:
         s.user_checked_at && s.user_id
@@ -47,15 +56,42 @@ function sessionOf(s: SessionView): MessageInitShape<typeof SessionSchema> {
   };
 }
 
-function filterOf(q: SearchQuery): SessionFilter {
+const TIMESTAMP_OPS: Record<TimestampQueryMethod, '=' | '>' | '>=' | '<' | '<='> = {
+  [TimestampQueryMethod.EQUALS]: '=',
+  [TimestampQueryMethod.GREATER]: '>',
+  [TimestampQueryMethod.GREATER_OR_EQUALS]: '>=',
+  [TimestampQueryMethod.LESS]: '<',
+  [TimestampQueryMethod.LESS_OR_EQUALS]: '<=',
+};
+
+function filterOf(q: SearchQuery, caller: string): SessionFilter {
   switch (q.query.case) {
     case 'idsQuery':
       return { ids: q.query.value.ids };
     case 'userIdQuery':
       return { userId: q.query.value.id };
+    case 'creationDateQuery':
+      return { created: { op: TIMESTAMP_OPS[q.query.value.method], at: timestampDate(q.query.value.creationDate!) } };
+    case 'creatorQuery':
+      // As in ZITADEL: without an id, the sessions the caller opened.
+      return { creator: q.query.value.id ?? caller };
+    case 'userAgentQuery':
+      return q.query.value.fingerprintId === undefined ? { ids: [] } : { fingerprintId: q.query.value.fingerprintId };
     default:
       return {};
   }
+}
+
+/** The API's user agent (header values as lists) in the shape the domain takes. */
+function userAgentInput(ua: UserAgent | undefined): UserAgentInput | undefined {
+  if (!ua) return undefined;
+  const header: Record<string, string[]> = {};
+  for (const [k, v] of Object.entries(ua.header)) header[k] = v.values;
+  return { fingerprintId: ua.fingerprintId, ip: ua.ip, description: ua.description, header };
+}
+
+function secondsOf(d: Duration | undefined): number | undefined {
+  return d ? Number(d.seconds) + d.nanos / 1e9 : undefined;
 }
 
 /**
@@ -71,9 +107,16 @@ export function createSessionService({ db, config, tokens }: ServiceDeps): Servi
       const search = req.checks?.user?.search;
       const user = search?.case === 'loginName' ? { loginName: search.value } : search?.case === 'userId' ? { userId: search.value } : undefined;
       if (req.checks?.user && !user) throw invalid('checks.user: user_id or login_name is required');
-      const lifetime = req.lifetime ? Number(req.lifetime.seconds) + req.lifetime.nanos / 1e9 : undefined;
+      const userAgent = userAgentOf(userAgentInput(req.userAgent), { userAgent: ctx.requestHeader.get('user-agent'), address: ctx.values.get(clientAddressKey) });
       const started = await login.start(
-        { user, webauthn: req.challenges?.webAuthN && webauthnOf(req.challenges.webAuthN), lifetimeSeconds: lifetime, caller: ctx.values.get(principalKey) },
+        {
+          user,
+          webauthn: req.challenges?.webAuthN && webauthnOf(req.challenges.webAuthN),
+          lifetimeSeconds: secondsOf(req.lifetime),
+          userAgent,
+          metadata: req.metadata,
+          caller: ctx.values.get(principalKey),
+        },
         creatorOf(ctx),
       );
       return {
@@ -90,11 +133,10 @@ export function createSessionService({ db, config, tokens }: ServiceDeps): Servi
       const check = req.checks?.webAuthN;
       const wanted = req.challenges?.webAuthN;
       if (check && wanted) throw invalid('send either checks.web_auth_n or challenges.web_auth_n');
+      const caller = ctx.values.get(principalKey);
+      const context = { lifetimeSeconds: secondsOf(req.lifetime), metadata: req.metadata };
       if (check) {
-        const done = await login.finish(
-          { sessionId: req.sessionId, sessionToken: token, assertion: check.credentialAssertionData, caller: ctx.values.get(principalKey) },
-          creatorOf(ctx),
-        );
+        const done = await login.finish({ sessionId: req.sessionId, sessionToken: token, assertion: check.credentialAssertionData, caller, ...context }, creatorOf(ctx));
         return {
           details: detailsOf(done.details),
           sessionToken: done.sessionToken,
@@ -102,11 +144,14 @@ export function createSessionService({ db, config, tokens }: ServiceDeps): Servi
           accessTokenExpirationDate: timestampFromDate(done.accessTokenExpiresAt),
         };
       }
+      const hasContext = context.lifetimeSeconds !== undefined || Object.keys(req.metadata).length > 0;
       if (wanted) {
-        const c = await login.challenge({ sessionId: req.sessionId, sessionToken: token, webauthn: webauthnOf(wanted), caller: ctx.values.get(principalKey) }, creatorOf(ctx));
+        if (hasContext) await login.setContext({ sessionId: req.sessionId, sessionToken: token, caller, ...context }, creatorOf(ctx));
+        const c = await login.challenge({ sessionId: req.sessionId, sessionToken: token, webauthn: webauthnOf(wanted), caller }, creatorOf(ctx));
         return { details: detailsOf(c.details), sessionToken: token!, challenges: { webAuthN: { publicKeyCredentialRequestOptions: c.requestOptions as JsonObject } } };
       }
-      throw invalid('checks.web_auth_n or challenges.web_auth_n is required');
+      const details = await login.setContext({ sessionId: req.sessionId, sessionToken: token, caller, ...context }, creatorOf(ctx));
+      return { details: detailsOf(details), sessionToken: token ?? '' };
     },
 
     async getSession(req, ctx) {
@@ -122,9 +167,16 @@ export function createSessionService({ db, config, tokens }: ServiceDeps): Servi
       return { details: detailsOf(details) };
     },
 
+    async deleteSessions(req, ctx) {
+      const caller = callerOf(ctx);
+      // By default the caller's own session stays (an admin's session is not the user's, so all of theirs end).
+      const ended = await terminateOtherSessions(db, req.userId, req.keepSessionId ?? caller.sessionId, caller.subject);
+      return { sessionIds: ended.ids, changeDate: timestampFromDate(ended.at) };
+    },
+
     async listSessions(req, ctx) {
       const caller = callerOf(ctx);
-      const filters = req.queries.map(filterOf);
+      const filters = req.queries.map((q) => filterOf(q, caller.subject));
       // Instance admins (and instance-wide session managers) see every session, org admins and session
       // managers their organization's, anyone else their own.
       if (!managesSessionsOf(caller, null)) filters.push(managesSessionsOf(caller, caller.orgId) ? { orgId: caller.orgId } : { userId: caller.subject });

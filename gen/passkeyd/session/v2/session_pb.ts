@@ -6,6 +6,8 @@ import type { GenEnum, GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2"
 import { enumDesc, fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_struct, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import type { TimestampQueryMethod } from "../../object/v2/object_pb.js";
+import { file_passkeyd_object_v2_object } from "../../object/v2/object_pb.js";
 import { file_passkeyd_options_v1_options } from "../../options/v1/options_pb.js";
 import type { JsonObject, Message } from "@bufbuild/protobuf";
 
@@ -13,7 +15,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file passkeyd/session/v2/session.proto.
  */
 export const file_passkeyd_session_v2_session: GenFile = /*@__PURE__*/
-  fileDesc("CiFwYXNza2V5ZC9zZXNzaW9uL3YyL3Nlc3Npb24ucHJvdG8SE3Bhc3NrZXlkLnNlc3Npb24udjIiiAIKB1Nlc3Npb24SCgoCaWQYASABKAkSMQoNY3JlYXRpb25fZGF0ZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLY2hhbmdlX2RhdGUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCHNlcXVlbmNlGAQgASgEEi0KB2ZhY3RvcnMYBSABKAsyHC5wYXNza2V5ZC5zZXNzaW9uLnYyLkZhY3RvcnMSOAoPZXhwaXJhdGlvbl9kYXRlGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEgAiAEBQhIKEF9leHBpcmF0aW9uX2RhdGUicQoHRmFjdG9ycxItCgR1c2VyGAEgASgLMh8ucGFzc2tleWQuc2Vzc2lvbi52Mi5Vc2VyRmFjdG9yEjcKCndlYl9hdXRoX24YAyABKAsyIy5wYXNza2V5ZC5zZXNzaW9uLnYyLldlYkF1dGhORmFjdG9yIowBCgpVc2VyRmFjdG9yEi8KC3ZlcmlmaWVkX2F0GAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIKCgJpZBgCIAEoCRISCgpsb2dpbl9uYW1lGAMgASgJEhQKDGRpc3BsYXlfbmFtZRgEIAEoCRIXCg9vcmdhbml6YXRpb25faWQYBSABKAkiWAoOV2ViQXV0aE5GYWN0b3ISLwoLdmVyaWZpZWRfYXQYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhUKDXVzZXJfdmVyaWZpZWQYAiABKAgiVAoJQ2hlY2tVc2VyEhwKB3VzZXJfaWQYASABKAlCCcrzGAUIARDIAUgAEh8KCmxvZ2luX25hbWUYAiABKAlCCcrzGAUIARDIAUgAQggKBnNlYXJjaCJZCg1DaGVja1dlYkF1dGhOEkgKGWNyZWRlbnRpYWxfYXNzZXJ0aW9uX2RhdGEYASABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0QgzK8xgICDcQgIBAGAEikAEKBkNoZWNrcxIxCgR1c2VyGAEgASgLMh4ucGFzc2tleWQuc2Vzc2lvbi52Mi5DaGVja1VzZXJIAIgBARI7Cgp3ZWJfYXV0aF9uGAMgASgLMiIucGFzc2tleWQuc2Vzc2lvbi52Mi5DaGVja1dlYkF1dGhOSAGIAQFCBwoFX3VzZXJCDQoLX3dlYl9hdXRoX24i6gEKEVJlcXVlc3RDaGFsbGVuZ2VzEkgKCndlYl9hdXRoX24YASABKAsyLy5wYXNza2V5ZC5zZXNzaW9uLnYyLlJlcXVlc3RDaGFsbGVuZ2VzLldlYkF1dGhOSACIAQEafAoIV2ViQXV0aE4SFwoGZG9tYWluGAEgASgJQgfK8xgDEP0BElcKHXVzZXJfdmVyaWZpY2F0aW9uX3JlcXVpcmVtZW50GAIgASgOMjAucGFzc2tleWQuc2Vzc2lvbi52Mi5Vc2VyVmVyaWZpY2F0aW9uUmVxdWlyZW1lbnRCDQoLX3dlYl9hdXRoX24isgEKCkNoYWxsZW5nZXMSQQoKd2ViX2F1dGhfbhgBIAEoCzIoLnBhc3NrZXlkLnNlc3Npb24udjIuQ2hhbGxlbmdlcy5XZWJBdXRoTkgAiAEBGlIKCFdlYkF1dGhOEkYKJXB1YmxpY19rZXlfY3JlZGVudGlhbF9yZXF1ZXN0X29wdGlvbnMYASABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0Qg0KC193ZWJfYXV0aF9uIioKD1Nlc3Npb25JZHNRdWVyeRIXCgNpZHMYASADKAlCCsrzGAYQ6Ac4yAEiKwoSU2Vzc2lvblVzZXJJZFF1ZXJ5EhUKAmlkGAEgASgJQgnK8xgFCAEQyAEikwEKC1NlYXJjaFF1ZXJ5EjkKCWlkc19xdWVyeRgBIAEoCzIkLnBhc3NrZXlkLnNlc3Npb24udjIuU2Vzc2lvbklkc1F1ZXJ5SAASQAoNdXNlcl9pZF9xdWVyeRgCIAEoCzInLnBhc3NrZXlkLnNlc3Npb24udjIuU2Vzc2lvblVzZXJJZFF1ZXJ5SABCBwoFcXVlcnkq1AEKG1VzZXJWZXJpZmljYXRpb25SZXF1aXJlbWVudBItCilVU0VSX1ZFUklGSUNBVElPTl9SRVFVSVJFTUVOVF9VTlNQRUNJRklFRBAAEioKJlVTRVJfVkVSSUZJQ0FUSU9OX1JFUVVJUkVNRU5UX1JFUVVJUkVEEAESKwonVVNFUl9WRVJJRklDQVRJT05fUkVRVUlSRU1FTlRfUFJFRkVSUkVEEAISLQopVVNFUl9WRVJJRklDQVRJT05fUkVRVUlSRU1FTlRfRElTQ09VUkFHRUQQAypcChBTZXNzaW9uRmllbGROYW1lEiIKHlNFU1NJT05fRklFTERfTkFNRV9VTlNQRUNJRklFRBAAEiQKIFNFU1NJT05fRklFTERfTkFNRV9DUkVBVElPTl9EQVRFEAFiBnByb3RvMw", [file_google_protobuf_struct, file_google_protobuf_timestamp, file_passkeyd_options_v1_options]);
+  fileDesc("CiFwYXNza2V5ZC9zZXNzaW9uL3YyL3Nlc3Npb24ucHJvdG8SE3Bhc3NrZXlkLnNlc3Npb24udjIiqwMKB1Nlc3Npb24SCgoCaWQYASABKAkSMQoNY3JlYXRpb25fZGF0ZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLY2hhbmdlX2RhdGUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCHNlcXVlbmNlGAQgASgEEi0KB2ZhY3RvcnMYBSABKAsyHC5wYXNza2V5ZC5zZXNzaW9uLnYyLkZhY3RvcnMSPAoIbWV0YWRhdGEYBiADKAsyKi5wYXNza2V5ZC5zZXNzaW9uLnYyLlNlc3Npb24uTWV0YWRhdGFFbnRyeRIyCgp1c2VyX2FnZW50GAcgASgLMh4ucGFzc2tleWQuc2Vzc2lvbi52Mi5Vc2VyQWdlbnQSOAoPZXhwaXJhdGlvbl9kYXRlGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEgAiAEBGi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgMOgI4AUISChBfZXhwaXJhdGlvbl9kYXRlIuQCCglVc2VyQWdlbnQSJAoOZmluZ2VycHJpbnRfaWQYASABKAlCB8rzGAMQyAFIAIgBARIXCgJpcBgCIAEoCUIGyvMYAhBkSAGIAQESIQoLZGVzY3JpcHRpb24YAyABKAlCB8rzGAMQ6AdIAogBARJECgZoZWFkZXIYBCADKAsyKi5wYXNza2V5ZC5zZXNzaW9uLnYyLlVzZXJBZ2VudC5IZWFkZXJFbnRyeUIIyvMYBBAeOGQaKQoMSGVhZGVyVmFsdWVzEhkKBnZhbHVlcxgBIAMoCUIJyvMYBRAKOOgHGloKC0hlYWRlckVudHJ5EgsKA2tleRgBIAEoCRI6CgV2YWx1ZRgCIAEoCzIrLnBhc3NrZXlkLnNlc3Npb24udjIuVXNlckFnZW50LkhlYWRlclZhbHVlczoCOAFCEQoPX2ZpbmdlcnByaW50X2lkQgUKA19pcEIOCgxfZGVzY3JpcHRpb24icQoHRmFjdG9ycxItCgR1c2VyGAEgASgLMh8ucGFzc2tleWQuc2Vzc2lvbi52Mi5Vc2VyRmFjdG9yEjcKCndlYl9hdXRoX24YAyABKAsyIy5wYXNza2V5ZC5zZXNzaW9uLnYyLldlYkF1dGhORmFjdG9yIowBCgpVc2VyRmFjdG9yEi8KC3ZlcmlmaWVkX2F0GAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIKCgJpZBgCIAEoCRISCgpsb2dpbl9uYW1lGAMgASgJEhQKDGRpc3BsYXlfbmFtZRgEIAEoCRIXCg9vcmdhbml6YXRpb25faWQYBSABKAkiWAoOV2ViQXV0aE5GYWN0b3ISLwoLdmVyaWZpZWRfYXQYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhUKDXVzZXJfdmVyaWZpZWQYAiABKAgiVAoJQ2hlY2tVc2VyEhwKB3VzZXJfaWQYASABKAlCCcrzGAUIARDIAUgAEh8KCmxvZ2luX25hbWUYAiABKAlCCcrzGAUIARDIAUgAQggKBnNlYXJjaCJZCg1DaGVja1dlYkF1dGhOEkgKGWNyZWRlbnRpYWxfYXNzZXJ0aW9uX2RhdGEYASABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0QgzK8xgICDcQgIBAGAEiIQoNQ2hlY2tQYXNzd29yZBIQCghwYXNzd29yZBgBIAEoCSJBCg5DaGVja0lEUEludGVudBIVCg1pZHBfaW50ZW50X2lkGAEgASgJEhgKEGlkcF9pbnRlbnRfdG9rZW4YAiABKAkiGQoJQ2hlY2tUT1RQEgwKBGNvZGUYASABKAkiGAoIQ2hlY2tPVFASDAoEY29kZRgBIAEoCSL2BAoGQ2hlY2tzEjEKBHVzZXIYASABKAsyHi5wYXNza2V5ZC5zZXNzaW9uLnYyLkNoZWNrVXNlckgAiAEBElAKCHBhc3N3b3JkGAIgASgLMiIucGFzc2tleWQuc2Vzc2lvbi52Mi5DaGVja1Bhc3N3b3JkQhXK8xgRQg9wYXNzd29yZCBjaGVja3NIAYgBARI7Cgp3ZWJfYXV0aF9uGAMgASgLMiIucGFzc2tleWQuc2Vzc2lvbi52Mi5DaGVja1dlYkF1dGhOSAKIAQESXQoKaWRwX2ludGVudBgEIAEoCzIjLnBhc3NrZXlkLnNlc3Npb24udjIuQ2hlY2tJRFBJbnRlbnRCH8rzGBtCGWlkZW50aXR5LXByb3ZpZGVyIGludGVudHNIA4gBARJECgR0b3RwGAUgASgLMh4ucGFzc2tleWQuc2Vzc2lvbi52Mi5DaGVja1RPVFBCEcrzGA1CC1RPVFAgY2hlY2tzSASIAQESVAoHb3RwX3NtcxgGIAEoCzIdLnBhc3NrZXlkLnNlc3Npb24udjIuQ2hlY2tPVFBCH8rzGBtCGW9uZS10aW1lIHBhc3N3b3JkcyBieSBTTVNIBYgBARJYCglvdHBfZW1haWwYByABKAsyHS5wYXNza2V5ZC5zZXNzaW9uLnYyLkNoZWNrT1RQQiHK8xgdQhtvbmUtdGltZSBwYXNzd29yZHMgYnkgZW1haWxIBogBAUIHCgVfdXNlckILCglfcGFzc3dvcmRCDQoLX3dlYl9hdXRoX25CDQoLX2lkcF9pbnRlbnRCBwoFX3RvdHBCCgoIX290cF9zbXNCDAoKX290cF9lbWFpbCKoAwoRUmVxdWVzdENoYWxsZW5nZXMSSAoKd2ViX2F1dGhfbhgBIAEoCzIvLnBhc3NrZXlkLnNlc3Npb24udjIuUmVxdWVzdENoYWxsZW5nZXMuV2ViQXV0aE5IAIgBARJOCgdvdHBfc21zGAIgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdEIfyvMYG0IZb25lLXRpbWUgcGFzc3dvcmRzIGJ5IFNNU0gBiAEBElIKCW90cF9lbWFpbBgDIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3RCIcrzGB1CG29uZS10aW1lIHBhc3N3b3JkcyBieSBlbWFpbEgCiAEBGnwKCFdlYkF1dGhOEhcKBmRvbWFpbhgBIAEoCUIHyvMYAxD9ARJXCh11c2VyX3ZlcmlmaWNhdGlvbl9yZXF1aXJlbWVudBgCIAEoDjIwLnBhc3NrZXlkLnNlc3Npb24udjIuVXNlclZlcmlmaWNhdGlvblJlcXVpcmVtZW50Qg0KC193ZWJfYXV0aF9uQgoKCF9vdHBfc21zQgwKCl9vdHBfZW1haWwisgEKCkNoYWxsZW5nZXMSQQoKd2ViX2F1dGhfbhgBIAEoCzIoLnBhc3NrZXlkLnNlc3Npb24udjIuQ2hhbGxlbmdlcy5XZWJBdXRoTkgAiAEBGlIKCFdlYkF1dGhOEkYKJXB1YmxpY19rZXlfY3JlZGVudGlhbF9yZXF1ZXN0X29wdGlvbnMYASABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0Qg0KC193ZWJfYXV0aF9uIioKD1Nlc3Npb25JZHNRdWVyeRIXCgNpZHMYASADKAlCCsrzGAYQ6Ac4yAEiKwoSU2Vzc2lvblVzZXJJZFF1ZXJ5EhUKAmlkGAEgASgJQgnK8xgFCAEQyAEiiAEKEUNyZWF0aW9uRGF0ZVF1ZXJ5EjkKDWNyZWF0aW9uX2RhdGUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgbK8xgCGAESOAoGbWV0aG9kGAIgASgOMigucGFzc2tleWQub2JqZWN0LnYyLlRpbWVzdGFtcFF1ZXJ5TWV0aG9kIjEKDENyZWF0b3JRdWVyeRIaCgJpZBgBIAEoCUIJyvMYBQgBEMgBSACIAQFCBQoDX2lkIksKDlVzZXJBZ2VudFF1ZXJ5EiYKDmZpbmdlcnByaW50X2lkGAEgASgJQgnK8xgFCAEQyAFIAIgBAUIRCg9fZmluZ2VycHJpbnRfaWQi1wIKC1NlYXJjaFF1ZXJ5EjkKCWlkc19xdWVyeRgBIAEoCzIkLnBhc3NrZXlkLnNlc3Npb24udjIuU2Vzc2lvbklkc1F1ZXJ5SAASQAoNdXNlcl9pZF9xdWVyeRgCIAEoCzInLnBhc3NrZXlkLnNlc3Npb24udjIuU2Vzc2lvblVzZXJJZFF1ZXJ5SAASRQoTY3JlYXRpb25fZGF0ZV9xdWVyeRgDIAEoCzImLnBhc3NrZXlkLnNlc3Npb24udjIuQ3JlYXRpb25EYXRlUXVlcnlIABI6Cg1jcmVhdG9yX3F1ZXJ5GAQgASgLMiEucGFzc2tleWQuc2Vzc2lvbi52Mi5DcmVhdG9yUXVlcnlIABI/ChB1c2VyX2FnZW50X3F1ZXJ5GAUgASgLMiMucGFzc2tleWQuc2Vzc2lvbi52Mi5Vc2VyQWdlbnRRdWVyeUgAQgcKBXF1ZXJ5KtQBChtVc2VyVmVyaWZpY2F0aW9uUmVxdWlyZW1lbnQSLQopVVNFUl9WRVJJRklDQVRJT05fUkVRVUlSRU1FTlRfVU5TUEVDSUZJRUQQABIqCiZVU0VSX1ZFUklGSUNBVElPTl9SRVFVSVJFTUVOVF9SRVFVSVJFRBABEisKJ1VTRVJfVkVSSUZJQ0FUSU9OX1JFUVVJUkVNRU5UX1BSRUZFUlJFRBACEi0KKVVTRVJfVkVSSUZJQ0FUSU9OX1JFUVVJUkVNRU5UX0RJU0NPVVJBR0VEEAMqXAoQU2Vzc2lvbkZpZWxkTmFtZRIiCh5TRVNTSU9OX0ZJRUxEX05BTUVfVU5TUEVDSUZJRUQQABIkCiBTRVNTSU9OX0ZJRUxEX05BTUVfQ1JFQVRJT05fREFURRABYgZwcm90bzM", [file_google_protobuf_struct, file_google_protobuf_timestamp, file_passkeyd_object_v2_object, file_passkeyd_options_v1_options]);
 
 /**
  * @generated from message passkeyd.session.v2.Session
@@ -45,6 +47,16 @@ export type Session = Message<"passkeyd.session.v2.Session"> & {
   factors?: Factors | undefined;
 
   /**
+   * @generated from field: map<string, bytes> metadata = 6;
+   */
+  metadata: { [key: string]: Uint8Array };
+
+  /**
+   * @generated from field: passkeyd.session.v2.UserAgent user_agent = 7;
+   */
+  userAgent?: UserAgent | undefined;
+
+  /**
    * @generated from field: optional google.protobuf.Timestamp expiration_date = 8;
    */
   expirationDate?: Timestamp | undefined;
@@ -56,6 +68,58 @@ export type Session = Message<"passkeyd.session.v2.Session"> & {
  */
 export const SessionSchema: GenMessage<Session> = /*@__PURE__*/
   messageDesc(file_passkeyd_session_v2_session, 0);
+
+/**
+ * The device a session was opened from: as the caller sent it, or (when it sent none) the request's own
+ * User-Agent header and client address. Headers that hold secrets (authorization, cookie) are dropped.
+ *
+ * @generated from message passkeyd.session.v2.UserAgent
+ */
+export type UserAgent = Message<"passkeyd.session.v2.UserAgent"> & {
+  /**
+   * @generated from field: optional string fingerprint_id = 1;
+   */
+  fingerprintId?: string | undefined;
+
+  /**
+   * @generated from field: optional string ip = 2;
+   */
+  ip?: string | undefined;
+
+  /**
+   * @generated from field: optional string description = 3;
+   */
+  description?: string | undefined;
+
+  /**
+   * @generated from field: map<string, passkeyd.session.v2.UserAgent.HeaderValues> header = 4;
+   */
+  header: { [key: string]: UserAgent_HeaderValues };
+};
+
+/**
+ * Describes the message passkeyd.session.v2.UserAgent.
+ * Use `create(UserAgentSchema)` to create a new message.
+ */
+export const UserAgentSchema: GenMessage<UserAgent> = /*@__PURE__*/
+  messageDesc(file_passkeyd_session_v2_session, 1);
+
+/**
+ * @generated from message passkeyd.session.v2.UserAgent.HeaderValues
+ */
+export type UserAgent_HeaderValues = Message<"passkeyd.session.v2.UserAgent.HeaderValues"> & {
+  /**
+   * @generated from field: repeated string values = 1;
+   */
+  values: string[];
+};
+
+/**
+ * Describes the message passkeyd.session.v2.UserAgent.HeaderValues.
+ * Use `create(UserAgent_HeaderValuesSchema)` to create a new message.
+ */
+export const UserAgent_HeaderValuesSchema: GenMessage<UserAgent_HeaderValues> = /*@__PURE__*/
+  messageDesc(file_passkeyd_session_v2_session, 1, 0);
 
 /**
  * @generated from message passkeyd.session.v2.Factors
@@ -77,7 +141,7 @@ export type Factors = Message<"passkeyd.session.v2.Factors"> & {
  * Use `create(FactorsSchema)` to create a new message.
  */
 export const FactorsSchema: GenMessage<Factors> = /*@__PURE__*/
-  messageDesc(file_passkeyd_session_v2_session, 1);
+  messageDesc(file_passkeyd_session_v2_session, 2);
 
 /**
  * @generated from message passkeyd.session.v2.UserFactor
@@ -114,7 +178,7 @@ export type UserFactor = Message<"passkeyd.session.v2.UserFactor"> & {
  * Use `create(UserFactorSchema)` to create a new message.
  */
 export const UserFactorSchema: GenMessage<UserFactor> = /*@__PURE__*/
-  messageDesc(file_passkeyd_session_v2_session, 2);
+  messageDesc(file_passkeyd_session_v2_session, 3);
 
 /**
  * @generated from message passkeyd.session.v2.WebAuthNFactor
@@ -136,7 +200,7 @@ export type WebAuthNFactor = Message<"passkeyd.session.v2.WebAuthNFactor"> & {
  * Use `create(WebAuthNFactorSchema)` to create a new message.
  */
 export const WebAuthNFactorSchema: GenMessage<WebAuthNFactor> = /*@__PURE__*/
-  messageDesc(file_passkeyd_session_v2_session, 3);
+  messageDesc(file_passkeyd_session_v2_session, 4);
 
 /**
  * @generated from message passkeyd.session.v2.CheckUser
@@ -165,7 +229,7 @@ export type CheckUser = Message<"passkeyd.session.v2.CheckUser"> & {
  * Use `create(CheckUserSchema)` to create a new message.
  */
 export const CheckUserSchema: GenMessage<CheckUser> = /*@__PURE__*/
-  messageDesc(file_passkeyd_session_v2_session, 4);
+  messageDesc(file_passkeyd_session_v2_session, 5);
 
 /**
  * @generated from message passkeyd.session.v2.CheckWebAuthN
@@ -184,7 +248,88 @@ export type CheckWebAuthN = Message<"passkeyd.session.v2.CheckWebAuthN"> & {
  * Use `create(CheckWebAuthNSchema)` to create a new message.
  */
 export const CheckWebAuthNSchema: GenMessage<CheckWebAuthN> = /*@__PURE__*/
-  messageDesc(file_passkeyd_session_v2_session, 5);
+  messageDesc(file_passkeyd_session_v2_session, 6);
+
+/**
+ * ZITADEL's password check (not offered: passkeyd is passkey-only).
+ *
+ * @generated from message passkeyd.session.v2.CheckPassword
+ */
+export type CheckPassword = Message<"passkeyd.session.v2.CheckPassword"> & {
+  /**
+   * @generated from field: string password = 1;
+   */
+  password: string;
+};
+
+/**
+ * Describes the message passkeyd.session.v2.CheckPassword.
+ * Use `create(CheckPasswordSchema)` to create a new message.
+ */
+export const CheckPasswordSchema: GenMessage<CheckPassword> = /*@__PURE__*/
+  messageDesc(file_passkeyd_session_v2_session, 7);
+
+/**
+ * ZITADEL's identity-provider intent check (not offered).
+ *
+ * @generated from message passkeyd.session.v2.CheckIDPIntent
+ */
+export type CheckIDPIntent = Message<"passkeyd.session.v2.CheckIDPIntent"> & {
+  /**
+   * @generated from field: string idp_intent_id = 1;
+   */
+  idpIntentId: string;
+
+  /**
+   * @generated from field: string idp_intent_token = 2;
+   */
+  idpIntentToken: string;
+};
+
+/**
+ * Describes the message passkeyd.session.v2.CheckIDPIntent.
+ * Use `create(CheckIDPIntentSchema)` to create a new message.
+ */
+export const CheckIDPIntentSchema: GenMessage<CheckIDPIntent> = /*@__PURE__*/
+  messageDesc(file_passkeyd_session_v2_session, 8);
+
+/**
+ * ZITADEL's TOTP check (not offered).
+ *
+ * @generated from message passkeyd.session.v2.CheckTOTP
+ */
+export type CheckTOTP = Message<"passkeyd.session.v2.CheckTOTP"> & {
+  /**
+   * @generated from field: string code = 1;
+   */
+  code: string;
+};
+
+/**
+ * Describes the message passkeyd.session.v2.CheckTOTP.
+ * Use `create(CheckTOTPSchema)` to create a new message.
+ */
+export const CheckTOTPSchema: GenMessage<CheckTOTP> = /*@__PURE__*/
+  messageDesc(file_passkeyd_session_v2_session, 9);
+
+/**
+ * ZITADEL's one-time-password check by SMS or email (not offered).
+ *
+ * @generated from message passkeyd.session.v2.CheckOTP
+ */
+export type CheckOTP = Message<"passkeyd.session.v2.CheckOTP"> & {
+  /**
+   * @generated from field: string code = 1;
+   */
+  code: string;
+};
+
+/**
+ * Describes the message passkeyd.session.v2.CheckOTP.
+ * Use `create(CheckOTPSchema)` to create a new message.
+ */
+export const CheckOTPSchema: GenMessage<CheckOTP> = /*@__PURE__*/
+  messageDesc(file_passkeyd_session_v2_session, 10);
 
 /**
  * @generated from message passkeyd.session.v2.Checks
@@ -196,9 +341,34 @@ export type Checks = Message<"passkeyd.session.v2.Checks"> & {
   user?: CheckUser | undefined;
 
   /**
+   * @generated from field: optional passkeyd.session.v2.CheckPassword password = 2;
+   */
+  password?: CheckPassword | undefined;
+
+  /**
    * @generated from field: optional passkeyd.session.v2.CheckWebAuthN web_auth_n = 3;
    */
   webAuthN?: CheckWebAuthN | undefined;
+
+  /**
+   * @generated from field: optional passkeyd.session.v2.CheckIDPIntent idp_intent = 4;
+   */
+  idpIntent?: CheckIDPIntent | undefined;
+
+  /**
+   * @generated from field: optional passkeyd.session.v2.CheckTOTP totp = 5;
+   */
+  totp?: CheckTOTP | undefined;
+
+  /**
+   * @generated from field: optional passkeyd.session.v2.CheckOTP otp_sms = 6;
+   */
+  otpSms?: CheckOTP | undefined;
+
+  /**
+   * @generated from field: optional passkeyd.session.v2.CheckOTP otp_email = 7;
+   */
+  otpEmail?: CheckOTP | undefined;
 };
 
 /**
@@ -206,7 +376,7 @@ export type Checks = Message<"passkeyd.session.v2.Checks"> & {
  * Use `create(ChecksSchema)` to create a new message.
  */
 export const ChecksSchema: GenMessage<Checks> = /*@__PURE__*/
-  messageDesc(file_passkeyd_session_v2_session, 6);
+  messageDesc(file_passkeyd_session_v2_session, 11);
 
 /**
  * @generated from message passkeyd.session.v2.RequestChallenges
@@ -216,6 +386,18 @@ export type RequestChallenges = Message<"passkeyd.session.v2.RequestChallenges">
    * @generated from field: optional passkeyd.session.v2.RequestChallenges.WebAuthN web_auth_n = 1;
    */
   webAuthN?: RequestChallenges_WebAuthN | undefined;
+
+  /**
+   * ZITADEL's OTP challenges (not offered); their settings are taken as any JSON object.
+   *
+   * @generated from field: optional google.protobuf.Struct otp_sms = 2;
+   */
+  otpSms?: JsonObject | undefined;
+
+  /**
+   * @generated from field: optional google.protobuf.Struct otp_email = 3;
+   */
+  otpEmail?: JsonObject | undefined;
 };
 
 /**
@@ -223,7 +405,7 @@ export type RequestChallenges = Message<"passkeyd.session.v2.RequestChallenges">
  * Use `create(RequestChallengesSchema)` to create a new message.
  */
 export const RequestChallengesSchema: GenMessage<RequestChallenges> = /*@__PURE__*/
-  messageDesc(file_passkeyd_session_v2_session, 7);
+  messageDesc(file_passkeyd_session_v2_session, 12);
 
 /**
  * @generated from message passkeyd.session.v2.RequestChallenges.WebAuthN
@@ -249,7 +431,7 @@ export type RequestChallenges_WebAuthN = Message<"passkeyd.session.v2.RequestCha
  * Use `create(RequestChallenges_WebAuthNSchema)` to create a new message.
  */
 export const RequestChallenges_WebAuthNSchema: GenMessage<RequestChallenges_WebAuthN> = /*@__PURE__*/
-  messageDesc(file_passkeyd_session_v2_session, 7, 0);
+  messageDesc(file_passkeyd_session_v2_session, 12, 0);
 
 /**
  * @generated from message passkeyd.session.v2.Challenges
@@ -266,7 +448,7 @@ export type Challenges = Message<"passkeyd.session.v2.Challenges"> & {
  * Use `create(ChallengesSchema)` to create a new message.
  */
 export const ChallengesSchema: GenMessage<Challenges> = /*@__PURE__*/
-  messageDesc(file_passkeyd_session_v2_session, 8);
+  messageDesc(file_passkeyd_session_v2_session, 13);
 
 /**
  * @generated from message passkeyd.session.v2.Challenges.WebAuthN
@@ -285,7 +467,7 @@ export type Challenges_WebAuthN = Message<"passkeyd.session.v2.Challenges.WebAut
  * Use `create(Challenges_WebAuthNSchema)` to create a new message.
  */
 export const Challenges_WebAuthNSchema: GenMessage<Challenges_WebAuthN> = /*@__PURE__*/
-  messageDesc(file_passkeyd_session_v2_session, 8, 0);
+  messageDesc(file_passkeyd_session_v2_session, 13, 0);
 
 /**
  * @generated from message passkeyd.session.v2.SessionIdsQuery
@@ -302,7 +484,7 @@ export type SessionIdsQuery = Message<"passkeyd.session.v2.SessionIdsQuery"> & {
  * Use `create(SessionIdsQuerySchema)` to create a new message.
  */
 export const SessionIdsQuerySchema: GenMessage<SessionIdsQuery> = /*@__PURE__*/
-  messageDesc(file_passkeyd_session_v2_session, 9);
+  messageDesc(file_passkeyd_session_v2_session, 14);
 
 /**
  * @generated from message passkeyd.session.v2.SessionUserIdQuery
@@ -319,7 +501,68 @@ export type SessionUserIdQuery = Message<"passkeyd.session.v2.SessionUserIdQuery
  * Use `create(SessionUserIdQuerySchema)` to create a new message.
  */
 export const SessionUserIdQuerySchema: GenMessage<SessionUserIdQuery> = /*@__PURE__*/
-  messageDesc(file_passkeyd_session_v2_session, 10);
+  messageDesc(file_passkeyd_session_v2_session, 15);
+
+/**
+ * @generated from message passkeyd.session.v2.CreationDateQuery
+ */
+export type CreationDateQuery = Message<"passkeyd.session.v2.CreationDateQuery"> & {
+  /**
+   * @generated from field: google.protobuf.Timestamp creation_date = 1;
+   */
+  creationDate?: Timestamp | undefined;
+
+  /**
+   * @generated from field: passkeyd.object.v2.TimestampQueryMethod method = 2;
+   */
+  method: TimestampQueryMethod;
+};
+
+/**
+ * Describes the message passkeyd.session.v2.CreationDateQuery.
+ * Use `create(CreationDateQuerySchema)` to create a new message.
+ */
+export const CreationDateQuerySchema: GenMessage<CreationDateQuery> = /*@__PURE__*/
+  messageDesc(file_passkeyd_session_v2_session, 16);
+
+/**
+ * Sessions opened by a caller (its token's subject; "anonymous" for token-less CreateSession calls);
+ * without an id, the caller's own.
+ *
+ * @generated from message passkeyd.session.v2.CreatorQuery
+ */
+export type CreatorQuery = Message<"passkeyd.session.v2.CreatorQuery"> & {
+  /**
+   * @generated from field: optional string id = 1;
+   */
+  id?: string | undefined;
+};
+
+/**
+ * Describes the message passkeyd.session.v2.CreatorQuery.
+ * Use `create(CreatorQuerySchema)` to create a new message.
+ */
+export const CreatorQuerySchema: GenMessage<CreatorQuery> = /*@__PURE__*/
+  messageDesc(file_passkeyd_session_v2_session, 17);
+
+/**
+ * Sessions opened from a device (its user agent's fingerprint_id); without an id, none match.
+ *
+ * @generated from message passkeyd.session.v2.UserAgentQuery
+ */
+export type UserAgentQuery = Message<"passkeyd.session.v2.UserAgentQuery"> & {
+  /**
+   * @generated from field: optional string fingerprint_id = 1;
+   */
+  fingerprintId?: string | undefined;
+};
+
+/**
+ * Describes the message passkeyd.session.v2.UserAgentQuery.
+ * Use `create(UserAgentQuerySchema)` to create a new message.
+ */
+export const UserAgentQuerySchema: GenMessage<UserAgentQuery> = /*@__PURE__*/
+  messageDesc(file_passkeyd_session_v2_session, 18);
 
 /**
  * @generated from message passkeyd.session.v2.SearchQuery
@@ -340,6 +583,24 @@ export type SearchQuery = Message<"passkeyd.session.v2.SearchQuery"> & {
      */
     value: SessionUserIdQuery;
     case: "userIdQuery";
+  } | {
+    /**
+     * @generated from field: passkeyd.session.v2.CreationDateQuery creation_date_query = 3;
+     */
+    value: CreationDateQuery;
+    case: "creationDateQuery";
+  } | {
+    /**
+     * @generated from field: passkeyd.session.v2.CreatorQuery creator_query = 4;
+     */
+    value: CreatorQuery;
+    case: "creatorQuery";
+  } | {
+    /**
+     * @generated from field: passkeyd.session.v2.UserAgentQuery user_agent_query = 5;
+     */
+    value: UserAgentQuery;
+    case: "userAgentQuery";
   } | { case: undefined; value?: undefined };
 };
 
@@ -348,7 +609,7 @@ export type SearchQuery = Message<"passkeyd.session.v2.SearchQuery"> & {
  * Use `create(SearchQuerySchema)` to create a new message.
  */
 export const SearchQuerySchema: GenMessage<SearchQuery> = /*@__PURE__*/
-  messageDesc(file_passkeyd_session_v2_session, 11);
+  messageDesc(file_passkeyd_session_v2_session, 19);
 
 /**
  * @generated from enum passkeyd.session.v2.UserVerificationRequirement

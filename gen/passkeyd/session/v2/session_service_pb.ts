@@ -10,7 +10,7 @@ import { file_google_protobuf_duration, file_google_protobuf_timestamp } from "@
 import type { Details, ListDetails, ListQuery } from "../../object/v2/object_pb.js";
 import { file_passkeyd_object_v2_object } from "../../object/v2/object_pb.js";
 import { file_passkeyd_options_v1_options } from "../../options/v1/options_pb.js";
-import type { Challenges, Checks, RequestChallenges, SearchQuery, Session, SessionFieldName } from "./session_pb.js";
+import type { Challenges, Checks, RequestChallenges, SearchQuery, Session, SessionFieldName, UserAgent } from "./session_pb.js";
 import { file_passkeyd_session_v2_session } from "./session_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
@@ -18,7 +18,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file passkeyd/session/v2/session_service.proto.
  */
 export const file_passkeyd_session_v2_session_service: GenFile = /*@__PURE__*/
-  fileDesc("CilwYXNza2V5ZC9zZXNzaW9uL3YyL3Nlc3Npb25fc2VydmljZS5wcm90bxITcGFzc2tleWQuc2Vzc2lvbi52MiKsAQoUQ3JlYXRlU2Vzc2lvblJlcXVlc3QSKwoGY2hlY2tzGAEgASgLMhsucGFzc2tleWQuc2Vzc2lvbi52Mi5DaGVja3MSOgoKY2hhbGxlbmdlcxgDIAEoCzImLnBhc3NrZXlkLnNlc3Npb24udjIuUmVxdWVzdENoYWxsZW5nZXMSKwoIbGlmZXRpbWUYBSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24ipQEKFUNyZWF0ZVNlc3Npb25SZXNwb25zZRIsCgdkZXRhaWxzGAEgASgLMhsucGFzc2tleWQub2JqZWN0LnYyLkRldGFpbHMSEgoKc2Vzc2lvbl9pZBgCIAEoCRIVCg1zZXNzaW9uX3Rva2VuGAMgASgJEjMKCmNoYWxsZW5nZXMYBCABKAsyHy5wYXNza2V5ZC5zZXNzaW9uLnYyLkNoYWxsZW5nZXMiuwEKEVNldFNlc3Npb25SZXF1ZXN0Eh0KCnNlc3Npb25faWQYASABKAlCCcrzGAUIARDIARIeCg1zZXNzaW9uX3Rva2VuGAIgASgJQgfK8xgDEMgBEisKBmNoZWNrcxgDIAEoCzIbLnBhc3NrZXlkLnNlc3Npb24udjIuQ2hlY2tzEjoKCmNoYWxsZW5nZXMYBSABKAsyJi5wYXNza2V5ZC5zZXNzaW9uLnYyLlJlcXVlc3RDaGFsbGVuZ2VzIuYBChJTZXRTZXNzaW9uUmVzcG9uc2USLAoHZGV0YWlscxgBIAEoCzIbLnBhc3NrZXlkLm9iamVjdC52Mi5EZXRhaWxzEhUKDXNlc3Npb25fdG9rZW4YAiABKAkSMwoKY2hhbGxlbmdlcxgDIAEoCzIfLnBhc3NrZXlkLnNlc3Npb24udjIuQ2hhbGxlbmdlcxIUCgxhY2Nlc3NfdG9rZW4YCiABKAkSQAocYWNjZXNzX3Rva2VuX2V4cGlyYXRpb25fZGF0ZRgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiawoRR2V0U2Vzc2lvblJlcXVlc3QSHQoKc2Vzc2lvbl9pZBgBIAEoCUIJyvMYBQgBEMgBEiUKDXNlc3Npb25fdG9rZW4YAiABKAlCCcrzGAUIARDIAUgAiAEBQhAKDl9zZXNzaW9uX3Rva2VuIkMKEkdldFNlc3Npb25SZXNwb25zZRItCgdzZXNzaW9uGAEgASgLMhwucGFzc2tleWQuc2Vzc2lvbi52Mi5TZXNzaW9uIm4KFERlbGV0ZVNlc3Npb25SZXF1ZXN0Eh0KCnNlc3Npb25faWQYASABKAlCCcrzGAUIARDIARIlCg1zZXNzaW9uX3Rva2VuGAIgASgJQgnK8xgFCAEQyAFIAIgBAUIQCg5fc2Vzc2lvbl90b2tlbiJFChVEZWxldGVTZXNzaW9uUmVzcG9uc2USLAoHZGV0YWlscxgBIAEoCzIbLnBhc3NrZXlkLm9iamVjdC52Mi5EZXRhaWxzIr0BChNMaXN0U2Vzc2lvbnNSZXF1ZXN0EiwKBXF1ZXJ5GAEgASgLMh0ucGFzc2tleWQub2JqZWN0LnYyLkxpc3RRdWVyeRI5CgdxdWVyaWVzGAIgAygLMiAucGFzc2tleWQuc2Vzc2lvbi52Mi5TZWFyY2hRdWVyeUIGyvMYAhAUEj0KDnNvcnRpbmdfY29sdW1uGAMgASgOMiUucGFzc2tleWQuc2Vzc2lvbi52Mi5TZXNzaW9uRmllbGROYW1lIngKFExpc3RTZXNzaW9uc1Jlc3BvbnNlEjAKB2RldGFpbHMYASABKAsyHy5wYXNza2V5ZC5vYmplY3QudjIuTGlzdERldGFpbHMSLgoIc2Vzc2lvbnMYAiADKAsyHC5wYXNza2V5ZC5zZXNzaW9uLnYyLlNlc3Npb24y+AUKDlNlc3Npb25TZXJ2aWNlEocBCg1DcmVhdGVTZXNzaW9uEikucGFzc2tleWQuc2Vzc2lvbi52Mi5DcmVhdGVTZXNzaW9uUmVxdWVzdBoqLnBhc3NrZXlkLnNlc3Npb24udjIuQ3JlYXRlU2Vzc2lvblJlc3BvbnNlIh/C8xgECgIBB4LT5JMCEToBKiIML3YyL3Nlc3Npb25zEosBCgpTZXRTZXNzaW9uEiYucGFzc2tleWQuc2Vzc2lvbi52Mi5TZXRTZXNzaW9uUmVxdWVzdBonLnBhc3NrZXlkLnNlc3Npb24udjIuU2V0U2Vzc2lvblJlc3BvbnNlIizC8xgECgIBB4LT5JMCHjoBKjIZL3YyL3Nlc3Npb25zL3tzZXNzaW9uX2lkfRKYAQoKR2V0U2Vzc2lvbhImLnBhc3NrZXlkLnNlc3Npb24udjIuR2V0U2Vzc2lvblJlcXVlc3QaJy5wYXNza2V5ZC5zZXNzaW9uLnYyLkdldFNlc3Npb25SZXNwb25zZSI5wvMYFAoDBQYHKg1zZXNzaW9uX3Rva2VugtPkkwIbEhkvdjIvc2Vzc2lvbnMve3Nlc3Npb25faWR9EqQBCg1EZWxldGVTZXNzaW9uEikucGFzc2tleWQuc2Vzc2lvbi52Mi5EZWxldGVTZXNzaW9uUmVxdWVzdBoqLnBhc3NrZXlkLnNlc3Npb24udjIuRGVsZXRlU2Vzc2lvblJlc3BvbnNlIjzC8xgUCgMFBgcqDXNlc3Npb25fdG9rZW6C0+STAh46ASoqGS92Mi9zZXNzaW9ucy97c2Vzc2lvbl9pZH0SiwEKDExpc3RTZXNzaW9ucxIoLnBhc3NrZXlkLnNlc3Npb24udjIuTGlzdFNlc3Npb25zUmVxdWVzdBopLnBhc3NrZXlkLnNlc3Npb24udjIuTGlzdFNlc3Npb25zUmVzcG9uc2UiJsLzGAQKAgUHgtPkkwIYOgEqIhMvdjIvc2Vzc2lvbnMvc2VhcmNoYgZwcm90bzM", [file_google_api_annotations, file_google_protobuf_duration, file_google_protobuf_timestamp, file_passkeyd_object_v2_object, file_passkeyd_options_v1_options, file_passkeyd_session_v2_session]);
+  fileDesc("CilwYXNza2V5ZC9zZXNzaW9uL3YyL3Nlc3Npb25fc2VydmljZS5wcm90bxITcGFzc2tleWQuc2Vzc2lvbi52MiLnAgoUQ3JlYXRlU2Vzc2lvblJlcXVlc3QSKwoGY2hlY2tzGAEgASgLMhsucGFzc2tleWQuc2Vzc2lvbi52Mi5DaGVja3MSVAoIbWV0YWRhdGEYAiADKAsyNy5wYXNza2V5ZC5zZXNzaW9uLnYyLkNyZWF0ZVNlc3Npb25SZXF1ZXN0Lk1ldGFkYXRhRW50cnlCCcrzGAUQFDjIARI6CgpjaGFsbGVuZ2VzGAMgASgLMiYucGFzc2tleWQuc2Vzc2lvbi52Mi5SZXF1ZXN0Q2hhbGxlbmdlcxIyCgp1c2VyX2FnZW50GAQgASgLMh4ucGFzc2tleWQuc2Vzc2lvbi52Mi5Vc2VyQWdlbnQSKwoIbGlmZXRpbWUYBSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24aLwoNTWV0YWRhdGFFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAw6AjgBIqUBChVDcmVhdGVTZXNzaW9uUmVzcG9uc2USLAoHZGV0YWlscxgBIAEoCzIbLnBhc3NrZXlkLm9iamVjdC52Mi5EZXRhaWxzEhIKCnNlc3Npb25faWQYAiABKAkSFQoNc2Vzc2lvbl90b2tlbhgDIAEoCRIzCgpjaGFsbGVuZ2VzGAQgASgLMh8ucGFzc2tleWQuc2Vzc2lvbi52Mi5DaGFsbGVuZ2VzIuwCChFTZXRTZXNzaW9uUmVxdWVzdBIdCgpzZXNzaW9uX2lkGAEgASgJQgnK8xgFCAEQyAESHgoNc2Vzc2lvbl90b2tlbhgCIAEoCUIHyvMYAxDIARIrCgZjaGVja3MYAyABKAsyGy5wYXNza2V5ZC5zZXNzaW9uLnYyLkNoZWNrcxJRCghtZXRhZGF0YRgEIAMoCzI0LnBhc3NrZXlkLnNlc3Npb24udjIuU2V0U2Vzc2lvblJlcXVlc3QuTWV0YWRhdGFFbnRyeUIJyvMYBRAUOMgBEjoKCmNoYWxsZW5nZXMYBSABKAsyJi5wYXNza2V5ZC5zZXNzaW9uLnYyLlJlcXVlc3RDaGFsbGVuZ2VzEisKCGxpZmV0aW1lGAYgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uGi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgMOgI4ASLmAQoSU2V0U2Vzc2lvblJlc3BvbnNlEiwKB2RldGFpbHMYASABKAsyGy5wYXNza2V5ZC5vYmplY3QudjIuRGV0YWlscxIVCg1zZXNzaW9uX3Rva2VuGAIgASgJEjMKCmNoYWxsZW5nZXMYAyABKAsyHy5wYXNza2V5ZC5zZXNzaW9uLnYyLkNoYWxsZW5nZXMSFAoMYWNjZXNzX3Rva2VuGAogASgJEkAKHGFjY2Vzc190b2tlbl9leHBpcmF0aW9uX2RhdGUYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wImsKEUdldFNlc3Npb25SZXF1ZXN0Eh0KCnNlc3Npb25faWQYASABKAlCCcrzGAUIARDIARIlCg1zZXNzaW9uX3Rva2VuGAIgASgJQgnK8xgFCAEQyAFIAIgBAUIQCg5fc2Vzc2lvbl90b2tlbiJDChJHZXRTZXNzaW9uUmVzcG9uc2USLQoHc2Vzc2lvbhgBIAEoCzIcLnBhc3NrZXlkLnNlc3Npb24udjIuU2Vzc2lvbiJuChREZWxldGVTZXNzaW9uUmVxdWVzdBIdCgpzZXNzaW9uX2lkGAEgASgJQgnK8xgFCAEQyAESJQoNc2Vzc2lvbl90b2tlbhgCIAEoCUIJyvMYBQgBEMgBSACIAQFCEAoOX3Nlc3Npb25fdG9rZW4iRQoVRGVsZXRlU2Vzc2lvblJlc3BvbnNlEiwKB2RldGFpbHMYASABKAsyGy5wYXNza2V5ZC5vYmplY3QudjIuRGV0YWlscyJwChVEZWxldGVTZXNzaW9uc1JlcXVlc3QSGgoHdXNlcl9pZBgBIAEoCUIJyvMYBQgBEMgBEicKD2tlZXBfc2Vzc2lvbl9pZBgCIAEoCUIJyvMYBQgBEMgBSACIAQFCEgoQX2tlZXBfc2Vzc2lvbl9pZCJeChZEZWxldGVTZXNzaW9uc1Jlc3BvbnNlEhMKC3Nlc3Npb25faWRzGAEgAygJEi8KC2NoYW5nZV9kYXRlGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCK9AQoTTGlzdFNlc3Npb25zUmVxdWVzdBIsCgVxdWVyeRgBIAEoCzIdLnBhc3NrZXlkLm9iamVjdC52Mi5MaXN0UXVlcnkSOQoHcXVlcmllcxgCIAMoCzIgLnBhc3NrZXlkLnNlc3Npb24udjIuU2VhcmNoUXVlcnlCBsrzGAIQFBI9Cg5zb3J0aW5nX2NvbHVtbhgDIAEoDjIlLnBhc3NrZXlkLnNlc3Npb24udjIuU2Vzc2lvbkZpZWxkTmFtZSJ4ChRMaXN0U2Vzc2lvbnNSZXNwb25zZRIwCgdkZXRhaWxzGAEgASgLMh8ucGFzc2tleWQub2JqZWN0LnYyLkxpc3REZXRhaWxzEi4KCHNlc3Npb25zGAIgAygLMhwucGFzc2tleWQuc2Vzc2lvbi52Mi5TZXNzaW9uMp4HCg5TZXNzaW9uU2VydmljZRKHAQoNQ3JlYXRlU2Vzc2lvbhIpLnBhc3NrZXlkLnNlc3Npb24udjIuQ3JlYXRlU2Vzc2lvblJlcXVlc3QaKi5wYXNza2V5ZC5zZXNzaW9uLnYyLkNyZWF0ZVNlc3Npb25SZXNwb25zZSIfwvMYBAoCAQeC0+STAhE6ASoiDC92Mi9zZXNzaW9ucxKLAQoKU2V0U2Vzc2lvbhImLnBhc3NrZXlkLnNlc3Npb24udjIuU2V0U2Vzc2lvblJlcXVlc3QaJy5wYXNza2V5ZC5zZXNzaW9uLnYyLlNldFNlc3Npb25SZXNwb25zZSIswvMYBAoCAQeC0+STAh46ASoyGS92Mi9zZXNzaW9ucy97c2Vzc2lvbl9pZH0SmAEKCkdldFNlc3Npb24SJi5wYXNza2V5ZC5zZXNzaW9uLnYyLkdldFNlc3Npb25SZXF1ZXN0GicucGFzc2tleWQuc2Vzc2lvbi52Mi5HZXRTZXNzaW9uUmVzcG9uc2UiOcLzGBQKAwUGByoNc2Vzc2lvbl90b2tlboLT5JMCGxIZL3YyL3Nlc3Npb25zL3tzZXNzaW9uX2lkfRKkAQoNRGVsZXRlU2Vzc2lvbhIpLnBhc3NrZXlkLnNlc3Npb24udjIuRGVsZXRlU2Vzc2lvblJlcXVlc3QaKi5wYXNza2V5ZC5zZXNzaW9uLnYyLkRlbGV0ZVNlc3Npb25SZXNwb25zZSI8wvMYFAoDBQYHKg1zZXNzaW9uX3Rva2VugtPkkwIeOgEqKhkvdjIvc2Vzc2lvbnMve3Nlc3Npb25faWR9EqMBCg5EZWxldGVTZXNzaW9ucxIqLnBhc3NrZXlkLnNlc3Npb24udjIuRGVsZXRlU2Vzc2lvbnNSZXF1ZXN0GisucGFzc2tleWQuc2Vzc2lvbi52Mi5EZWxldGVTZXNzaW9uc1Jlc3BvbnNlIjjC8xgNCgIDAhIHdXNlcl9pZILT5JMCIToBKiocL3YyL3VzZXJzL3t1c2VyX2lkfS9zZXNzaW9ucxKLAQoMTGlzdFNlc3Npb25zEigucGFzc2tleWQuc2Vzc2lvbi52Mi5MaXN0U2Vzc2lvbnNSZXF1ZXN0GikucGFzc2tleWQuc2Vzc2lvbi52Mi5MaXN0U2Vzc2lvbnNSZXNwb25zZSImwvMYBAoCBQeC0+STAhg6ASoiEy92Mi9zZXNzaW9ucy9zZWFyY2hiBnByb3RvMw", [file_google_api_annotations, file_google_protobuf_duration, file_google_protobuf_timestamp, file_passkeyd_object_v2_object, file_passkeyd_options_v1_options, file_passkeyd_session_v2_session]);
 
 /**
  * @generated from message passkeyd.session.v2.CreateSessionRequest
@@ -30,12 +30,26 @@ export type CreateSessionRequest = Message<"passkeyd.session.v2.CreateSessionReq
   checks?: Checks | undefined;
 
   /**
+   * Stored on the session (at most 20 keys of 1-200 characters, values up to 4096 bytes).
+   *
+   * @generated from field: map<string, bytes> metadata = 2;
+   */
+  metadata: { [key: string]: Uint8Array };
+
+  /**
    * @generated from field: passkeyd.session.v2.RequestChallenges challenges = 3;
    */
   challenges?: RequestChallenges | undefined;
 
   /**
-   * Shorter than the configured session lifetime, if set.
+   * Unset: the request's own User-Agent header and client address.
+   *
+   * @generated from field: passkeyd.session.v2.UserAgent user_agent = 4;
+   */
+  userAgent?: UserAgent | undefined;
+
+  /**
+   * At most the configured session lifetime (PASSKEYD_SESSION_TTL), which is also the default.
    *
    * @generated from field: google.protobuf.Duration lifetime = 5;
    */
@@ -104,9 +118,23 @@ export type SetSessionRequest = Message<"passkeyd.session.v2.SetSessionRequest">
   checks?: Checks | undefined;
 
   /**
+   * Keys to set; a key with an empty value is deleted (bounds as for CreateSession).
+   *
+   * @generated from field: map<string, bytes> metadata = 4;
+   */
+  metadata: { [key: string]: Uint8Array };
+
+  /**
    * @generated from field: passkeyd.session.v2.RequestChallenges challenges = 5;
    */
   challenges?: RequestChallenges | undefined;
+
+  /**
+   * From now on; at most the configured session lifetime.
+   *
+   * @generated from field: google.protobuf.Duration lifetime = 6;
+   */
+  lifetime?: Duration | undefined;
 };
 
 /**
@@ -234,6 +262,55 @@ export const DeleteSessionResponseSchema: GenMessage<DeleteSessionResponse> = /*
   messageDesc(file_passkeyd_session_v2_session_service, 7);
 
 /**
+ * @generated from message passkeyd.session.v2.DeleteSessionsRequest
+ */
+export type DeleteSessionsRequest = Message<"passkeyd.session.v2.DeleteSessionsRequest"> & {
+  /**
+   * @generated from field: string user_id = 1;
+   */
+  userId: string;
+
+  /**
+   * The session to keep; unset means the session of the caller's access token (none for an admin's
+   * token or a PAT, so every session of the user ends).
+   *
+   * @generated from field: optional string keep_session_id = 2;
+   */
+  keepSessionId?: string | undefined;
+};
+
+/**
+ * Describes the message passkeyd.session.v2.DeleteSessionsRequest.
+ * Use `create(DeleteSessionsRequestSchema)` to create a new message.
+ */
+export const DeleteSessionsRequestSchema: GenMessage<DeleteSessionsRequest> = /*@__PURE__*/
+  messageDesc(file_passkeyd_session_v2_session_service, 8);
+
+/**
+ * @generated from message passkeyd.session.v2.DeleteSessionsResponse
+ */
+export type DeleteSessionsResponse = Message<"passkeyd.session.v2.DeleteSessionsResponse"> & {
+  /**
+   * The sessions that ended.
+   *
+   * @generated from field: repeated string session_ids = 1;
+   */
+  sessionIds: string[];
+
+  /**
+   * @generated from field: google.protobuf.Timestamp change_date = 2;
+   */
+  changeDate?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message passkeyd.session.v2.DeleteSessionsResponse.
+ * Use `create(DeleteSessionsResponseSchema)` to create a new message.
+ */
+export const DeleteSessionsResponseSchema: GenMessage<DeleteSessionsResponse> = /*@__PURE__*/
+  messageDesc(file_passkeyd_session_v2_session_service, 9);
+
+/**
  * @generated from message passkeyd.session.v2.ListSessionsRequest
  */
 export type ListSessionsRequest = Message<"passkeyd.session.v2.ListSessionsRequest"> & {
@@ -258,7 +335,7 @@ export type ListSessionsRequest = Message<"passkeyd.session.v2.ListSessionsReque
  * Use `create(ListSessionsRequestSchema)` to create a new message.
  */
 export const ListSessionsRequestSchema: GenMessage<ListSessionsRequest> = /*@__PURE__*/
-  messageDesc(file_passkeyd_session_v2_session_service, 8);
+  messageDesc(file_passkeyd_session_v2_session_service, 10);
 
 /**
  * @generated from message passkeyd.session.v2.ListSessionsResponse
@@ -280,7 +357,7 @@ export type ListSessionsResponse = Message<"passkeyd.session.v2.ListSessionsResp
  * Use `create(ListSessionsResponseSchema)` to create a new message.
  */
 export const ListSessionsResponseSchema: GenMessage<ListSessionsResponse> = /*@__PURE__*/
-  messageDesc(file_passkeyd_session_v2_session_service, 9);
+  messageDesc(file_passkeyd_session_v2_session_service, 11);
 
 /**
  * Login sessions. Paths and JSON shapes follow ZITADEL's v2 session API; a successful WebAuthn check
@@ -324,6 +401,17 @@ export const SessionService: GenService<{
     methodKind: "unary";
     input: typeof DeleteSessionRequestSchema;
     output: typeof DeleteSessionResponseSchema;
+  },
+  /**
+   * Sign out everywhere: ends every session of the user but one (by default the caller's own), and with
+   * them their access tokens. The user themself or an admin of the user's organization.
+   *
+   * @generated from rpc passkeyd.session.v2.SessionService.DeleteSessions
+   */
+  deleteSessions: {
+    methodKind: "unary";
+    input: typeof DeleteSessionsRequestSchema;
+    output: typeof DeleteSessionsResponseSchema;
   },
   /**
    * @generated from rpc passkeyd.session.v2.SessionService.ListSessions

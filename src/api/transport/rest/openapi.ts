@@ -1,6 +1,6 @@
 import { getOption, hasOption, ScalarType, type DescEnum, type DescField, type DescMessage, type DescMethod } from '@bufbuild/protobuf';
-import { Access, auth as authExt } from '../../../../gen/passkeyd/options/v1/options_pb.js';
-import type { RestRoute } from './route-table.js';
+import { Access, auth as authExt, field as fieldExt } from '../../../../gen/passkeyd/options/v1/options_pb.js';
+import { successStatusOf, type RestRoute } from './route-table.js';
 
 type Schema = Record<string, unknown>;
 
@@ -86,6 +86,11 @@ class SchemaSet {
   }
 
   fieldSchema(f: DescField): Schema {
+    const notOffered = hasOption(f, fieldExt) ? getOption(f, fieldExt).notOffered : '';
+    if (notOffered) {
+      // Declared only to be refused by name: any value is answered 400 INVALID_ARGUMENT.
+      return { description: `ZITADEL's ${notOffered}: not offered, passkeyd is passkey-only (refused with 400 INVALID_ARGUMENT when set).`, 'x-passkeyd-not-offered': true };
+    }
     if (f.fieldKind === 'list') return { type: 'array', items: this.singular(f) };
     if (f.fieldKind === 'map') {
       const value = f.mapKind === 'enum' ? this.enumRef(f.enum) : f.mapKind === 'message' ? this.messageRef(f.message) : scalarSchema(f.scalar);
@@ -175,7 +180,7 @@ function buildOpenApi(routes: readonly RestRoute<unknown>[], info: OpenApiInfo):
       ...(parameters.length ? { parameters } : {}),
       ...(requestBody ? { requestBody } : {}),
       responses: {
-        '200': { description: 'OK', content: { 'application/json': { schema: response } } },
+        [String(successStatusOf(m))]: { description: successStatusOf(m) === 201 ? 'Created' : 'OK', content: { 'application/json': { schema: response } } },
         default: {
           description: 'An error: the gRPC code as HTTP status (400, 401, 403, 404, 409, 429, 503, ...)',
           content: { 'application/json': { schema: set.ref('google.rpc.Status') } },

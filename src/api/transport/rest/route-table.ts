@@ -109,3 +109,11 @@ export function buildRouteTable<H extends { method: DescMethod }>(handlers: read
     },
   };
 }
+
+/** RPCs answered 201 Created over REST, as ZITADEL's gateway does (gRPC and Connect are unchanged). */
+const CREATED = new Set(['passkeyd.session.v2.SessionService/CreateSession']);
+
+/** The HTTP status of a successful REST call of an RPC. */
+export function successStatusOf(m: DescMethod): 200 | 201 {
+  return CREATED.has(`${m.parent.typeName}/${m.name}`) ? 201 : 200;
+}

@@ -10,7 +10,7 @@ import { jsonProblem } from '../input-limits.js';
 import { pathOf, sendJsonText, sendStatus, type ContextValuesOf, type NodeRequest, type NodeResponse, type StatusOptions } from '../http.js';
 import { codeFromConnectName, detailToAnyJson } from './connect-error.js';
 import { jsonFromText, resolveFieldPath, RestInputError, setAtPath } from './field-values.js';
-import { buildRouteTable, type RestRoute, type RouteTable } from './route-table.js';
+import { buildRouteTable, successStatusOf, type RestRoute, type RouteTable } from './route-table.js';
 
 /** What the REST transcoder is built from. */
 export interface RestTranscoderOptions {
@@ -245,12 +245,13 @@ export function createRestTranscoder(options: RestTranscoderOptions): RestTransc
       if (!DROP_RESPONSE_HEADER.test(name)) headers[name] = value;
     });
     if (uRes.status === 200) {
+      const ok = successStatusOf(route.method);
       if (!route.responseField) {
-        send(res, 200, out.toString('utf8'), headers);
+        send(res, ok, out.toString('utf8'), headers);
         return;
       }
       const whole = JSON.parse(out.toString('utf8')) as JsonObject;
-      send(res, 200, JSON.stringify(whole[route.responseField.jsonName] ?? {}), headers);
+      send(res, ok, JSON.stringify(whole[route.responseField.jsonName] ?? {}), headers);
       return;
     }
     let error: { code?: unknown; message?: unknown; details?: unknown } = {};
