@@ -15,6 +15,7 @@ import { verifyAssertionWith } from '../webauthn/assertion-verifier.js';
 import { resolveRpId } from '../webauthn/relying-party.js';
 import { defaultOrgId } from './bootstrap.js';
 import { event, type EventOf } from './events.js';
+import { policyOfLogin, refuseWhenSso } from './login-policy.js';
 import { createPseudoCredentials, type CredentialDescriptor, type LoginLookup } from './pseudo-credentials.js';
 import { hashSessionToken, recordLoginFailure, sessionAggregate, sessionTokenMatches } from './sessions.js';
 import type { ChangeDetails } from './types.js';
@@ -138,8 +139,16 @@ export function createLogin({ db, config, tokens }: LoginDeps): Login {
         lifetime = Math.min(lifetime, input.lifetimeSeconds);
       }
       await checkManagerMayOpen(input.caller, input.user);
-      const [digest, ownerId] = await Promise.all([input.user ? pseudo.digest(input.user) : undefined, sessionOwner()]);
-      const userVerification = input.webauthn ? (input.webauthn.userVerification ?? config.userVerification) : undefined;
+      // A name's login policy (an unknown name's: the default organization's, as availability answers).
+      const [digest, ownerId, policy] = await Promise.all([
+        input.user ? pseudo.digest(input.user) : undefined,
+        sessionOwner(),
+        input.user && input.webauthn ? policyOfLogin(db, config, input.user, sessionOwner) : undefined,
+      ]);
+      if (policy) refuseWhenSso(policy);
+      // A policy that requires verification is not weakened by the request.
+      const asked = input.webauthn?.userVerification ?? policy?.userVerification ?? config.userVerification;
+      const userVerification = input.webauthn ? (policy?.userVerification === 'required' ? 'required' : asked) : undefined;
       // The challenge is stored by the same statement that finds the user's passkeys, so it is drawn first.
       const challenge = input.webauthn ? randomBytes(32) : undefined;
       const now = Date.now();

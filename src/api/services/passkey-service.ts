@@ -66,8 +66,7 @@ export function createPasskeyService({
           userId: req.userId,
           rpId,
           rpName: config.rpName,
-          userVerification: config.userVerification,
-          attestation: config.attestation,
+          config,
           attachment: ATTACHMENTS[req.authenticator],
           challengeTtlSeconds: config.challengeTtlSeconds,
           registrationCodeId: code?.id,
@@ -89,6 +88,7 @@ export function createPasskeyService({
         credential: req.publicKeyCredential,
         name: req.passkeyName,
         origins: expectedOrigins(config),
+        config,
         anonymous: !principal,
         creator: principal?.subject,
       });
@@ -114,8 +114,8 @@ export function createPasskeyService({
     },
 
     async listPasskeys(req) {
-      const r = await listPasskeys(db, req.userId, pageFrom(req.query));
-      return { details: listDetailsOf(r), result: r.items.map(passkeyOf) };
+      const r = await listPasskeys(db, config, req.userId, pageFrom(req.query));
+      return { details: listDetailsOf(r), result: r.items.map(passkeyOf), ssoRequired: r.ssoRequired };
     },
 
     async renamePasskey(req, ctx) {
