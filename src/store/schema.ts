@@ -54,6 +54,20 @@ export interface LoginPoliciesTable {
   updated_at: Timestamp;
 }
 
+/** A self-service sign-up between StartSignUp and FinishSignUp. */
+export interface SignUpsTable {
+  id: string;
+  org_id: string;
+  username: string;
+  email: string;
+  webauthn_user_handle: Uint8Array;
+  challenge: string;
+  rp_id: string;
+  user_verification: 'required' | 'preferred' | 'discouraged';
+  created_at: Timestamp;
+  expires_at: Timestamp;
+}
+
 export interface UsersTable {
   id: string;
   org_id: string;
@@ -211,4 +225,5 @@ export interface Database {
   administrators: AdministratorsTable;
   used_assertions: UsedAssertionsTable;
   login_policies: LoginPoliciesTable;
+  signups: SignUpsTable;
 }
