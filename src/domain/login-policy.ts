@@ -37,7 +37,9 @@ export interface EffectivePolicy extends Omit<LoginPolicyFields, 'attestation' |
 function effective(fields: LoginPolicyFields | null | undefined, config: Config): EffectivePolicy {
   const f = fields ?? BUILT_IN;
   const { attestation, user_verification, ...rest } = f;
-  return { ...rest, attestation: attestation || config.attestation, userVerification: user_verification || config.userVerification };
+  const asked = attestation || config.attestation;
+  // Trusted attestation needs an attestation to check: "none" would make every registration fail.
+  return { ...rest, attestation: rest.require_trusted_attestation && asked === 'none' ? 'direct' : asked, userVerification: user_verification || config.userVerification };
 }
 
 function fieldsOf(row: LoginPolicyRow | undefined): LoginPolicyFields {

@@ -11,6 +11,7 @@ import type { Database } from '../store/schema.js';
 import { inTransaction, mappingDuplicates } from '../store/transaction.js';
 import { findUser } from '../store/users.js';
 import { creationOptions, type AuthenticatorAttachment } from '../webauthn/creation-options.js';
+import type { TrustedMetadata } from '../webauthn/metadata.js';
 import { parseRegistrationResponse, verifyRegistration } from '../webauthn/registration-response.js';
 import { event } from './events.js';
 import { policyOfOrg, refuseAuthenticator, refuseBeyondLimit, refuseWhenSso } from './login-policy.js';
@@ -104,6 +105,8 @@ export interface CompleteRegistrationInput {
   origins: string[];
   /** The server's defaults, for what the login policy leaves to them. */
   config: Config;
+  /** What a policy's require_trusted_attestation checks against. */
+  metadata: TrustedMetadata;
   /**
    * The caller has no token: the registration must have been begun with a registration code for this
    * user that is still valid. (With a token, the permission interceptor has already decided.)
@@ -158,6 +161,7 @@ export async function completePasskeyRegistration(db: Kysely<Database>, input: C
   const policy = await policyOfOrg(db, input.config, passkey.org_id);
   refuseWhenSso(policy);
   refuseAuthenticator(policy, credential.aaguid);
+  if (policy.require_trusted_attestation) input.metadata.checkTrusted(credential);
   refuseBeyondLimit(policy, await store.countReadyPasskeys(db, input.userId));
 
   /** `withCode`: the event names the code as used, and the statement refuses if it could not be. */

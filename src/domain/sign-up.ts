@@ -13,6 +13,7 @@ import { consumeSignUp, findLiveSignUp, insertSignedInSession, insertSignedUpPas
 import { inTransaction, mappingDuplicates } from '../store/transaction.js';
 import { insertUser, USERNAME_UNIQUE, usernameTaken } from '../store/users.js';
 import { creationOptions } from '../webauthn/creation-options.js';
+import type { TrustedMetadata } from '../webauthn/metadata.js';
 import { parseRegistrationResponse, verifyRegistration } from '../webauthn/registration-response.js';
 import { defaultOrgId } from './bootstrap.js';
 import { event } from './events.js';
@@ -61,7 +62,7 @@ export interface SignUp {
 }
 
 /** Builds the sign-up flow on the database, configuration and token service. */
-export function createSignUp({ db, config, tokens }: { db: Kysely<Database>; config: Config; tokens: TokenService }): SignUp {
+export function createSignUp({ db, config, tokens, metadata }: { db: Kysely<Database>; config: Config; tokens: TokenService; metadata: TrustedMetadata }): SignUp {
   /** The organization's policy when it takes sign-ups; an unknown or inactive one is as closed as a closed one. */
   async function openPolicy(orgId: string | undefined): Promise<{ orgId: string; policy: EffectivePolicy } | undefined> {
     const id = orgId ?? (await defaultOrgId(db));
@@ -125,6 +126,7 @@ export function createSignUp({ db, config, tokens }: { db: Kysely<Database>; con
         requireUserVerification: pending.user_verification === 'required',
       });
       refuseAuthenticator(policy, credential.aaguid);
+      if (policy.require_trusted_attestation) metadata.checkTrusted(credential);
 
       const userId = newId();
       const passkeyId = newId();

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { Code, createConnectRouter, createContextValues } from '@connectrpc/connect';
 import { compressionBrotli, compressionGzip } from '@connectrpc/connect-node';
 import { collectDefaultMetrics, Registry } from 'prom-client';
@@ -29,6 +30,7 @@ import { migrateToLatest } from '../store/migrate.js';
 import { createCors } from './cors.js';
 import { createPublicRoutes } from './http-routes.js';
 import { createPages } from './pages.js';
+import { loadTrustedMetadata, NO_METADATA } from '../webauthn/metadata.js';
 
 /** The API version the OpenAPI document states (the proto packages' v2). */
 const OPENAPI_VERSION = '2.0.0';
@@ -77,6 +79,8 @@ export interface AppOptions {
 /** Opens the database, migrates, bootstraps, and wires every protocol to one handler set. */
 export async function createApp(config: Config, options: AppOptions = {}): Promise<App> {
   const log = options.log ?? createLogger(config.logLevel);
+  // First, so a BLOB that does not verify stops the start before anything is opened.
+  const metadata = config.fidoMdsFile ? await loadTrustedMetadata(config.fidoMdsFile, config.fidoMdsRoot ? readFileSync(config.fidoMdsRoot, 'utf8') : undefined) : NO_METADATA;
   const store =
     options.store ??
     (await openStore({ databaseUrl: config.databaseUrl, schema: config.databaseSchema, dataDir: config.dataDir, preparedStatements: config.databasePreparedStatements }));
@@ -91,7 +95,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
   // Every Bearer credential is verified and its revocable parts looked up per call (src/auth/callers.ts):
   // a user token's session (logout), a machine token's key or secret, a PAT, the roles granted.
   const callers = createCallers(store.db, tokens);
-  const deps: ServiceDeps = { config, db: store.db, tokens, callers, log };
+  const deps: ServiceDeps = { config, db: store.db, tokens, callers, log, metadata };
   const rateLimits = await createRateLimits(store, config);
   const interceptors = [loggingInterceptor(log, registry), errorInterceptor(log), rateLimitInterceptor(rateLimits), authInterceptor(callers, (id) => orgOfUser(store.db, id))];
   // Expired sessions and abandoned login challenges are only dead weight; every read ignores them.

@@ -49,6 +49,7 @@ function passkeyOf(p: PasskeyRow): MessageInitShape<typeof PasskeySchema> {
 export function createPasskeyService({
   config,
   db,
+  metadata,
 }: ServiceDeps): Pick<
   ServiceImpl<typeof UserService>,
   'registerPasskey' | 'verifyPasskeyRegistration' | 'createPasskeyRegistrationLink' | 'listPasskeys' | 'renamePasskey' | 'removePasskey'
@@ -89,6 +90,7 @@ export function createPasskeyService({
         name: req.passkeyName,
         origins: expectedOrigins(config),
         config,
+        metadata,
         anonymous: !principal,
         creator: principal?.subject,
       });

@@ -11,8 +11,8 @@ import type { ServiceDeps } from './deps.js';
  * SignUpService: self-service sign-up with a passkey. Public (rate limited); the domain refuses it
  * with PERMISSION_DENIED unless the organization's login policy allows self-registration.
  */
-export function createSignUpService({ db, config, tokens }: ServiceDeps): ServiceImpl<typeof SignUpService> {
-  const signUp = createSignUp({ db, config, tokens });
+export function createSignUpService({ db, config, tokens, metadata }: ServiceDeps): ServiceImpl<typeof SignUpService> {
+  const signUp = createSignUp({ db, config, tokens, metadata });
   return {
     async getSignUpSettings(req) {
       return { allowSelfRegistration: await signUp.isOpen(req.organizationId) };
