@@ -96,5 +96,6 @@ describe.skipIf(!HAS_CHROMIUM)(`admin invite, quick start (${BACKEND})`, () => {
     const missing = await run(process.execPath, [BIN, 'admin', 'invite'], { env, timeout: 60_000 }).catch((e: { code: number; stderr: string }) => e);
     expect(missing).toMatchObject({ code: 2 });
     expect((missing as { stderr: string }).stderr).toContain('admin invite needs --username NAME');
-  });
+    // Three CLI processes and a browser ceremony: room for a busy machine, as the CLI tests have.
+  }, 180_000);
 });
