@@ -6,7 +6,7 @@ import { UserService } from '../gen/passkeyd/user/v2/user_service_pb.js';
 import { createSoftAuthenticator } from './helpers/authenticator.js';
 import { bearer, clientFor } from './helpers/clients.js';
 import { codeOf, errorOf } from './helpers/codes.js';
-import { beginLogin } from './helpers/login.js';
+import { beginLogin, finishLogin, sign } from './helpers/login.js';
 import { rest, restOk, uniqueName } from './helpers/machine.js';
 import { creationOptionsOf, registerPasskey } from './helpers/passkeys.js';
 import { BACKEND, useTestServer } from './helpers/server.js';
@@ -94,6 +94,12 @@ describe(`login policy (${BACKEND})`, () => {
     expect(viaRest.status).toBe(403);
     expect(await codeOf(beginLogin(srv.url, { loginName: sso.username, protocol: 'grpc' }))).toBe(Code.PermissionDenied);
     expect((await rest(srv.url, 'POST', '/v2/sessions', { checks: { user: { loginName: sso.username } }, challenges: { webAuthN: { domain: '' } } })).status).toBe(403);
+    // A usernameless login (the user is known only from the assertion) with the passkey from before: refused at SetSession.
+    const usernameless = async () => {
+      const begun = await beginLogin(srv.url, { protocol: 'grpc' });
+      return codeOf(finishLogin(srv.url, begun.sessionId, await sign(before.authenticator, begun), { protocol: 'grpc' }));
+    };
+    expect(await usernameless()).toBe(Code.PermissionDenied);
 
     expect(await availability(sso.username)).toEqual({ hasPasskey: true, ssoRequired: true });
     expect((await users().checkPasskeyAvailability({ loginName: sso.username })).ssoRequired).toBe(true);
@@ -112,6 +118,7 @@ describe(`login policy (${BACKEND})`, () => {
     expect(await codeOf(registerPasskey(srv.url, { userId: sso.userId, token: srv.admin }))).toBe('ok');
     expect(await availability(sso.username)).toEqual({ hasPasskey: true, ssoRequired: false });
     expect(await codeOf(beginLogin(srv.url, { loginName: sso.username }))).toBe('ok');
+    expect(await usernameless()).toBe('ok');
   });
 
   it('availability of an unknown name follows the default organization, with the same shape as a known one', async () => {

@@ -129,7 +129,7 @@ export async function policyOfLogin(
 const SSO_REQUIRED = "this user's organization signs in through its SSO provider (login policy sso_required): passkeys are not used";
 
 /** Refuses a passkey ceremony in an organization that signs in through SSO. */
-export function refuseWhenSso(policy: EffectivePolicy): void {
+export function refuseWhenSso(policy: Pick<EffectivePolicy, 'sso_required'>): void {
   if (policy.sso_required) throw denied(SSO_REQUIRED);
 }
 

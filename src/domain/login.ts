@@ -270,6 +270,8 @@ export function createLogin({ db, config, tokens }: LoginDeps): Login {
           if (err instanceof PasskeydError && err.kind === 'unauthenticated') throw new Refused(err.message);
           throw err;
         }
+        // Also a usernameless login, or a session opened before the organization turned to SSO.
+        refuseWhenSso(passkey);
         const stored = Number(passkey.sign_count);
         const regressed = (verified.signCount > 0 || stored > 0) && verified.signCount <= stored;
         const counterEvent = regressed
