@@ -2,6 +2,7 @@ import { Code } from '@connectrpc/connect';
 import { describe, expect, it } from 'vitest';
 import { OrganizationService } from '../gen/passkeyd/org/v2/org_service_pb.js';
 import { UserVerificationPolicy } from '../gen/passkeyd/org/v2/org_pb.js';
+import { UserVerificationRequirement } from '../gen/passkeyd/session/v2/session_pb.js';
 import { UserService } from '../gen/passkeyd/user/v2/user_service_pb.js';
 import { createSoftAuthenticator } from './helpers/authenticator.js';
 import { bearer, clientFor } from './helpers/clients.js';
@@ -203,5 +204,10 @@ describe(`login policy (${BACKEND})`, () => {
     await restOk(srv.url, 'PUT', `/v2/organizations/${orgId}/login_policy`, { policy: { userVerification: 'USER_VERIFICATION_POLICY_REQUIRED' } }, srv.admin);
     expect(await uvOf()).toBe('required');
     expect((await beginLogin(srv.url, { loginName: username })).options.userVerification).toBe('required');
+    // A policy that itself says REQUIRED is not weakened by the request (without one, the request decides).
+    const discouraged = { loginName: username, userVerification: UserVerificationRequirement.DISCOURAGED };
+    expect((await beginLogin(srv.url, discouraged)).options.userVerification).toBe('required');
+    await orgs().resetLoginPolicy({ organizationId: orgId }, bearer(srv.admin));
+    expect((await beginLogin(srv.url, discouraged)).options.userVerification).toBe('discouraged');
   });
 });

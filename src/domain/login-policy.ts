@@ -32,6 +32,8 @@ const BUILT_IN: LoginPolicyFields = {
 export interface EffectivePolicy extends Omit<LoginPolicyFields, 'attestation' | 'user_verification'> {
   attestation: Config['attestation'];
   userVerification: Config['userVerification'];
+  /** The policy itself says REQUIRED (not the server default): a login request cannot ask for less. */
+  requiresUserVerification: boolean;
 }
 
 function effective(fields: LoginPolicyFields | null | undefined, config: Config): EffectivePolicy {
@@ -39,7 +41,12 @@ function effective(fields: LoginPolicyFields | null | undefined, config: Config)
   const { attestation, user_verification, ...rest } = f;
   const asked = attestation || config.attestation;
   // Trusted attestation needs an attestation to check: "none" would make every registration fail.
-  return { ...rest, attestation: rest.require_trusted_attestation && asked === 'none' ? 'direct' : asked, userVerification: user_verification || config.userVerification };
+  return {
+    ...rest,
+    attestation: rest.require_trusted_attestation && asked === 'none' ? 'direct' : asked,
+    userVerification: user_verification || config.userVerification,
+    requiresUserVerification: user_verification === 'required',
+  };
 }
 
 function fieldsOf(row: LoginPolicyRow | undefined): LoginPolicyFields {

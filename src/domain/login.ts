@@ -146,9 +146,9 @@ export function createLogin({ db, config, tokens }: LoginDeps): Login {
         input.user && input.webauthn ? policyOfLogin(db, config, input.user, sessionOwner) : undefined,
       ]);
       if (policy) refuseWhenSso(policy);
-      // A policy that requires verification is not weakened by the request.
+      // A policy that itself requires verification is not weakened by the request.
       const asked = input.webauthn?.userVerification ?? policy?.userVerification ?? config.userVerification;
-      const userVerification = input.webauthn ? (policy?.userVerification === 'required' ? 'required' : asked) : undefined;
+      const userVerification = input.webauthn ? (policy?.requiresUserVerification ? 'required' : asked) : undefined;
       // The challenge is stored by the same statement that finds the user's passkeys, so it is drawn first.
       const challenge = input.webauthn ? randomBytes(32) : undefined;
       const now = Date.now();
