@@ -30,6 +30,7 @@ const OWN_SERVICES = [
   'passkeyd.internal_permission.v2.InternalPermissionService',
   'passkeyd.org.v2.OrganizationService',
   'passkeyd.session.v2.SessionService',
+  'passkeyd.user.v2.SignUpService',
   'passkeyd.user.v2.UserService',
 ];
 const INFRA_SERVICES = ['grpc.health.v1.Health', 'grpc.reflection.v1.ServerReflection', 'grpc.reflection.v1alpha.ServerReflection'];

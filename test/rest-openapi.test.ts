@@ -5,6 +5,7 @@ import { http } from '../gen/google/api/annotations_pb.js';
 import { InternalPermissionService } from '../gen/passkeyd/internal_permission/v2/internal_permission_service_pb.js';
 import { OrganizationService } from '../gen/passkeyd/org/v2/org_service_pb.js';
 import { SessionService } from '../gen/passkeyd/session/v2/session_service_pb.js';
+import { SignUpService } from '../gen/passkeyd/user/v2/signup_service_pb.js';
 import { UserService } from '../gen/passkeyd/user/v2/user_service_pb.js';
 import { BACKEND, useTestServer } from './helpers/server.js';
 
@@ -42,7 +43,7 @@ describe(`OpenAPI document (${BACKEND})`, () => {
         .map(([m, op]) => ({ path, method: m, op: op as any })),
     );
     const ids = operations.map((o) => o.op.operationId);
-    const expected = [UserService, SessionService, OrganizationService, InternalPermissionService].flatMap((svc) =>
+    const expected = [UserService, SessionService, OrganizationService, InternalPermissionService, SignUpService].flatMap((svc) =>
       svc.methods.filter((m) => hasOption(m, http)).map((m) => `${svc.name}_${m.name}`),
     );
     expect(expected.length).toBeGreaterThan(15);

@@ -6,6 +6,7 @@ import { InternalPermissionService } from '../../gen/passkeyd/internal_permissio
 import { OrganizationService } from '../../gen/passkeyd/org/v2/org_service_pb.js';
 import { SessionService } from '../../gen/passkeyd/session/v2/session_service_pb.js';
 import { UserService } from '../../gen/passkeyd/user/v2/user_service_pb.js';
+import { SignUpService } from '../../gen/passkeyd/user/v2/signup_service_pb.js';
 import { createAvailabilityService } from './services/availability-service.js';
 import { createAdministratorService } from './services/administrator-service.js';
 import { createHealthService } from './services/health-service.js';
@@ -16,10 +17,11 @@ import { createReflectionServices } from './services/reflection-service.js';
 import { createPasskeyService } from './services/passkey-service.js';
 import type { ServiceDeps } from './services/deps.js';
 import { createSessionService } from './services/session-service.js';
+import { createSignUpService } from './services/signup-service.js';
 import { createUserService } from './services/user-service.js';
 
 /** passkeyd's own services, in the order reflection lists them. */
-const SERVICES = [UserService, SessionService, OrganizationService, InternalPermissionService] as const;
+const SERVICES = [UserService, SessionService, OrganizationService, InternalPermissionService, SignUpService] as const;
 
 /**
  * Registers every service on one router; the same router serves gRPC, gRPC-web, Connect and REST.
@@ -41,6 +43,7 @@ export function createRoutes(deps: ServiceDeps, ping: () => Promise<void>, inter
     register(SessionService, createSessionService(deps), interceptors);
     register(OrganizationService, createOrgService(deps), interceptors);
     register(InternalPermissionService, createAdministratorService(deps), interceptors);
+    register(SignUpService, createSignUpService(deps), interceptors);
     register(
       Health,
       createHealthService(

@@ -1,5 +1,5 @@
 import { loadConfig, parseDuration, ConfigError, type Config } from '../config/config.js';
-import { checkAdminTokenTtl, createMachineUserWithRole, mintAdminToken, rotateSigningKey, type MachineUserRequest } from '../domain/admin.js';
+import { checkAdminTokenTtl, createMachineUserWithRole, inviteUser, mintAdminToken, rotateSigningKey, type MachineUserRequest } from '../domain/admin.js';
 import { isDatabaseUnavailable, PasskeydError } from '../errors.js';
 import { createTokenService } from '../auth/tokens.js';
 import { bootstrap } from '../domain/bootstrap.js';
@@ -27,6 +27,9 @@ commands:
                              for development: print an admin access token (only the token, on stdout);
                              it cannot be revoked, so --ttl is at most 24h
   admin keys rotate          add a new signing key; older tokens stay valid until they expire
+  admin invite --username NAME [--email E] [--org ID]
+                             create a user and print a registration link to the hosted page, where
+                             they create a passkey (valid for PASSKEYD_REGISTRATION_CODE_TTL)
 
 Every setting is an environment variable or a flag (see the README), e.g. --port 8080 --database-url postgres://...`;
 
@@ -115,6 +118,14 @@ async function admin(words: string[], flags: Record<string, string>): Promise<st
     const request = machineUserRequest(flags);
     const cfg = loadConfig(flags);
     return viaServerOrStore(cfg, '/machine-users', request, async (store) => (await createMachineUserWithRole(store.db, request, 'cli')).secret);
+  }
+  if (what === 'invite' && words.length === 1) {
+    const opts = takeFlags(flags, ['username', 'email', 'org']);
+    if (!opts.username || opts.username === 'true') throw new ConfigError('admin invite needs --username NAME');
+    const request = { username: opts.username, email: opts.email, org: opts.org };
+    const cfg = loadConfig(flags);
+    const link = { issuer: cfg.issuer, codeTtlSeconds: cfg.registrationCodeTtlSeconds };
+    return viaServerOrStore(cfg, '/invite', request, (store) => inviteUser(store.db, request, link, 'cli'));
   }
   if (what === 'keys' && sub === 'rotate' && words.length === 2) {
     const config = loadConfig(flags);

@@ -36,6 +36,10 @@ export interface Config {
   workers: number;
   shutdownGraceSeconds: number;
   linkWebhookUrl: string | undefined;
+  /** A FIDO MDS3 BLOB (JWT) file: what login policies with require_trusted_attestation trust. */
+  fidoMdsFile: string | undefined;
+  /** PEM file of the root the BLOB's signing chain must end in; unset: FIDO's own (built into SimpleWebAuthn). */
+  fidoMdsRoot: string | undefined;
   rateLimitPerMinute: number;
   availabilityRateLimitPerMinute: number;
   availabilityMinLatencyMs: number;
@@ -223,6 +227,20 @@ export const settings: Setting<keyof Config>[] = [
     doc: 'HTTP endpoint that receives registration links to deliver (`send_link`)',
   },
   {
+    key: 'fidoMdsFile',
+    env: 'PASSKEYD_FIDO_MDS_FILE',
+    flag: 'fido-mds-file',
+    parse: optStr,
+    doc: 'FIDO Metadata Service (MDS3) BLOB file, read at start; trusted attestation checks against it',
+  },
+  {
+    key: 'fidoMdsRoot',
+    env: 'PASSKEYD_FIDO_MDS_ROOT',
+    flag: 'fido-mds-root',
+    parse: optStr,
+    doc: "PEM root certificate the BLOB's signature must chain to (unset: the FIDO Alliance's root)",
+  },
+  {
     key: 'rateLimitPerMinute',
     env: 'PASSKEYD_RATE_LIMIT',
     flag: 'rate-limit',
@@ -291,6 +309,8 @@ const defaults: Config = {
   workers: 0,
   shutdownGraceSeconds: 10,
   linkWebhookUrl: undefined,
+  fidoMdsFile: undefined,
+  fidoMdsRoot: undefined,
   rateLimitPerMinute: 600,
   availabilityRateLimitPerMinute: 10,
   availabilityMinLatencyMs: 100,

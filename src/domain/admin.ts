@@ -3,7 +3,10 @@ import { addSigningKey } from '../auth/signing-keys.js';
 import { ROLES, type Role, type TokenService } from '../auth/tokens.js';
 import { grantRoles } from './administrators.js';
 import { defaultOrgId } from './bootstrap.js';
+import { registrationLink } from './link-delivery.js';
 import { addKey, addMachineUser, addPersonalAccessToken } from './machine-users.js';
+import { createRegistrationCode } from './registration-codes.js';
+import { addHumanUser } from './users.js';
 import { invalid, notFound } from '../errors.js';
 import { orgExists } from '../store/orgs.js';
 import type { Database } from '../store/schema.js';
@@ -110,4 +113,27 @@ export async function createMachineUserWithRole(db: Kysely<Database>, req: Machi
   const { keyId, keyContent } = await addKey(db, userId, { expiresAt }, creator);
   if (!keyContent) throw new Error('addKey generated no key file');
   return { userId, orgId, credentialId: keyId, secret: keyContent.toString('utf8') };
+}
+
+/** What `passkeyd admin invite` asks for (also the body of the admin socket's `/invite` route). */
+export interface InviteRequest {
+  username: string;
+  email?: string | undefined;
+  /** The default organization when absent. */
+  org?: string | undefined;
+}
+
+/**
+ * A first look without any API call: creates a human user and a registration code for it, and returns
+ * the hosted page's registration link (`<issuer>/register?...`), where the user creates a passkey.
+ */
+export async function inviteUser(db: Kysely<Database>, req: InviteRequest, link: { issuer: string; codeTtlSeconds: number }, creator: string): Promise<string> {
+  const username = typeof req.username === 'string' ? req.username.trim() : '';
+  if (username.length < 1 || username.length > 200) throw invalid('--username must be 1 to 200 characters');
+  const email = typeof req.email === 'string' ? req.email.trim() : '';
+  if (email.length > 200 || (email !== '' && !/^[^\s@]+@[^\s@]+$/.test(email))) throw invalid('--email must be an email address');
+  const orgId = req.org ?? (await defaultOrgId(db));
+  const { id: userId } = await addHumanUser(db, { username, orgId, profile: { givenName: '', familyName: '', displayName: username }, email, emailVerified: false }, creator);
+  const code = await createRegistrationCode(db, { userId, ttlSeconds: link.codeTtlSeconds }, creator);
+  return registrationLink(link.issuer, { userId, orgId, codeId: code.id, code: code.code });
 }

@@ -9,6 +9,9 @@ import type { SessionUserAgent } from '../store/schema.js';
  */
 export interface EventPayloads {
   'org.added': { name: string; is_default?: boolean };
+  /** Aggregate org '' is the instance: its policy is the default of every organization without one. */
+  'org.policy.login.set': LoginPolicyPayload;
+  'org.policy.login.reset': Record<string, never>;
 
   'user.human.added': HumanFields;
   /** Only the fields that changed. */
@@ -70,6 +73,18 @@ export interface EventPayloads {
   'session.terminated': Record<string, never>;
 }
 
+/** A login policy as events record it ('' for attestation / user_verification: the server's default). */
+interface LoginPolicyPayload {
+  sso_required: boolean;
+  max_passkeys_per_user: number;
+  allowed_aaguids: string[];
+  denied_aaguids: string[];
+  attestation: string;
+  require_trusted_attestation: boolean;
+  user_verification: string;
+  allow_self_registration: boolean;
+}
+
 /** A human user's profile fields as events record them. */
 interface HumanFields {
   username: string;
@@ -98,6 +113,8 @@ export function event<T extends EventType>(type: T, payload: EventPayloads[T]): 
 // Every type once: a type missing here (or one not in the catalogue) does not compile.
 const ALL: Record<EventType, true> = {
   'org.added': true,
+  'org.policy.login.set': true,
+  'org.policy.login.reset': true,
   'user.human.added': true,
   'user.human.changed': true,
   'user.removed': true,

@@ -25,6 +25,11 @@ export function checkLinkTemplate(template: string): void {
   renderLinkTemplate(template, { UserID: 'u', OrgID: 'o', CodeID: 'c', Code: 'x' });
 }
 
+/** The hosted page's registration link for a code (what `send_link` renders by default). */
+export function registrationLink(issuer: string, values: { userId: string; orgId: string; codeId: string; code: string }): string {
+  return renderLinkTemplate(defaultLinkTemplate(issuer), { UserID: values.userId, OrgID: values.orgId, CodeID: values.codeId, Code: values.code });
+}
+
 /** Renders a link template; values are URL-encoded, since they land in a URL. */
 function renderLinkTemplate(template: string, values: LinkValues): string {
   const url = template.replace(PLACEHOLDER, (_, name: string) => {

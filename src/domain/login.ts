@@ -15,6 +15,7 @@ import { verifyAssertionWith } from '../webauthn/assertion-verifier.js';
 import { resolveRpId } from '../webauthn/relying-party.js';
 import { defaultOrgId } from './bootstrap.js';
 import { event, type EventOf } from './events.js';
+import { policyOfLogin, refuseWhenSso } from './login-policy.js';
 import { createPseudoCredentials, type CredentialDescriptor, type LoginLookup } from './pseudo-credentials.js';
 import { checkSessionCaller, contextChangeOf, isSessionManager, lifetimeOf, METADATA_MAX_KEYS, metadataChange, setSessionContext } from './session-context.js';
 import { hashSessionToken, recordLoginFailure, sessionAggregate } from './sessions.js';
@@ -152,8 +153,16 @@ export function createLogin({ db, config, tokens }: LoginDeps): Login {
       const metadata = metadataChange(input.metadata).set;
       if (Object.keys(metadata).length > METADATA_MAX_KEYS) throw invalid(`metadata: a session holds at most ${METADATA_MAX_KEYS} keys`);
       await checkManagerMayOpen(input.caller, input.user);
-      const [digest, ownerId] = await Promise.all([input.user ? pseudo.digest(input.user) : undefined, sessionOwner()]);
-      const userVerification = input.webauthn ? (input.webauthn.userVerification ?? config.userVerification) : undefined;
+      // A name's login policy (an unknown name's: the default organization's, as availability answers).
+      const [digest, ownerId, policy] = await Promise.all([
+        input.user ? pseudo.digest(input.user) : undefined,
+        sessionOwner(),
+        input.user && input.webauthn ? policyOfLogin(db, config, input.user, sessionOwner) : undefined,
+      ]);
+      if (policy) refuseWhenSso(policy);
+      // A policy that itself requires verification is not weakened by the request.
+      const asked = input.webauthn?.userVerification ?? policy?.userVerification ?? config.userVerification;
+      const userVerification = input.webauthn ? (policy?.requiresUserVerification ? 'required' : asked) : undefined;
       // The challenge is stored by the same statement that finds the user's passkeys, so it is drawn first.
       const challenge = input.webauthn ? randomBytes(32) : undefined;
       const now = Date.now();
@@ -290,6 +299,8 @@ export function createLogin({ db, config, tokens }: LoginDeps): Login {
           if (err instanceof PasskeydError && err.kind === 'unauthenticated') throw new Refused(err.message);
           throw err;
         }
+        // Also a usernameless login, or a session opened before the organization turned to SSO.
+        refuseWhenSso(passkey);
         const stored = Number(passkey.sign_count);
         const regressed = (verified.signCount > 0 || stored > 0) && verified.signCount <= stored;
         const counterEvent = regressed

@@ -11,8 +11,10 @@ import type { Database } from '../store/schema.js';
 import { inTransaction, mappingDuplicates } from '../store/transaction.js';
 import { findUser } from '../store/users.js';
 import { creationOptions, type AuthenticatorAttachment } from '../webauthn/creation-options.js';
+import type { TrustedMetadata } from '../webauthn/metadata.js';
 import { parseRegistrationResponse, verifyRegistration } from '../webauthn/registration-response.js';
 import { event } from './events.js';
+import { policyOfOrg, refuseAuthenticator, refuseBeyondLimit, refuseWhenSso } from './login-policy.js';
 import { CODE_REFUSED, isCodeUsable, readRegistrationCode, recordCodeFailure } from './registration-codes.js';
 import type { ChangeDetails } from './types.js';
 import { getUser } from './users.js';
@@ -28,8 +30,8 @@ export interface BeginRegistrationInput {
   userId: string;
   rpId: string;
   rpName: string;
-  userVerification: Config['userVerification'];
-  attestation: Config['attestation'];
+  /** The server's defaults, for what the user's organization's login policy leaves to them. */
+  config: Config;
   attachment: AuthenticatorAttachment;
   challengeTtlSeconds: number;
   /** Set when a registration code authorized the request: the registration is bound to it. */
@@ -51,6 +53,11 @@ export async function beginPasskeyRegistration(db: Kysely<Database>, input: Begi
   const user = await store.findRegisteringUser(db, input.userId);
   if (!user) throw notFound(`user ${input.userId}`);
   if (user.type === 'machine') throw precondition(`user ${input.userId} is a machine user: machine users have no passkeys (they use keys, tokens or secrets)`);
+  const policy = await policyOfOrg(db, input.config, user.org_id);
+  refuseWhenSso(policy);
+  refuseBeyondLimit(policy, user.credentials.length);
+  // Asked for REQUIRED or PREFERRED only: the stored requirement decides what verification demands.
+  const userVerification = policy.userVerification;
   const challenge = randomBytes(32);
   const options = await creationOptions({
     rpId: input.rpId,
@@ -59,9 +66,9 @@ export async function beginPasskeyRegistration(db: Kysely<Database>, input: Begi
     userName: user.username,
     userDisplayName: user.display_name,
     exclude: user.credentials.map((c) => ({ id: base64url(c.id), transports: c.transports })),
-    userVerification: input.userVerification,
+    userVerification,
     attachment: input.attachment,
-    attestation: input.attestation,
+    attestation: policy.attestation,
     challenge,
     timeoutMs: input.challengeTtlSeconds * 1000,
   });
@@ -78,7 +85,7 @@ export async function beginPasskeyRegistration(db: Kysely<Database>, input: Begi
       attachment: input.attachment ?? '',
       registrationCodeId: code,
       challenge: options.challenge,
-      userVerification: input.userVerification,
+      userVerification,
       now,
       expiresAt: new Date(now.getTime() + input.challengeTtlSeconds * 1000),
     },
@@ -96,6 +103,10 @@ export interface CompleteRegistrationInput {
   credential: unknown;
   name: string;
   origins: string[];
+  /** The server's defaults, for what the login policy leaves to them. */
+  config: Config;
+  /** What a policy's require_trusted_attestation checks against. */
+  metadata: TrustedMetadata;
   /**
    * The caller has no token: the registration must have been begun with a registration code for this
    * user that is still valid. (With a token, the permission interceptor has already decided.)
@@ -146,6 +157,12 @@ export async function completePasskeyRegistration(db: Kysely<Database>, input: C
     rpId: challenge.rpId,
     requireUserVerification: passkey.user_verification === 'required',
   });
+  // The policy as it is now (it may have changed since the registration began).
+  const policy = await policyOfOrg(db, input.config, passkey.org_id);
+  refuseWhenSso(policy);
+  refuseAuthenticator(policy, credential.aaguid);
+  if (policy.require_trusted_attestation) input.metadata.checkTrusted(credential);
+  refuseBeyondLimit(policy, await store.countReadyPasskeys(db, input.userId));
 
   /** `withCode`: the event names the code as used, and the statement refuses if it could not be. */
   const write = (withCode: boolean) => {
@@ -193,10 +210,11 @@ export async function completePasskeyRegistration(db: Kysely<Database>, input: C
 /** The registration code a registration was begun with was used by another one meanwhile. */
 class CodeTaken extends Error {}
 
-/** Lists a user's READY passkeys, oldest first with `asc`, with the total. */
-export async function listPasskeys(db: Kysely<Database>, userId: string, page: Page): Promise<ListResult<store.PasskeyRow>> {
-  await getUser(db, userId);
-  return store.listReadyPasskeys(db, userId, page);
+/** Lists a user's READY passkeys, oldest first with `asc`, with the total and the organization's `sso_required`. */
+export async function listPasskeys(db: Kysely<Database>, config: Config, userId: string, page: Page): Promise<ListResult<store.PasskeyRow> & { ssoRequired: boolean }> {
+  const user = await getUser(db, userId);
+  const [list, policy] = await Promise.all([store.listReadyPasskeys(db, userId, page), policyOfOrg(db, config, user.org_id)]);
+  return { ...list, ssoRequired: policy.sso_required };
 }
 
 /** Renames a READY passkey (`user.passkey.renamed`). */

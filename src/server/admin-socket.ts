@@ -3,7 +3,7 @@ import { chmodSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
-import { createMachineUserWithRole, mintAdminToken, rotateSigningKey, type AdminTokenRequest, type MachineUserRequest } from '../domain/admin.js';
+import { createMachineUserWithRole, inviteUser, mintAdminToken, rotateSigningKey, type AdminTokenRequest, type InviteRequest, type MachineUserRequest } from '../domain/admin.js';
 import { PasskeydError, type ErrorKind } from '../errors.js';
 import type { App } from './app.js';
 
@@ -46,6 +46,10 @@ export async function startAdminSocket(app: App): Promise<() => Promise<void>> {
         const body = (await readJson(req)) as MachineUserRequest;
         const created = await createMachineUserWithRole(app.store.db, body, 'cli');
         res.writeHead(200, { 'content-type': 'text/plain' }).end(created.secret);
+      } else if (req.method === 'POST' && req.url === '/invite') {
+        const body = (await readJson(req)) as InviteRequest;
+        const link = await inviteUser(app.store.db, body, { issuer: app.config.issuer, codeTtlSeconds: app.config.registrationCodeTtlSeconds }, 'cli');
+        res.writeHead(200, { 'content-type': 'text/plain' }).end(link);
       } else {
         res.writeHead(404).end('not found');
       }

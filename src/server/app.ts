@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { Code, createConnectRouter, createContextValues } from '@connectrpc/connect';
 import { compressionBrotli, compressionGzip } from '@connectrpc/connect-node';
 import { collectDefaultMetrics, Registry } from 'prom-client';
@@ -32,6 +33,7 @@ import { migrateToLatest } from '../store/migrate.js';
 import { createCors } from './cors.js';
 import { createPublicRoutes } from './http-routes.js';
 import { createPages } from './pages.js';
+import { loadTrustedMetadata, NO_METADATA, type TrustedMetadata } from '../webauthn/metadata.js';
 
 /** The API version the OpenAPI document states (the proto packages' v2). */
 const OPENAPI_VERSION = '2.0.0';
@@ -80,9 +82,11 @@ export interface AppOptions {
 /** Opens the database, migrates, bootstraps, and wires every protocol to one handler set. */
 export async function createApp(config: Config, options: AppOptions = {}): Promise<App> {
   const log = options.log ?? createLogger(config.logLevel);
+  // First, so a BLOB that does not verify stops the start before anything is opened.
+  const metadata = config.fidoMdsFile ? await loadTrustedMetadata(config.fidoMdsFile, config.fidoMdsRoot ? readFileSync(config.fidoMdsRoot, 'utf8') : undefined) : NO_METADATA;
   const store = options.store ?? (await openStore(storeOptions(config)));
   try {
-    return await wire(config, store, log, options);
+    return await wire(config, store, log, options, metadata);
   } catch (err) {
     // A start that failed (the database went away meanwhile) leaves no pool behind: a worker retries.
     if (!options.store) await store.close().catch(() => {});
@@ -90,7 +94,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
   }
 }
 
-async function wire(config: Config, store: Store, log: Logger, options: AppOptions): Promise<App> {
+async function wire(config: Config, store: Store, log: Logger, options: AppOptions, metadata: TrustedMetadata): Promise<App> {
   if (!options.migrated) {
     await migrateToLatest(store.db, store.schema);
     await bootstrap(store.db);
@@ -102,7 +106,7 @@ async function wire(config: Config, store: Store, log: Logger, options: AppOptio
   // Every Bearer credential is verified and its revocable parts looked up per call (src/auth/callers.ts):
   // a user token's session (logout), a machine token's key or secret, a PAT, the roles granted.
   const callers = createCallers(store.db, tokens);
-  const deps: ServiceDeps = { config, db: store.db, tokens, callers, log };
+  const deps: ServiceDeps = { config, db: store.db, tokens, callers, log, metadata };
   const rateLimits = await createRateLimits(store, config);
   const callTimeoutMs = config.callTimeoutSeconds * 1000;
   const interceptors = [

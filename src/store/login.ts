@@ -126,6 +126,8 @@ export interface LoginPasskey {
   sign_count: number;
   rp_id: string;
   webauthn_user_handle: Uint8Array;
+  /** The login policy of the passkey's organization (or the instance default) requires SSO. */
+  sso_required: boolean;
 }
 
 function sessionQuery(db: Kysely<Database>, sessionId: string) {
@@ -160,6 +162,7 @@ function passkeyQuery(db: Kysely<Database>, credentialId: Buffer) {
     .selectFrom('passkeys as p')
     .innerJoin('users as u', 'u.id', 'p.user_id')
     .select(['p.id', 'p.user_id', 'p.org_id', 'p.public_key', 'p.sign_count', 'p.rp_id', 'u.webauthn_user_handle'])
+    .select(sql<boolean>`coalesce((select lp.sso_required from login_policies lp where lp.org_id in (p.org_id, '') order by lp.org_id desc limit 1), false)`.as('sso_required'))
     .where('p.credential_id', '=', credentialId)
     .where('p.state', '=', 'ready')
     .where('u.state', '=', 'active');
@@ -184,18 +187,28 @@ export async function findSessionAndPasskey(db: Kysely<Database>, sessionId: str
     p_sign_count: number;
     p_rp_id: string;
     p_webauthn_user_handle: Uint8Array;
+    p_sso_required: boolean;
   };
   const { rows } = await sql<Row>`
     select s.*, p.id as p_id, p.user_id as p_user_id, p.org_id as p_org_id, p.public_key as p_public_key, p.sign_count as p_sign_count,
-      p.rp_id as p_rp_id, p.webauthn_user_handle as p_webauthn_user_handle
+      p.rp_id as p_rp_id, p.webauthn_user_handle as p_webauthn_user_handle, p.sso_required as p_sso_required
     from (select 1) one
     left join lateral (${sessionQuery(db, sessionId)}) s on true
     left join lateral (${passkeyQuery(db, credentialId)}) p on true`.execute(db);
-  const { p_id, p_user_id, p_org_id, p_public_key, p_sign_count, p_rp_id, p_webauthn_user_handle, ...session } = rows[0]!;
+  const { p_id, p_user_id, p_org_id, p_public_key, p_sign_count, p_rp_id, p_webauthn_user_handle, p_sso_required, ...session } = rows[0]!;
   const passkey =
     p_id === null
       ? undefined
-      : { id: p_id, user_id: p_user_id, org_id: p_org_id, public_key: p_public_key, sign_count: p_sign_count, rp_id: p_rp_id, webauthn_user_handle: p_webauthn_user_handle };
+      : {
+          id: p_id,
+          user_id: p_user_id,
+          org_id: p_org_id,
+          public_key: p_public_key,
+          sign_count: p_sign_count,
+          rp_id: p_rp_id,
+          webauthn_user_handle: p_webauthn_user_handle,
+          sso_required: p_sso_required,
+        };
   return [session.id == null ? undefined : (session as SessionContext), passkey];
 }
 

@@ -2,9 +2,15 @@ import { sql, type Kysely, type Selectable, type Transaction } from 'kysely';
 import type { AppendResult } from './events.js';
 import { stampOf } from './events.js';
 import { listPage, type ListResult, type Page } from './lists.js';
-import type { Database, OrgsTable } from './schema.js';
+import type { Database, LoginPoliciesTable, OrgsTable } from './schema.js';
 
 export type Org = Selectable<OrgsTable>;
+
+/** A stored login policy (an organization's own, or the instance default under org_id ''). */
+export type LoginPolicyRow = Selectable<LoginPoliciesTable>;
+
+/** The policy fields a change writes. */
+export type LoginPolicyFields = Omit<LoginPolicyRow, 'org_id' | 'sequence' | 'created_at' | 'updated_at'>;
 
 type Db = Kysely<Database> | Transaction<Database>;
 
@@ -45,4 +51,38 @@ const BOOTSTRAP_LOCK = 7_146_355_002;
 /** Serializes first-start set-up across instances until the transaction ends. */
 export async function lockBootstrap(trx: Transaction<Database>): Promise<void> {
   await sql`select pg_advisory_xact_lock(${BOOTSTRAP_LOCK})`.execute(trx);
+}
+
+/**
+ * The policy that applies to an organization: its own row, else the instance default's (org_id ''),
+ * else undefined (the built-in defaults). The row's org_id says whose it is.
+ */
+export async function findLoginPolicy(db: Db, orgId: string): Promise<LoginPolicyRow | undefined> {
+  return db.selectFrom('login_policies').selectAll().where('org_id', 'in', [orgId, '']).orderBy('org_id', 'desc').limit(1).executeTakeFirst();
+}
+
+/** The policy of the organization of an active user found by login name or id (undefined: no such user). */
+export async function findLoginPolicyOfLogin(db: Db, lookup: { loginName: string } | { userId: string }): Promise<{ orgId: string; policy: LoginPolicyFields | null } | undefined> {
+  const where = 'loginName' in lookup ? sql`u.username_lower = ${lookup.loginName.toLowerCase()}` : sql`u.id = ${lookup.userId}`;
+  const { rows } = await sql<{ org_id: string; policy: LoginPolicyFields | null }>`select u.org_id,
+      (select to_jsonb(p) from login_policies p where p.org_id in (u.org_id, '') order by p.org_id desc limit 1) as policy
+    from users u where ${where} and u.state = 'active'`.execute(db);
+  const row = rows[0];
+  return row ? { orgId: row.org_id, policy: row.policy } : undefined;
+}
+
+/** Writes an organization's (or, with org_id '', the instance's) policy, from the append that recorded it. */
+export async function upsertLoginPolicy(trx: Transaction<Database>, orgId: string, fields: LoginPolicyFields, details: AppendResult): Promise<void> {
+  const stamp = stampOf(details);
+  await trx
+    .insertInto('login_policies')
+    .values({ org_id: orgId, ...fields, ...stamp })
+    .onConflict((oc) => oc.column('org_id').doUpdateSet({ ...fields, sequence: stamp.sequence, updated_at: stamp.updated_at }))
+    .execute();
+}
+
+/** Drops an organization's own policy (it inherits the instance default again); false when it had none. */
+export async function deleteLoginPolicy(trx: Transaction<Database>, orgId: string): Promise<boolean> {
+  const r = await trx.deleteFrom('login_policies').where('org_id', '=', orgId).executeTakeFirst();
+  return Number(r.numDeletedRows) > 0;
 }

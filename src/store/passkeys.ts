@@ -248,7 +248,7 @@ export async function findReadyPasskey(trx: Transaction<Database>, userId: strin
 }
 
 /** How many READY passkeys a user has. */
-export async function countReadyPasskeys(trx: Transaction<Database>, userId: string): Promise<number> {
+export async function countReadyPasskeys(trx: Kysely<Database> | Transaction<Database>, userId: string): Promise<number> {
   const row = await trx.selectFrom('passkeys').select(sql<number>`count(*)`.as('n')).where('user_id', '=', userId).where('state', '=', 'ready').executeTakeFirstOrThrow();
   return Number(row.n);
 }

@@ -36,6 +36,38 @@ export interface OrgsTable {
   sequence: number;
 }
 
+/** A login policy: an organization's own, or the instance default (org_id ''). */
+export interface LoginPoliciesTable {
+  org_id: string;
+  sso_required: boolean;
+  max_passkeys_per_user: number;
+  allowed_aaguids: string[];
+  denied_aaguids: string[];
+  /** '' = the server's configured default. */
+  attestation: '' | 'none' | 'indirect' | 'direct' | 'enterprise';
+  require_trusted_attestation: boolean;
+  /** '' = the server's configured default. */
+  user_verification: '' | 'required' | 'preferred';
+  allow_self_registration: boolean;
+  sequence: number;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+}
+
+/** A self-service sign-up between StartSignUp and FinishSignUp. */
+export interface SignUpsTable {
+  id: string;
+  org_id: string;
+  username: string;
+  email: string;
+  webauthn_user_handle: Uint8Array;
+  challenge: string;
+  rp_id: string;
+  user_verification: 'required' | 'preferred' | 'discouraged';
+  created_at: Timestamp;
+  expires_at: Timestamp;
+}
+
 export interface UsersTable {
   id: string;
   org_id: string;
@@ -206,4 +238,6 @@ export interface Database {
   personal_access_tokens: PersonalAccessTokensTable;
   administrators: AdministratorsTable;
   used_assertions: UsedAssertionsTable;
+  login_policies: LoginPoliciesTable;
+  signups: SignUpsTable;
 }

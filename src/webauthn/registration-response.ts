@@ -106,6 +106,8 @@ export interface VerifiedCredential {
   deviceType: 'single_device' | 'multi_device';
   transports: string[];
   attestationFormat: string;
+  /** The attestation statement carries a certificate chain (x5c): full attestation, not none or self. */
+  attestationCertified: boolean;
   userVerified: boolean;
   authenticatorAttachment: string;
 }
@@ -150,10 +152,11 @@ export async function verifyRegistration(response: RegistrationResponseJSON, exp
     throw invalid('registration response refused: id does not match the credential id in the authenticator data');
   }
   const algorithm = coseAlgorithmOf(info.credential.publicKey);
+  const stmt =
+    info.fmt === 'none' ? undefined : (isoCBOR.decodeFirst<Map<string, unknown>>(new Uint8Array(info.attestationObject)).get('attStmt') as Map<string, unknown> | undefined);
   if (info.fmt === 'packed') {
     // WebAuthn §8.2: a self attestation's alg must be the credential key's. SimpleWebAuthn only uses it
     // to pick the hash, so a statement naming another algorithm would otherwise pass.
-    const stmt = isoCBOR.decodeFirst<Map<string, unknown>>(new Uint8Array(info.attestationObject)).get('attStmt') as Map<string, unknown> | undefined;
     if (stmt && !stmt.has('x5c') && stmt.get('alg') !== algorithm) {
       throw invalid('registration response refused: the self attestation names another algorithm than the credential key');
     }
@@ -171,6 +174,7 @@ export async function verifyRegistration(response: RegistrationResponseJSON, exp
     deviceType: info.credentialDeviceType === 'multiDevice' ? 'multi_device' : 'single_device',
     transports: response.response.transports ?? [],
     attestationFormat: info.fmt,
+    attestationCertified: stmt instanceof Map && Array.isArray(stmt.get('x5c')) && (stmt.get('x5c') as unknown[]).length > 0,
     userVerified: info.userVerified,
     authenticatorAttachment: response.authenticatorAttachment ?? '',
   };

@@ -26,6 +26,11 @@ export interface SoftAuthenticatorOptions {
   backedUp?: boolean;
   /** Transports reported at registration. Default `['internal', 'hybrid']`. */
   transports?: string[];
+  /**
+   * With `attestation: 'packed'`: full attestation, signed (ES256) by this key with this certificate
+   * chain (x5c, DER, attestation certificate first) instead of self attestation.
+   */
+  attestationCertificate?: { privateKey: KeyObject; chain: Uint8Array[] };
 }
 
 /** A credential held by the soft authenticator. */
@@ -236,7 +241,15 @@ export function createSoftAuthenticator(opts: SoftAuthenticatorOptions = {}): So
       const cdj = clientData(o.type ?? 'webauthn.create', o.challenge ?? options.challenge, o);
 
       const attStmt = new Map<string, CborValue>();
-      if (attestation === 'packed') {
+      const full = opts.attestationCertificate;
+      if (attestation === 'packed' && full) {
+        attStmt.set('alg', COSE_ALG.ES256);
+        attStmt.set('sig', signWith('ES256', full.privateKey, Buffer.concat([ad, sha256(cdj)])));
+        attStmt.set(
+          'x5c',
+          full.chain.map((c) => Buffer.from(c)),
+        );
+      } else if (attestation === 'packed') {
         attStmt.set('alg', COSE_ALG[alg]);
         attStmt.set('sig', signWith(alg, privateKey, Buffer.concat([ad, sha256(cdj)])));
       }

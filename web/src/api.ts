@@ -7,6 +7,7 @@ import type { JsonObject } from '@bufbuild/protobuf';
 import { createClient, type Client } from '@connectrpc/connect';
 import { createGrpcWebTransport } from '@connectrpc/connect-web';
 import { SessionService } from '../../gen/passkeyd/session/v2/session_service_pb.js';
+import { SignUpService } from '../../gen/passkeyd/user/v2/signup_service_pb.js';
 import { UserService } from '../../gen/passkeyd/user/v2/user_service_pb.js';
 
 const transport = createGrpcWebTransport({ baseUrl: location.origin, useBinaryFormat: true });
@@ -16,6 +17,9 @@ export const users: Client<typeof UserService> = createClient(UserService, trans
 
 /** passkeyd.session.v2.SessionService over gRPC-web. */
 export const sessions: Client<typeof SessionService> = createClient(SessionService, transport);
+
+/** passkeyd.user.v2.SignUpService over gRPC-web. */
+export const signUps: Client<typeof SignUpService> = createClient(SignUpService, transport);
 
 /** Call options carrying the signed-in user's access token. */
 export function bearer(accessToken: string): { headers: Record<string, string> } {

@@ -18,6 +18,7 @@ import { busy, byId, say } from './dom.js';
 import { describeError, isAbort } from './messages.js';
 import { loadSession, saveSession, subjectOf } from './session-store.js';
 import { signalUnknownCredential } from './signals.js';
+import { setUpSignUp } from './sign-up.js';
 
 /**
  * SetSession's message when the asserted credential cannot complete the session. In a usernameless
@@ -141,5 +142,6 @@ if (!browserSupportsWebAuthn()) {
   button.disabled = true;
 } else {
   byId('signed-in').hidden = loadSession() === undefined;
+  setUpSignUp(status, error);
   void startAutofill();
 }

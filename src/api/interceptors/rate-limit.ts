@@ -1,12 +1,14 @@
 import type { Interceptor } from '@connectrpc/connect';
 import { Access } from '../../../gen/passkeyd/options/v1/options_pb.js';
+import { SignUpService } from '../../../gen/passkeyd/user/v2/signup_service_pb.js';
 import { UserService } from '../../../gen/passkeyd/user/v2/user_service_pb.js';
 import type { RateLimits } from '../../store/rate-limits.js';
 import { clientAddressKey } from '../context.js';
 import { hasBearer, ruleOf } from './auth.js';
 
 const TOKENLESS = new Set<Access>([Access.PUBLIC, Access.REGISTRATION_CODE, Access.SESSION_TOKEN]);
-const AVAILABILITY = UserService.method.checkPasskeyAvailability;
+// StartSignUp answers whether a username is taken: the same budget as availability.
+const AVAILABILITY = new Set([UserService.method.checkPasskeyAvailability, SignUpService.method.startSignUp]);
 
 /**
  * Limits every call that may be made without a token, when it is made without one: the public RPCs
@@ -14,12 +16,13 @@ const AVAILABILITY = UserService.method.checkPasskeyAvailability;
  * client address. Calls with a token are not counted here; the auth interceptor after this one
  * refuses a token that does not verify. CheckPasskeyAvailability is the exception: it answers
  * whether a name has a passkey, so it is counted (against its own, lower budget) with or without a
- * token; any account holder could otherwise probe names at full speed.
+ * token; any account holder could otherwise probe names at full speed. StartSignUp, which tells a
+ * taken username, counts against the same budget.
  */
 export function rateLimitInterceptor(limits: RateLimits): Interceptor {
   return (next) => async (req) => {
     const address = req.contextValues.get(clientAddressKey);
-    if (req.method === AVAILABILITY) {
+    if (AVAILABILITY.has(req.method as never)) {
       await limits.consume('availability', address);
       return next(req);
     }

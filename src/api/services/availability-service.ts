@@ -10,7 +10,7 @@ import type { ServiceDeps } from './deps.js';
 export function createAvailabilityService({ db, config }: ServiceDeps): Pick<ServiceImpl<typeof UserService>, 'checkPasskeyAvailability'> {
   return {
     async checkPasskeyAvailability(req) {
-      return { hasPasskey: await passkeyAvailability(db, req.loginName, config.availabilityMinLatencyMs) };
+      return passkeyAvailability(db, config, req.loginName);
     },
   };
 }

@@ -6,6 +6,7 @@ import type { Config } from '../../config/config.js';
 import { unauthenticated } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import type { Database } from '../../store/schema.js';
+import type { TrustedMetadata } from '../../webauthn/metadata.js';
 import { principalKey } from '../context.js';
 
 /** What handlers need; built once per process. */
@@ -15,6 +16,8 @@ export interface ServiceDeps {
   tokens: TokenService;
   callers: Callers;
   log: Logger;
+  /** The FIDO metadata trusted attestation is checked against (PASSKEYD_FIDO_MDS_FILE). */
+  metadata: TrustedMetadata;
 }
 
 /** The verified caller of a handler that requires one. */

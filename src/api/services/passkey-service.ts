@@ -49,6 +49,7 @@ function passkeyOf(p: PasskeyRow): MessageInitShape<typeof PasskeySchema> {
 export function createPasskeyService({
   config,
   db,
+  metadata,
 }: ServiceDeps): Pick<
   ServiceImpl<typeof UserService>,
   'registerPasskey' | 'verifyPasskeyRegistration' | 'createPasskeyRegistrationLink' | 'listPasskeys' | 'renamePasskey' | 'removePasskey'
@@ -66,8 +67,7 @@ export function createPasskeyService({
           userId: req.userId,
           rpId,
           rpName: config.rpName,
-          userVerification: config.userVerification,
-          attestation: config.attestation,
+          config,
           attachment: ATTACHMENTS[req.authenticator],
           challengeTtlSeconds: config.challengeTtlSeconds,
           registrationCodeId: code?.id,
@@ -89,6 +89,8 @@ export function createPasskeyService({
         credential: req.publicKeyCredential,
         name: req.passkeyName,
         origins: expectedOrigins(config),
+        config,
+        metadata,
         anonymous: !principal,
         creator: principal?.subject,
       });
@@ -114,8 +116,8 @@ export function createPasskeyService({
     },
 
     async listPasskeys(req) {
-      const r = await listPasskeys(db, req.userId, pageFrom(req.query));
-      return { details: listDetailsOf(r), result: r.items.map(passkeyOf) };
+      const r = await listPasskeys(db, config, req.userId, pageFrom(req.query));
+      return { details: listDetailsOf(r), result: r.items.map(passkeyOf), ssoRequired: r.ssoRequired };
     },
 
     async renamePasskey(req, ctx) {

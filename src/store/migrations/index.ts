@@ -5,6 +5,7 @@ import * as sessionLogin from './2026-11-22-004-session-login.js';
 import * as refuseFunction from './2026-11-22-005-refuse-function.js';
 import * as machineUsers from './2026-11-30-006-machine-users.js';
 import * as sessionContext from './2026-11-30-007-session-context.js';
+import * as loginPolicy from './2026-11-30-008-login-policy.js';
 
 /** Every migration, by date-prefixed name; Kysely applies them in name order. */
 export const migrations: Record<string, Migration> = {
@@ -14,4 +15,5 @@ export const migrations: Record<string, Migration> = {
   '2026-11-22-005-refuse-function': refuseFunction,
   '2026-11-30-006-machine-users': machineUsers,
   '2026-11-30-007-session-context': sessionContext,
+  '2026-11-30-008-login-policy': loginPolicy,
 };

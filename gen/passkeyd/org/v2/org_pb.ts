@@ -6,13 +6,14 @@ import type { GenEnum, GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2"
 import { enumDesc, fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Details } from "../../object/v2/object_pb.js";
 import { file_passkeyd_object_v2_object } from "../../object/v2/object_pb.js";
+import { file_passkeyd_options_v1_options } from "../../options/v1/options_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file passkeyd/org/v2/org.proto.
  */
 export const file_passkeyd_org_v2_org: GenFile = /*@__PURE__*/
-  fileDesc("ChlwYXNza2V5ZC9vcmcvdjIvb3JnLnByb3RvEg9wYXNza2V5ZC5vcmcudjIinQEKDE9yZ2FuaXphdGlvbhIKCgJpZBgBIAEoCRIsCgdkZXRhaWxzGAIgASgLMhsucGFzc2tleWQub2JqZWN0LnYyLkRldGFpbHMSMQoFc3RhdGUYAyABKA4yIi5wYXNza2V5ZC5vcmcudjIuT3JnYW5pemF0aW9uU3RhdGUSDAoEbmFtZRgEIAEoCRISCgppc19kZWZhdWx0GAUgASgIKpcBChFPcmdhbml6YXRpb25TdGF0ZRIiCh5PUkdBTklaQVRJT05fU1RBVEVfVU5TUEVDSUZJRUQQABIdChlPUkdBTklaQVRJT05fU1RBVEVfQUNUSVZFEAESHwobT1JHQU5JWkFUSU9OX1NUQVRFX0lOQUNUSVZFEAISHgoaT1JHQU5JWkFUSU9OX1NUQVRFX1JFTU9WRUQQA2IGcHJvdG8z", [file_passkeyd_object_v2_object]);
+  fileDesc("ChlwYXNza2V5ZC9vcmcvdjIvb3JnLnByb3RvEg9wYXNza2V5ZC5vcmcudjIinQEKDE9yZ2FuaXphdGlvbhIKCgJpZBgBIAEoCRIsCgdkZXRhaWxzGAIgASgLMhsucGFzc2tleWQub2JqZWN0LnYyLkRldGFpbHMSMQoFc3RhdGUYAyABKA4yIi5wYXNza2V5ZC5vcmcudjIuT3JnYW5pemF0aW9uU3RhdGUSDAoEbmFtZRgEIAEoCRISCgppc19kZWZhdWx0GAUgASgIItkCCgtMb2dpblBvbGljeRIUCgxzc29fcmVxdWlyZWQYASABKAgSJgoVbWF4X3Bhc3NrZXlzX3Blcl91c2VyGAIgASgNQgfK8xgDKOgHEiIKD2FsbG93ZWRfYWFndWlkcxgDIAMoCUIJyvMYBRDIATgkEiEKDmRlbmllZF9hYWd1aWRzGAQgAygJQgnK8xgFEMgBOCQSOwoLYXR0ZXN0YXRpb24YBSABKA4yJi5wYXNza2V5ZC5vcmcudjIuQXR0ZXN0YXRpb25Db252ZXlhbmNlEiMKG3JlcXVpcmVfdHJ1c3RlZF9hdHRlc3RhdGlvbhgGIAEoCBJCChF1c2VyX3ZlcmlmaWNhdGlvbhgHIAEoDjInLnBhc3NrZXlkLm9yZy52Mi5Vc2VyVmVyaWZpY2F0aW9uUG9saWN5Eh8KF2FsbG93X3NlbGZfcmVnaXN0cmF0aW9uGAggASgIKpcBChFPcmdhbml6YXRpb25TdGF0ZRIiCh5PUkdBTklaQVRJT05fU1RBVEVfVU5TUEVDSUZJRUQQABIdChlPUkdBTklaQVRJT05fU1RBVEVfQUNUSVZFEAESHwobT1JHQU5JWkFUSU9OX1NUQVRFX0lOQUNUSVZFEAISHgoaT1JHQU5JWkFUSU9OX1NUQVRFX1JFTU9WRUQQAyrPAQoVQXR0ZXN0YXRpb25Db252ZXlhbmNlEiYKIkFUVEVTVEFUSU9OX0NPTlZFWUFOQ0VfVU5TUEVDSUZJRUQQABIfChtBVFRFU1RBVElPTl9DT05WRVlBTkNFX05PTkUQARIjCh9BVFRFU1RBVElPTl9DT05WRVlBTkNFX0lORElSRUNUEAISIQodQVRURVNUQVRJT05fQ09OVkVZQU5DRV9ESVJFQ1QQAxIlCiFBVFRFU1RBVElPTl9DT05WRVlBTkNFX0VOVEVSUFJJU0UQBCqRAQoWVXNlclZlcmlmaWNhdGlvblBvbGljeRIoCiRVU0VSX1ZFUklGSUNBVElPTl9QT0xJQ1lfVU5TUEVDSUZJRUQQABIlCiFVU0VSX1ZFUklGSUNBVElPTl9QT0xJQ1lfUkVRVUlSRUQQARImCiJVU0VSX1ZFUklGSUNBVElPTl9QT0xJQ1lfUFJFRkVSUkVEEAJiBnByb3RvMw", [file_passkeyd_object_v2_object, file_passkeyd_options_v1_options]);
 
 /**
  * @generated from message passkeyd.org.v2.Organization
@@ -54,6 +55,79 @@ export const OrganizationSchema: GenMessage<Organization> = /*@__PURE__*/
   messageDesc(file_passkeyd_org_v2_org, 0);
 
 /**
+ * How a login policy's users register and sign in. An organization without its own policy uses the
+ * instance default.
+ *
+ * @generated from message passkeyd.org.v2.LoginPolicy
+ */
+export type LoginPolicy = Message<"passkeyd.org.v2.LoginPolicy"> & {
+  /**
+   * The organization signs in through its SSO provider: passkey registration and passkey login are
+   * refused for its users.
+   *
+   * @generated from field: bool sso_required = 1;
+   */
+  ssoRequired: boolean;
+
+  /**
+   * READY passkeys a user may have (1 = one passkey per account); 0 in SetLoginPolicy means 10.
+   *
+   * @generated from field: uint32 max_passkeys_per_user = 2;
+   */
+  maxPasskeysPerUser: number;
+
+  /**
+   * AAGUIDs (lower-case, with dashes) a new passkey's authenticator must have; empty allows any.
+   *
+   * @generated from field: repeated string allowed_aaguids = 3;
+   */
+  allowedAaguids: string[];
+
+  /**
+   * AAGUIDs refused at registration.
+   *
+   * @generated from field: repeated string denied_aaguids = 4;
+   */
+  deniedAaguids: string[];
+
+  /**
+   * Attestation conveyance asked for at registration; unspecified = the server's PASSKEYD_ATTESTATION.
+   *
+   * @generated from field: passkeyd.org.v2.AttestationConveyance attestation = 5;
+   */
+  attestation: AttestationConveyance;
+
+  /**
+   * A registration's attestation must chain to a root in the FIDO Metadata Service BLOB
+   * (PASSKEYD_FIDO_MDS_FILE), and its authenticator must not be revoked or compromised there.
+   *
+   * @generated from field: bool require_trusted_attestation = 6;
+   */
+  requireTrustedAttestation: boolean;
+
+  /**
+   * User verification at registration and login; unspecified = the server's PASSKEYD_USER_VERIFICATION.
+   *
+   * @generated from field: passkeyd.org.v2.UserVerificationPolicy user_verification = 7;
+   */
+  userVerification: UserVerificationPolicy;
+
+  /**
+   * Anyone may create an account in this organization with StartSignUp / FinishSignUp.
+   *
+   * @generated from field: bool allow_self_registration = 8;
+   */
+  allowSelfRegistration: boolean;
+};
+
+/**
+ * Describes the message passkeyd.org.v2.LoginPolicy.
+ * Use `create(LoginPolicySchema)` to create a new message.
+ */
+export const LoginPolicySchema: GenMessage<LoginPolicy> = /*@__PURE__*/
+  messageDesc(file_passkeyd_org_v2_org, 1);
+
+/**
  * @generated from enum passkeyd.org.v2.OrganizationState
  */
 export enum OrganizationState {
@@ -83,4 +157,66 @@ export enum OrganizationState {
  */
 export const OrganizationStateSchema: GenEnum<OrganizationState> = /*@__PURE__*/
   enumDesc(file_passkeyd_org_v2_org, 0);
+
+/**
+ * @generated from enum passkeyd.org.v2.AttestationConveyance
+ */
+export enum AttestationConveyance {
+  /**
+   * @generated from enum value: ATTESTATION_CONVEYANCE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * @generated from enum value: ATTESTATION_CONVEYANCE_NONE = 1;
+   */
+  NONE = 1,
+
+  /**
+   * @generated from enum value: ATTESTATION_CONVEYANCE_INDIRECT = 2;
+   */
+  INDIRECT = 2,
+
+  /**
+   * @generated from enum value: ATTESTATION_CONVEYANCE_DIRECT = 3;
+   */
+  DIRECT = 3,
+
+  /**
+   * @generated from enum value: ATTESTATION_CONVEYANCE_ENTERPRISE = 4;
+   */
+  ENTERPRISE = 4,
+}
+
+/**
+ * Describes the enum passkeyd.org.v2.AttestationConveyance.
+ */
+export const AttestationConveyanceSchema: GenEnum<AttestationConveyance> = /*@__PURE__*/
+  enumDesc(file_passkeyd_org_v2_org, 1);
+
+/**
+ * @generated from enum passkeyd.org.v2.UserVerificationPolicy
+ */
+export enum UserVerificationPolicy {
+  /**
+   * @generated from enum value: USER_VERIFICATION_POLICY_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * @generated from enum value: USER_VERIFICATION_POLICY_REQUIRED = 1;
+   */
+  REQUIRED = 1,
+
+  /**
+   * @generated from enum value: USER_VERIFICATION_POLICY_PREFERRED = 2;
+   */
+  PREFERRED = 2,
+}
+
+/**
+ * Describes the enum passkeyd.org.v2.UserVerificationPolicy.
+ */
+export const UserVerificationPolicySchema: GenEnum<UserVerificationPolicy> = /*@__PURE__*/
+  enumDesc(file_passkeyd_org_v2_org, 2);
 

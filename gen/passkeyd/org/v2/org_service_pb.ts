@@ -8,7 +8,7 @@ import { file_google_api_annotations } from "../../../google/api/annotations_pb.
 import type { Details, ListDetails, ListQuery } from "../../object/v2/object_pb.js";
 import { file_passkeyd_object_v2_object } from "../../object/v2/object_pb.js";
 import { file_passkeyd_options_v1_options } from "../../options/v1/options_pb.js";
-import type { Organization } from "./org_pb.js";
+import type { LoginPolicy, Organization } from "./org_pb.js";
 import { file_passkeyd_org_v2_org } from "./org_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file passkeyd/org/v2/org_service.proto.
  */
 export const file_passkeyd_org_v2_org_service: GenFile = /*@__PURE__*/
-  fileDesc("CiFwYXNza2V5ZC9vcmcvdjIvb3JnX3NlcnZpY2UucHJvdG8SD3Bhc3NrZXlkLm9yZy52MiJcChZBZGRPcmdhbml6YXRpb25SZXF1ZXN0EhcKBG5hbWUYASABKAlCCcrzGAUIARDIARIeCgZvcmdfaWQYAiABKAlCCcrzGAUIARDIAUgAiAEBQgkKB19vcmdfaWQiYAoXQWRkT3JnYW5pemF0aW9uUmVzcG9uc2USLAoHZGV0YWlscxgBIAEoCzIbLnBhc3NrZXlkLm9iamVjdC52Mi5EZXRhaWxzEhcKD29yZ2FuaXphdGlvbl9pZBgCIAEoCSJIChhMaXN0T3JnYW5pemF0aW9uc1JlcXVlc3QSLAoFcXVlcnkYASABKAsyHS5wYXNza2V5ZC5vYmplY3QudjIuTGlzdFF1ZXJ5InwKGUxpc3RPcmdhbml6YXRpb25zUmVzcG9uc2USMAoHZGV0YWlscxgBIAEoCzIfLnBhc3NrZXlkLm9iamVjdC52Mi5MaXN0RGV0YWlscxItCgZyZXN1bHQYAiADKAsyHS5wYXNza2V5ZC5vcmcudjIuT3JnYW5pemF0aW9uMrUCChNPcmdhbml6YXRpb25TZXJ2aWNlEoYBCg9BZGRPcmdhbml6YXRpb24SJy5wYXNza2V5ZC5vcmcudjIuQWRkT3JnYW5pemF0aW9uUmVxdWVzdBooLnBhc3NrZXlkLm9yZy52Mi5BZGRPcmdhbml6YXRpb25SZXNwb25zZSIgwvMYAILT5JMCFjoBKiIRL3YyL29yZ2FuaXphdGlvbnMSlAEKEUxpc3RPcmdhbml6YXRpb25zEikucGFzc2tleWQub3JnLnYyLkxpc3RPcmdhbml6YXRpb25zUmVxdWVzdBoqLnBhc3NrZXlkLm9yZy52Mi5MaXN0T3JnYW5pemF0aW9uc1Jlc3BvbnNlIijC8xgAgtPkkwIeOgEqIhkvdjIvb3JnYW5pemF0aW9ucy9fc2VhcmNoYgZwcm90bzM", [file_google_api_annotations, file_passkeyd_object_v2_object, file_passkeyd_options_v1_options, file_passkeyd_org_v2_org]);
+  fileDesc("CiFwYXNza2V5ZC9vcmcvdjIvb3JnX3NlcnZpY2UucHJvdG8SD3Bhc3NrZXlkLm9yZy52MiJcChZBZGRPcmdhbml6YXRpb25SZXF1ZXN0EhcKBG5hbWUYASABKAlCCcrzGAUIARDIARIeCgZvcmdfaWQYAiABKAlCCcrzGAUIARDIAUgAiAEBQgkKB19vcmdfaWQiYAoXQWRkT3JnYW5pemF0aW9uUmVzcG9uc2USLAoHZGV0YWlscxgBIAEoCzIbLnBhc3NrZXlkLm9iamVjdC52Mi5EZXRhaWxzEhcKD29yZ2FuaXphdGlvbl9pZBgCIAEoCSJIChhMaXN0T3JnYW5pemF0aW9uc1JlcXVlc3QSLAoFcXVlcnkYASABKAsyHS5wYXNza2V5ZC5vYmplY3QudjIuTGlzdFF1ZXJ5InwKGUxpc3RPcmdhbml6YXRpb25zUmVzcG9uc2USMAoHZGV0YWlscxgBIAEoCzIfLnBhc3NrZXlkLm9iamVjdC52Mi5MaXN0RGV0YWlscxItCgZyZXN1bHQYAiADKAsyHS5wYXNza2V5ZC5vcmcudjIuT3JnYW5pemF0aW9uIjsKFUdldExvZ2luUG9saWN5UmVxdWVzdBIiCg9vcmdhbml6YXRpb25faWQYASABKAlCCcrzGAUIARDIASKIAQoWR2V0TG9naW5Qb2xpY3lSZXNwb25zZRIsCgdkZXRhaWxzGAEgASgLMhsucGFzc2tleWQub2JqZWN0LnYyLkRldGFpbHMSLAoGcG9saWN5GAIgASgLMhwucGFzc2tleWQub3JnLnYyLkxvZ2luUG9saWN5EhIKCmlzX2RlZmF1bHQYAyABKAgicQoVU2V0TG9naW5Qb2xpY3lSZXF1ZXN0EiIKD29yZ2FuaXphdGlvbl9pZBgBIAEoCUIJyvMYBQgBEMgBEjQKBnBvbGljeRgCIAEoCzIcLnBhc3NrZXlkLm9yZy52Mi5Mb2dpblBvbGljeUIGyvMYAhgBIkYKFlNldExvZ2luUG9saWN5UmVzcG9uc2USLAoHZGV0YWlscxgBIAEoCzIbLnBhc3NrZXlkLm9iamVjdC52Mi5EZXRhaWxzIj0KF1Jlc2V0TG9naW5Qb2xpY3lSZXF1ZXN0EiIKD29yZ2FuaXphdGlvbl9pZBgBIAEoCUIJyvMYBQgBEMgBIkgKGFJlc2V0TG9naW5Qb2xpY3lSZXNwb25zZRIsCgdkZXRhaWxzGAEgASgLMhsucGFzc2tleWQub2JqZWN0LnYyLkRldGFpbHMiHgocR2V0RGVmYXVsdExvZ2luUG9saWN5UmVxdWVzdCJ7Ch1HZXREZWZhdWx0TG9naW5Qb2xpY3lSZXNwb25zZRIsCgdkZXRhaWxzGAEgASgLMhsucGFzc2tleWQub2JqZWN0LnYyLkRldGFpbHMSLAoGcG9saWN5GAIgASgLMhwucGFzc2tleWQub3JnLnYyLkxvZ2luUG9saWN5IlQKHFNldERlZmF1bHRMb2dpblBvbGljeVJlcXVlc3QSNAoGcG9saWN5GAEgASgLMhwucGFzc2tleWQub3JnLnYyLkxvZ2luUG9saWN5QgbK8xgCGAEiTQodU2V0RGVmYXVsdExvZ2luUG9saWN5UmVzcG9uc2USLAoHZGV0YWlscxgBIAEoCzIbLnBhc3NrZXlkLm9iamVjdC52Mi5EZXRhaWxzMpEJChNPcmdhbml6YXRpb25TZXJ2aWNlEoYBCg9BZGRPcmdhbml6YXRpb24SJy5wYXNza2V5ZC5vcmcudjIuQWRkT3JnYW5pemF0aW9uUmVxdWVzdBooLnBhc3NrZXlkLm9yZy52Mi5BZGRPcmdhbml6YXRpb25SZXNwb25zZSIgwvMYAILT5JMCFjoBKiIRL3YyL29yZ2FuaXphdGlvbnMSlAEKEUxpc3RPcmdhbml6YXRpb25zEikucGFzc2tleWQub3JnLnYyLkxpc3RPcmdhbml6YXRpb25zUmVxdWVzdBoqLnBhc3NrZXlkLm9yZy52Mi5MaXN0T3JnYW5pemF0aW9uc1Jlc3BvbnNlIijC8xgAgtPkkwIeOgEqIhkvdjIvb3JnYW5pemF0aW9ucy9fc2VhcmNoErMBCg5HZXRMb2dpblBvbGljeRImLnBhc3NrZXlkLm9yZy52Mi5HZXRMb2dpblBvbGljeVJlcXVlc3QaJy5wYXNza2V5ZC5vcmcudjIuR2V0TG9naW5Qb2xpY3lSZXNwb25zZSJQwvMYFAoBAhoPb3JnYW5pemF0aW9uX2lkgtPkkwIyEjAvdjIvb3JnYW5pemF0aW9ucy97b3JnYW5pemF0aW9uX2lkfS9sb2dpbl9wb2xpY3kStgEKDlNldExvZ2luUG9saWN5EiYucGFzc2tleWQub3JnLnYyLlNldExvZ2luUG9saWN5UmVxdWVzdBonLnBhc3NrZXlkLm9yZy52Mi5TZXRMb2dpblBvbGljeVJlc3BvbnNlIlPC8xgUCgECGg9vcmdhbml6YXRpb25faWSC0+STAjU6ASoaMC92Mi9vcmdhbml6YXRpb25zL3tvcmdhbml6YXRpb25faWR9L2xvZ2luX3BvbGljeRK5AQoQUmVzZXRMb2dpblBvbGljeRIoLnBhc3NrZXlkLm9yZy52Mi5SZXNldExvZ2luUG9saWN5UmVxdWVzdBopLnBhc3NrZXlkLm9yZy52Mi5SZXNldExvZ2luUG9saWN5UmVzcG9uc2UiUMLzGBQKAQIaD29yZ2FuaXphdGlvbl9pZILT5JMCMiowL3YyL29yZ2FuaXphdGlvbnMve29yZ2FuaXphdGlvbl9pZH0vbG9naW5fcG9saWN5EpQBChVHZXREZWZhdWx0TG9naW5Qb2xpY3kSLS5wYXNza2V5ZC5vcmcudjIuR2V0RGVmYXVsdExvZ2luUG9saWN5UmVxdWVzdBouLnBhc3NrZXlkLm9yZy52Mi5HZXREZWZhdWx0TG9naW5Qb2xpY3lSZXNwb25zZSIcwvMYAILT5JMCEhIQL3YyL2xvZ2luX3BvbGljeRKXAQoVU2V0RGVmYXVsdExvZ2luUG9saWN5Ei0ucGFzc2tleWQub3JnLnYyLlNldERlZmF1bHRMb2dpblBvbGljeVJlcXVlc3QaLi5wYXNza2V5ZC5vcmcudjIuU2V0RGVmYXVsdExvZ2luUG9saWN5UmVzcG9uc2UiH8LzGACC0+STAhU6ASoaEC92Mi9sb2dpbl9wb2xpY3liBnByb3RvMw", [file_google_api_annotations, file_passkeyd_object_v2_object, file_passkeyd_options_v1_options, file_passkeyd_org_v2_org]);
 
 /**
  * @generated from message passkeyd.org.v2.AddOrganizationRequest
@@ -104,6 +104,194 @@ export const ListOrganizationsResponseSchema: GenMessage<ListOrganizationsRespon
   messageDesc(file_passkeyd_org_v2_org_service, 3);
 
 /**
+ * @generated from message passkeyd.org.v2.GetLoginPolicyRequest
+ */
+export type GetLoginPolicyRequest = Message<"passkeyd.org.v2.GetLoginPolicyRequest"> & {
+  /**
+   * @generated from field: string organization_id = 1;
+   */
+  organizationId: string;
+};
+
+/**
+ * Describes the message passkeyd.org.v2.GetLoginPolicyRequest.
+ * Use `create(GetLoginPolicyRequestSchema)` to create a new message.
+ */
+export const GetLoginPolicyRequestSchema: GenMessage<GetLoginPolicyRequest> = /*@__PURE__*/
+  messageDesc(file_passkeyd_org_v2_org_service, 4);
+
+/**
+ * @generated from message passkeyd.org.v2.GetLoginPolicyResponse
+ */
+export type GetLoginPolicyResponse = Message<"passkeyd.org.v2.GetLoginPolicyResponse"> & {
+  /**
+   * @generated from field: passkeyd.object.v2.Details details = 1;
+   */
+  details?: Details | undefined;
+
+  /**
+   * @generated from field: passkeyd.org.v2.LoginPolicy policy = 2;
+   */
+  policy?: LoginPolicy | undefined;
+
+  /**
+   * True when the organization has no policy of its own and inherits the instance default.
+   *
+   * @generated from field: bool is_default = 3;
+   */
+  isDefault: boolean;
+};
+
+/**
+ * Describes the message passkeyd.org.v2.GetLoginPolicyResponse.
+ * Use `create(GetLoginPolicyResponseSchema)` to create a new message.
+ */
+export const GetLoginPolicyResponseSchema: GenMessage<GetLoginPolicyResponse> = /*@__PURE__*/
+  messageDesc(file_passkeyd_org_v2_org_service, 5);
+
+/**
+ * @generated from message passkeyd.org.v2.SetLoginPolicyRequest
+ */
+export type SetLoginPolicyRequest = Message<"passkeyd.org.v2.SetLoginPolicyRequest"> & {
+  /**
+   * @generated from field: string organization_id = 1;
+   */
+  organizationId: string;
+
+  /**
+   * @generated from field: passkeyd.org.v2.LoginPolicy policy = 2;
+   */
+  policy?: LoginPolicy | undefined;
+};
+
+/**
+ * Describes the message passkeyd.org.v2.SetLoginPolicyRequest.
+ * Use `create(SetLoginPolicyRequestSchema)` to create a new message.
+ */
+export const SetLoginPolicyRequestSchema: GenMessage<SetLoginPolicyRequest> = /*@__PURE__*/
+  messageDesc(file_passkeyd_org_v2_org_service, 6);
+
+/**
+ * @generated from message passkeyd.org.v2.SetLoginPolicyResponse
+ */
+export type SetLoginPolicyResponse = Message<"passkeyd.org.v2.SetLoginPolicyResponse"> & {
+  /**
+   * @generated from field: passkeyd.object.v2.Details details = 1;
+   */
+  details?: Details | undefined;
+};
+
+/**
+ * Describes the message passkeyd.org.v2.SetLoginPolicyResponse.
+ * Use `create(SetLoginPolicyResponseSchema)` to create a new message.
+ */
+export const SetLoginPolicyResponseSchema: GenMessage<SetLoginPolicyResponse> = /*@__PURE__*/
+  messageDesc(file_passkeyd_org_v2_org_service, 7);
+
+/**
+ * @generated from message passkeyd.org.v2.ResetLoginPolicyRequest
+ */
+export type ResetLoginPolicyRequest = Message<"passkeyd.org.v2.ResetLoginPolicyRequest"> & {
+  /**
+   * @generated from field: string organization_id = 1;
+   */
+  organizationId: string;
+};
+
+/**
+ * Describes the message passkeyd.org.v2.ResetLoginPolicyRequest.
+ * Use `create(ResetLoginPolicyRequestSchema)` to create a new message.
+ */
+export const ResetLoginPolicyRequestSchema: GenMessage<ResetLoginPolicyRequest> = /*@__PURE__*/
+  messageDesc(file_passkeyd_org_v2_org_service, 8);
+
+/**
+ * @generated from message passkeyd.org.v2.ResetLoginPolicyResponse
+ */
+export type ResetLoginPolicyResponse = Message<"passkeyd.org.v2.ResetLoginPolicyResponse"> & {
+  /**
+   * @generated from field: passkeyd.object.v2.Details details = 1;
+   */
+  details?: Details | undefined;
+};
+
+/**
+ * Describes the message passkeyd.org.v2.ResetLoginPolicyResponse.
+ * Use `create(ResetLoginPolicyResponseSchema)` to create a new message.
+ */
+export const ResetLoginPolicyResponseSchema: GenMessage<ResetLoginPolicyResponse> = /*@__PURE__*/
+  messageDesc(file_passkeyd_org_v2_org_service, 9);
+
+/**
+ * @generated from message passkeyd.org.v2.GetDefaultLoginPolicyRequest
+ */
+export type GetDefaultLoginPolicyRequest = Message<"passkeyd.org.v2.GetDefaultLoginPolicyRequest"> & {
+};
+
+/**
+ * Describes the message passkeyd.org.v2.GetDefaultLoginPolicyRequest.
+ * Use `create(GetDefaultLoginPolicyRequestSchema)` to create a new message.
+ */
+export const GetDefaultLoginPolicyRequestSchema: GenMessage<GetDefaultLoginPolicyRequest> = /*@__PURE__*/
+  messageDesc(file_passkeyd_org_v2_org_service, 10);
+
+/**
+ * @generated from message passkeyd.org.v2.GetDefaultLoginPolicyResponse
+ */
+export type GetDefaultLoginPolicyResponse = Message<"passkeyd.org.v2.GetDefaultLoginPolicyResponse"> & {
+  /**
+   * @generated from field: passkeyd.object.v2.Details details = 1;
+   */
+  details?: Details | undefined;
+
+  /**
+   * @generated from field: passkeyd.org.v2.LoginPolicy policy = 2;
+   */
+  policy?: LoginPolicy | undefined;
+};
+
+/**
+ * Describes the message passkeyd.org.v2.GetDefaultLoginPolicyResponse.
+ * Use `create(GetDefaultLoginPolicyResponseSchema)` to create a new message.
+ */
+export const GetDefaultLoginPolicyResponseSchema: GenMessage<GetDefaultLoginPolicyResponse> = /*@__PURE__*/
+  messageDesc(file_passkeyd_org_v2_org_service, 11);
+
+/**
+ * @generated from message passkeyd.org.v2.SetDefaultLoginPolicyRequest
+ */
+export type SetDefaultLoginPolicyRequest = Message<"passkeyd.org.v2.SetDefaultLoginPolicyRequest"> & {
+  /**
+   * @generated from field: passkeyd.org.v2.LoginPolicy policy = 1;
+   */
+  policy?: LoginPolicy | undefined;
+};
+
+/**
+ * Describes the message passkeyd.org.v2.SetDefaultLoginPolicyRequest.
+ * Use `create(SetDefaultLoginPolicyRequestSchema)` to create a new message.
+ */
+export const SetDefaultLoginPolicyRequestSchema: GenMessage<SetDefaultLoginPolicyRequest> = /*@__PURE__*/
+  messageDesc(file_passkeyd_org_v2_org_service, 12);
+
+/**
+ * @generated from message passkeyd.org.v2.SetDefaultLoginPolicyResponse
+ */
+export type SetDefaultLoginPolicyResponse = Message<"passkeyd.org.v2.SetDefaultLoginPolicyResponse"> & {
+  /**
+   * @generated from field: passkeyd.object.v2.Details details = 1;
+   */
+  details?: Details | undefined;
+};
+
+/**
+ * Describes the message passkeyd.org.v2.SetDefaultLoginPolicyResponse.
+ * Use `create(SetDefaultLoginPolicyResponseSchema)` to create a new message.
+ */
+export const SetDefaultLoginPolicyResponseSchema: GenMessage<SetDefaultLoginPolicyResponse> = /*@__PURE__*/
+  messageDesc(file_passkeyd_org_v2_org_service, 13);
+
+/**
  * Organizations own users. A default organization exists from first start.
  *
  * @generated from service passkeyd.org.v2.OrganizationService
@@ -124,6 +312,54 @@ export const OrganizationService: GenService<{
     methodKind: "unary";
     input: typeof ListOrganizationsRequestSchema;
     output: typeof ListOrganizationsResponseSchema;
+  },
+  /**
+   * The organization's login policy (its own, or the instance default it inherits).
+   *
+   * @generated from rpc passkeyd.org.v2.OrganizationService.GetLoginPolicy
+   */
+  getLoginPolicy: {
+    methodKind: "unary";
+    input: typeof GetLoginPolicyRequestSchema;
+    output: typeof GetLoginPolicyResponseSchema;
+  },
+  /**
+   * Gives the organization its own login policy (every field; unset fields take their defaults).
+   *
+   * @generated from rpc passkeyd.org.v2.OrganizationService.SetLoginPolicy
+   */
+  setLoginPolicy: {
+    methodKind: "unary";
+    input: typeof SetLoginPolicyRequestSchema;
+    output: typeof SetLoginPolicyResponseSchema;
+  },
+  /**
+   * Drops the organization's own policy: it inherits the instance default again.
+   *
+   * @generated from rpc passkeyd.org.v2.OrganizationService.ResetLoginPolicy
+   */
+  resetLoginPolicy: {
+    methodKind: "unary";
+    input: typeof ResetLoginPolicyRequestSchema;
+    output: typeof ResetLoginPolicyResponseSchema;
+  },
+  /**
+   * The instance default login policy (instance admin).
+   *
+   * @generated from rpc passkeyd.org.v2.OrganizationService.GetDefaultLoginPolicy
+   */
+  getDefaultLoginPolicy: {
+    methodKind: "unary";
+    input: typeof GetDefaultLoginPolicyRequestSchema;
+    output: typeof GetDefaultLoginPolicyResponseSchema;
+  },
+  /**
+   * @generated from rpc passkeyd.org.v2.OrganizationService.SetDefaultLoginPolicy
+   */
+  setDefaultLoginPolicy: {
+    methodKind: "unary";
+    input: typeof SetDefaultLoginPolicyRequestSchema;
+    output: typeof SetDefaultLoginPolicyResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_passkeyd_org_v2_org_service, 0);
