@@ -105,7 +105,6 @@ export interface SessionContext {
   org_id: string | null;
   login_digest: Uint8Array | null;
   webauthn_checked_at: Date | null;
-  created_at: Date;
   expires_at: Date;
   /** Key → base64 of the value. */
   metadata: Record<string, string>;
@@ -142,7 +141,6 @@ function sessionQuery(db: Kysely<Database>, sessionId: string) {
       's.org_id',
       's.login_digest',
       's.webauthn_checked_at',
-      's.created_at',
       's.expires_at',
       's.metadata',
       'a.resource_owner as owner',
@@ -265,7 +263,7 @@ export interface SessionContextChange {
   metadata?: { set: Record<string, string>; delete: string[] } | undefined;
 }
 
-/** The SQL assignments of a context change ('' when there is none), for a session row aliased `r`. */
+/** The SQL assignments of a context change (none when nothing changes), for a session row aliased `r`. */
 export function contextAssignments(c: SessionContextChange | undefined) {
   const parts = [];
   if (c?.expiresAt) parts.push(sql`expires_at = ${c.expiresAt}::timestamptz`);
