@@ -4,6 +4,7 @@ import * as passkeysSessions from './2026-11-22-002-passkeys-sessions.js';
 import * as sessionLogin from './2026-11-22-004-session-login.js';
 import * as refuseFunction from './2026-11-22-005-refuse-function.js';
 import * as machineUsers from './2026-11-30-006-machine-users.js';
+import * as keyRetirement from './2026-11-30-009-key-retirement.js';
 
 /** Every migration, by date-prefixed name; Kysely applies them in name order. */
 export const migrations: Record<string, Migration> = {
@@ -12,4 +13,5 @@ export const migrations: Record<string, Migration> = {
   '2026-11-22-004-session-login': sessionLogin,
   '2026-11-22-005-refuse-function': refuseFunction,
   '2026-11-30-006-machine-users': machineUsers,
+  '2026-11-30-009-key-retirement': keyRetirement,
 };
