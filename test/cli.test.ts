@@ -88,7 +88,7 @@ const children: ChildProcess[] = [];
 afterAll(() => children.forEach((c) => c.kill('SIGKILL')));
 
 describe(`passkeyd CLI (${BACKEND})`, () => {
-  it('admin token prints only a JWT, also while serve runs; keys rotate keeps old tokens valid; SIGTERM stops cleanly', async () => {
+  it('admin token prints only a JWT, also while serve runs; keys rotate keeps old tokens valid, keys retire ends them; SIGTERM stops cleanly', async () => {
     const { env, cleanup } = await scenarioEnv();
     try {
       // Before any server: the CLI opens the database itself (and creates it).
@@ -117,6 +117,19 @@ describe(`passkeyd CLI (${BACKEND})`, () => {
       // Old-key tokens keep working; new-key tokens work.
       expect((await users.listUsers({}, bearer(online))).details).toBeTruthy();
       expect((await users.listUsers({}, bearer(fresh))).details).toBeTruthy();
+
+      // keys retire: the old key's tokens are refused within a second (on PostgreSQL, by both workers,
+      // which learn it from the database) and it leaves JWKS; the current key's tokens keep working.
+      const retired = (await cli(env, 'admin', 'keys', 'retire', kidOf(online))).stdout.trim();
+      expect(retired).toBe(`retired ${kidOf(online)}`);
+      await new Promise((r) => setTimeout(r, 1000));
+      for (let i = 0; i < 4; i++) expect(await codeOf(users.listUsers({}, bearer(online)))).toBe(Code.Unauthenticated);
+      const after = (await (await fetch(`${url}/.well-known/jwks.json`)).json()) as { keys: { kid: string }[] };
+      expect(after.keys.map((k) => k.kid)).toEqual([rotated]);
+      expect((await users.listUsers({}, bearer(fresh))).details).toBeTruthy();
+      const again = await cliFails(env, 'admin', 'keys', 'retire', kidOf(online));
+      expect(again?.code).toBe(2);
+      expect(again?.stderr).toMatch(/^passkeyd: signing key .* is retired already/);
 
       // At the default level a failed call is logged (a successful one only at debug): one line, no token.
       expect(await codeOf(users.listUsers({}, bearer('not-a-token')))).toBe(Code.Unauthenticated);

@@ -15,6 +15,11 @@ async function dropSchemas(url: string, which: (pid: number) => boolean): Promis
       const pid = Number(name.split('_')[1]);
       if (which(pid)) await client.query(`drop schema if exists "${name}" cascade`);
     }
+    // The roles of a run through PgBouncer (test/helpers/server.ts createSchema), once their schemas are gone.
+    const roles = await client.query<{ name: string }>(`select rolname as name from pg_roles where rolname ~ '^t_[0-9]+_'`);
+    for (const { name } of roles.rows) {
+      if (which(Number(name.split('_')[1]))) await client.query(`drop role if exists "${name}"`);
+    }
   } finally {
     await client.end();
   }

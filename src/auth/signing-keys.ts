@@ -10,6 +10,8 @@ export interface SigningKey {
   publicKey: KeyObject;
   publicJwk: Record<string, unknown>;
   createdAt: Date;
+  /** When it stops verifying (a rotation superseded it, or it was retired); null while it signs. */
+  retiresAt: Date | null;
 }
 
 /** Creates a new ES256 key and stores it; it becomes the key new tokens are signed with. */
@@ -21,14 +23,25 @@ export async function addSigningKey(db: Kysely<Database> | Transaction<Database>
   return kid;
 }
 
-/** Every stored key, newest first. */
-export async function loadSigningKeys(db: Kysely<Database>): Promise<SigningKey[]> {
+/**
+ * Every stored key not yet retired, newest first. A key already parsed (in `known`) is reused with its
+ * deadline updated, so polling costs no key import.
+ */
+export async function loadSigningKeys(db: Kysely<Database>, known: ReadonlyMap<string, SigningKey> = new Map()): Promise<SigningKey[]> {
   const rows = await listSigningKeys(db);
-  return rows.map((r) => ({
-    kid: r.kid,
-    privateKey: createPrivateKey({ key: r.private_jwk as JsonWebKey, format: 'jwk' }),
-    publicKey: createPublicKey({ key: r.public_jwk as JsonWebKey, format: 'jwk' }),
-    publicJwk: r.public_jwk,
-    createdAt: r.created_at,
-  }));
+  return rows.flatMap((r) => {
+    const had = known.get(r.kid);
+    if (had) return [{ ...had, retiresAt: r.retires_at }];
+    if (!r.private_jwk) return [];
+    return [
+      {
+        kid: r.kid,
+        privateKey: createPrivateKey({ key: r.private_jwk as JsonWebKey, format: 'jwk' }),
+        publicKey: createPublicKey({ key: r.public_jwk as JsonWebKey, format: 'jwk' }),
+        publicJwk: r.public_jwk,
+        createdAt: r.created_at,
+        retiresAt: r.retires_at,
+      },
+    ];
+  });
 }

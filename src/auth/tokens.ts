@@ -42,7 +42,7 @@ export interface TokenService {
   issue(claims: TokenClaims): Promise<{ token: string; expiresAt: Date; tokenId: string }>;
   /** Verifies signature, key id, issuer, audience and expiry. */
   verify(token: string): Promise<VerifiedToken>;
-  /** The public keys as stored now, for /.well-known/jwks.json. */
+  /** The public keys that still verify, for /.well-known/jwks.json. */
   jwks(): Promise<{ keys: Record<string, unknown>[] }>;
   /** Re-reads the keys from the database (after a rotation elsewhere). */
   reload(): Promise<void>;
@@ -52,8 +52,13 @@ export interface TokenService {
 export interface TokenServiceOptions {
   issuer: string;
   audience: string;
-  /** How often keys are re-read so a rotation by another instance takes effect. */
-  refreshSeconds?: number;
+  /**
+   * How often keys are re-read, so a rotation or retirement by another instance takes effect here
+   * (500 ms: a retired key's tokens are refused everywhere within a second). One small query.
+   */
+  pollMs?: number;
+  /** Called when a key's deadline has passed and its retirement is not recorded yet (the domain records it). */
+  onRetirementDue?: (kids: string[]) => Promise<void>;
 }
 
 /** base64url of a JSON value. */
@@ -66,21 +71,45 @@ function signJwt(key: SigningKey, payload: JWTPayload): string {
   return `${input}.${signature.toString('base64url')}`;
 }
 
+/** A key verifies until its deadline (none while it is the one signing). */
+const live = (key: SigningKey, now = Date.now()) => key.retiresAt === null || key.retiresAt.getTime() > now;
+
 /**
  * Signs and verifies ES256 access tokens with keys kept in the database. Keys are parsed once into
- * KeyObjects; an unknown `kid` triggers one reload (a rotation elsewhere), at most once a second.
+ * KeyObjects and re-read every {@link TokenServiceOptions.pollMs}; an unknown `kid` triggers one more
+ * reload (a rotation elsewhere), at most once a second. A key past its deadline verifies nothing and
+ * leaves JWKS at once, by this process's clock, whether or not its retirement is recorded yet.
  */
 export async function createTokenService(db: Kysely<Database>, options: TokenServiceOptions): Promise<TokenService> {
   let keys: SigningKey[] = [];
-  let byKid = new Map<string, KeyObject>();
+  let byKid = new Map<string, SigningKey>();
   let lastReload = 0;
   const reload = async () => {
-    keys = await loadSigningKeys(db);
-    byKid = new Map(keys.map((k) => [k.kid, k.publicKey]));
+    keys = await loadSigningKeys(db, byKid);
+    byKid = new Map(keys.map((k) => [k.kid, k]));
     lastReload = Date.now();
   };
   await reload();
-  const timer = setInterval(() => reload().catch(() => {}), (options.refreshSeconds ?? 60) * 1000);
+  // One poll at a time (a stuck database must not pile them up); due retirements are handed on once.
+  let polling = false;
+  const handedOn = new Set<string>();
+  const poll = async () => {
+    if (polling) return;
+    polling = true;
+    try {
+      await reload();
+      const due = keys.filter((k) => !live(k) && !handedOn.has(k.kid)).map((k) => k.kid);
+      if (due.length && options.onRetirementDue) {
+        for (const kid of due) handedOn.add(kid);
+        await options.onRetirementDue(due).catch(() => due.forEach((kid) => handedOn.delete(kid)));
+      }
+    } catch {
+      // The database is away: keep the keys this process has (and their deadlines, checked locally).
+    } finally {
+      polling = false;
+    }
+  };
+  const timer = setInterval(() => void poll(), options.pollMs ?? 500);
   timer.unref();
 
   // Tokens whose signature and claims were verified, until they expire (a caller sends the same token
@@ -94,17 +123,20 @@ export async function createTokenService(db: Kysely<Database>, options: TokenSer
       await reload();
       key = byKid.get(kid);
     }
-    if (!key) throw unauthenticated('token signed by an unknown key');
-    return key;
+    if (!key || !live(key)) throw unauthenticated('token signed by an unknown or retired key');
+    return key.publicKey;
   };
 
   return {
     async issue(claims) {
-      const active = keys[0];
+      // The newest key still signing; a key superseded elsewhere but not yet seen here signs no token
+      // that outlives its deadline.
+      const active = keys.find((k) => k.retiresAt === null) ?? keys.find((k) => live(k));
       if (!active) throw new Error('no signing key');
       const tokenId = randomUUID();
       const now = Math.floor(Date.now() / 1000);
-      const exp = now + claims.ttlSeconds;
+      const deadline = active.retiresAt ? Math.floor(active.retiresAt.getTime() / 1000) : Number.POSITIVE_INFINITY;
+      const exp = Math.min(now + claims.ttlSeconds, deadline);
       // Claims in a fixed order; the key is a KeyObject parsed once, so signing is one synchronous
       // node:crypto call (no per-token key import or WebCrypto job).
       const payload: JWTPayload = { iss: options.issuer, sub: claims.subject, aud: options.audience, exp, iat: now, jti: tokenId, org: claims.orgId };
@@ -120,10 +152,12 @@ export async function createTokenService(db: Kysely<Database>, options: TokenSer
       // can have changed. Revocation (logout) is checked on every call by the caller, not here.
       const known = verified.get(token);
       if (known) {
-        // Its key must still be one of ours (a key removed from the database ends its tokens).
-        if (known.principal.expiresAt.getTime() > Date.now() && byKid.has(known.kid)) return known.principal;
+        // Its key must still be one of ours and live (a retired or removed key ends its tokens).
+        const key = byKid.get(known.kid);
+        const keyLive = key !== undefined && live(key);
+        if (known.principal.expiresAt.getTime() > Date.now() && keyLive) return known.principal;
         verified.delete(token);
-        if (byKid.has(known.kid)) throw unauthenticated('token expired');
+        if (keyLive) throw unauthenticated('token expired');
       }
       let payload: JWTPayload;
       let kid: string;
@@ -157,13 +191,15 @@ export async function createTokenService(db: Kysely<Database>, options: TokenSer
     },
 
     async jwks() {
-      // Fresh from the database (at most once a second), so a key rotated by another process or
-      // instance is published at once; during a database outage, the keys this process has.
-      if (Date.now() - lastReload > 1000) {
+      // Fresh from the database (at most ten times a second), so a key rotated by another process or
+      // instance is published at once; during a database outage, the keys this process has, less
+      // those whose deadline has passed.
+      if (Date.now() - lastReload > 100) {
         lastReload = Date.now();
         await reload().catch(() => {});
       }
-      return { keys: keys.map((k) => k.publicJwk) };
+      const now = Date.now();
+      return { keys: keys.filter((k) => live(k, now)).map((k) => k.publicJwk) };
     },
 
     reload,

@@ -1,5 +1,14 @@
 import { loadConfig, parseDuration, ConfigError, type Config } from '../config/config.js';
-import { checkAdminTokenTtl, createMachineUserWithRole, inviteUser, mintAdminToken, rotateSigningKey, type MachineUserRequest } from '../domain/admin.js';
+import {
+  checkAdminTokenTtl,
+  createMachineUserWithRole,
+  inviteUser,
+  mintAdminToken,
+  retiredMessage,
+  retireSigningKey,
+  rotateSigningKey,
+  type MachineUserRequest,
+} from '../domain/admin.js';
 import { isDatabaseUnavailable, PasskeydError } from '../errors.js';
 import { createTokenService } from '../auth/tokens.js';
 import { bootstrap } from '../domain/bootstrap.js';
@@ -26,7 +35,10 @@ commands:
   admin token --role instance_admin|org_admin|session_manager [--org ID] [--user ID] [--ttl 1h]
                              for development: print an admin access token (only the token, on stdout);
                              it cannot be revoked, so --ttl is at most 24h
-  admin keys rotate          add a new signing key; older tokens stay valid until they expire
+  admin keys rotate          add a new signing key; older tokens stay valid until they expire, then
+                             the older key retires by itself (after the longest token lifetime, 24h)
+  admin keys retire KID      retire a signing key now: its tokens are refused everywhere within a second
+                             and it leaves JWKS (the key signing new tokens is replaced first)
   admin invite --username NAME [--email E] [--org ID]
                              create a user and print a registration link to the hosted page, where
                              they create a passkey (valid for PASSKEYD_REGISTRATION_CODE_TTL)
@@ -132,7 +144,20 @@ async function admin(words: string[], flags: Record<string, string>): Promise<st
     return viaServerOrStore(config, '/keys/rotate', {}, async (store) => {
       const tokens = await createTokenService(store.db, { issuer: config.issuer, audience: config.audience });
       try {
-        return await rotateSigningKey(store.db, tokens);
+        return await rotateSigningKey(store.db, tokens, { tokenTtlSeconds: config.tokenTtlSeconds });
+      } finally {
+        tokens.close();
+      }
+    });
+  }
+  if (what === 'keys' && sub === 'retire' && words.length === 3) {
+    const config = loadConfig(flags);
+    const kid = words[2]!;
+    return viaServerOrStore(config, '/keys/retire', { kid }, async (store) => {
+      const tokens = await createTokenService(store.db, { issuer: config.issuer, audience: config.audience });
+      try {
+        const { retired, newKid } = await retireSigningKey(store.db, tokens, kid, 'cli', { tokenTtlSeconds: config.tokenTtlSeconds });
+        return retiredMessage(retired, newKid);
       } finally {
         tokens.close();
       }

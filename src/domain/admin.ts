@@ -1,4 +1,4 @@
-import type { Kysely } from 'kysely';
+import type { Kysely, Transaction } from 'kysely';
 import { addSigningKey } from '../auth/signing-keys.js';
 import { ROLES, type Role, type TokenService } from '../auth/tokens.js';
 import { grantRoles } from './administrators.js';
@@ -7,9 +7,13 @@ import { registrationLink } from './link-delivery.js';
 import { addKey, addMachineUser, addPersonalAccessToken } from './machine-users.js';
 import { createRegistrationCode } from './registration-codes.js';
 import { addHumanUser } from './users.js';
-import { invalid, notFound } from '../errors.js';
+import { event } from './events.js';
+import { invalid, notFound, precondition } from '../errors.js';
+import { appendEvents } from '../store/events.js';
 import { orgExists } from '../store/orgs.js';
 import type { Database } from '../store/schema.js';
+import { lockSigningKeys, markSigningKeyRetired, scheduleRetirement } from '../store/signing-keys.js';
+import { inTransaction } from '../store/transaction.js';
 
 /** What `passkeyd admin token` asks for (also the body of the admin socket's `/token` route). */
 export interface AdminTokenRequest {
@@ -52,11 +56,88 @@ export async function mintAdminToken(db: Kysely<Database>, tokens: TokenService,
   return token;
 }
 
-/** Adds a signing key; new tokens use it, tokens signed by older keys stay valid until they expire. */
-export async function rotateSigningKey(db: Kysely<Database>, tokens: TokenService): Promise<string> {
-  const kid = await addSigningKey(db);
+/** Who changes signing keys, and the longest access token lifetime this instance issues. */
+export interface KeyChangeOptions {
+  /** The events' creator; `cli` when absent. */
+  creator?: string | undefined;
+  /** PASSKEYD_TOKEN_TTL; a superseded key verifies for the longer of it and an admin token's 24h. */
+  tokenTtlSeconds?: number | undefined;
+}
+
+/**
+ * Slack on a superseded key's deadline: an instance that has not yet seen a rotation (it polls keys
+ * twice a second) may still sign with the old key, never past its deadline once it knows it.
+ */
+const RETIREMENT_SLACK_SECONDS = 5;
+
+/** Adds a key and gives every key signing until now a deadline, recording a `signingkey.rotated` each. */
+async function rotateIn(trx: Transaction<Database>, options: KeyChangeOptions): Promise<string> {
+  const kid = await addSigningKey(trx);
+  const longest = Math.max(ADMIN_TOKEN_MAX_TTL_SECONDS, options.tokenTtlSeconds ?? 0) + RETIREMENT_SLACK_SECONDS;
+  const retiresAt = new Date(Date.now() + longest * 1000);
+  for (const old of await scheduleRetirement(trx, kid, retiresAt)) {
+    const rotated = event('signingkey.rotated', { new_kid: kid, retires_at: retiresAt.toISOString() });
+    await appendEvents(trx, { type: 'signingkey', id: old, owner: '' }, [rotated], options.creator ?? 'cli');
+  }
+  return kid;
+}
+
+/**
+ * Adds a signing key; new tokens use it. Every older key still signing verifies until no token it
+ * signed can be valid (the longest token lifetime from now), then retires by itself.
+ */
+export async function rotateSigningKey(db: Kysely<Database>, tokens: TokenService, options: KeyChangeOptions = {}): Promise<string> {
+  const kid = await inTransaction(db, async (trx) => {
+    await lockSigningKeys(trx, '');
+    return rotateIn(trx, options);
+  });
   await tokens.reload();
   return kid;
+}
+
+/**
+ * Retires a key at once: its tokens are refused (on every instance within a second: they poll the
+ * keys) and it leaves JWKS; its private half is dropped. The key signing new tokens is first replaced
+ * by a new one, in the same transaction.
+ */
+export async function retireSigningKey(
+  db: Kysely<Database>,
+  tokens: TokenService,
+  kid: string,
+  creator = 'cli',
+  options: KeyChangeOptions = {},
+): Promise<{ retired: string; newKid: string | undefined }> {
+  const newKid = await inTransaction(db, async (trx) => {
+    const key = await lockSigningKeys(trx, kid);
+    if (!key) throw notFound(`signing key ${kid}`);
+    if (key.retired_at) throw precondition(`signing key ${kid} is retired already`);
+    const replacement = key.retires_at === null ? await rotateIn(trx, { ...options, creator }) : undefined;
+    const now = new Date();
+    await markSigningKeyRetired(trx, kid, now, 'now');
+    await appendEvents(trx, { type: 'signingkey', id: kid, owner: '' }, [event('signingkey.retired', { reason: 'manual', retires_at: now.toISOString() })], creator);
+    return replacement;
+  });
+  await tokens.reload();
+  return { retired: kid, newKid };
+}
+
+/** What `passkeyd admin keys retire` prints. */
+export function retiredMessage(retired: string, newKid: string | undefined): string {
+  return `retired ${retired}${newKid ? `; new tokens are signed with ${newKid}` : ''}`;
+}
+
+/**
+ * Records the retirement of keys whose deadline has passed (the token services of every instance
+ * already refuse them by their own clock). Once: the instance that marks the row records the event.
+ */
+export async function recordDueRetirements(db: Kysely<Database>, kids: readonly string[]): Promise<void> {
+  for (const kid of kids) {
+    await inTransaction(db, async (trx) => {
+      const deadline = await markSigningKeyRetired(trx, kid, new Date(), 'due');
+      if (!deadline) return;
+      await appendEvents(trx, { type: 'signingkey', id: kid, owner: '' }, [event('signingkey.retired', { reason: 'expired', retires_at: deadline.toISOString() })], 'system');
+    });
+  }
 }
 
 /** What `passkeyd admin machine-user create` asks for (also the body of the admin socket's `/machine-users` route). */

@@ -71,6 +71,11 @@ export interface EventPayloads {
   /** `reason` is for the audit trail only; the caller saw one message for every refusal. */
   'session.webauthn.failed': { reason: string; code: string; passkey_id: string | null };
   'session.terminated': Record<string, never>;
+
+  /** A rotation superseded this signing key: `new_kid` signs from now on, this one verifies until `retires_at`. */
+  'signingkey.rotated': { new_kid: string; retires_at: string };
+  /** The key verifies nothing any more and leaves JWKS: retired by hand, or its deadline passed. */
+  'signingkey.retired': { reason: 'manual' | 'expired'; retires_at: string };
 }
 
 /** A login policy as events record it ('' for attestation / user_verification: the server's default). */
@@ -148,6 +153,8 @@ const ALL: Record<EventType, true> = {
   'session.metadata.set': true,
   'session.lifetime.set': true,
   'session.terminated.others': true,
+  'signingkey.rotated': true,
+  'signingkey.retired': true,
 };
 
 /** Every event type (the README's audit-trail list is compared with it by a test). */

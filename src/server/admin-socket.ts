@@ -3,7 +3,17 @@ import { chmodSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
-import { createMachineUserWithRole, inviteUser, mintAdminToken, rotateSigningKey, type AdminTokenRequest, type InviteRequest, type MachineUserRequest } from '../domain/admin.js';
+import {
+  createMachineUserWithRole,
+  inviteUser,
+  mintAdminToken,
+  retiredMessage,
+  retireSigningKey,
+  rotateSigningKey,
+  type AdminTokenRequest,
+  type InviteRequest,
+  type MachineUserRequest,
+} from '../domain/admin.js';
 import { PasskeydError, type ErrorKind } from '../errors.js';
 import type { App } from './app.js';
 
@@ -40,8 +50,12 @@ export async function startAdminSocket(app: App): Promise<() => Promise<void>> {
         const token = await mintAdminToken(app.store.db, app.tokens, body);
         res.writeHead(200, { 'content-type': 'text/plain' }).end(token);
       } else if (req.method === 'POST' && req.url === '/keys/rotate') {
-        const kid = await rotateSigningKey(app.store.db, app.tokens);
+        const kid = await rotateSigningKey(app.store.db, app.tokens, { tokenTtlSeconds: app.config.tokenTtlSeconds });
         res.writeHead(200, { 'content-type': 'text/plain' }).end(kid);
+      } else if (req.method === 'POST' && req.url === '/keys/retire') {
+        const body = (await readJson(req)) as { kid: string };
+        const { retired, newKid } = await retireSigningKey(app.store.db, app.tokens, String(body.kid), 'cli', { tokenTtlSeconds: app.config.tokenTtlSeconds });
+        res.writeHead(200, { 'content-type': 'text/plain' }).end(retiredMessage(retired, newKid));
       } else if (req.method === 'POST' && req.url === '/machine-users') {
         const body = (await readJson(req)) as MachineUserRequest;
         const created = await createMachineUserWithRole(app.store.db, body, 'cli');

@@ -21,6 +21,7 @@ import { createUnaryFastPath } from '../api/transport/unary-fast-path.js';
 import { createCallers } from '../auth/callers.js';
 import { createTokenService, type TokenService } from '../auth/tokens.js';
 import type { Config } from '../config/config.js';
+import { recordDueRetirements } from '../domain/admin.js';
 import { bootstrap } from '../domain/bootstrap.js';
 import { internalError, unavailable } from '../errors.js';
 import { orgOfUser } from '../domain/users.js';
@@ -99,7 +100,11 @@ async function wire(config: Config, store: Store, log: Logger, options: AppOptio
     await migrateToLatest(store.db, store.schema);
     await bootstrap(store.db);
   }
-  const tokens = await createTokenService(store.db, { issuer: config.issuer, audience: config.audience });
+  const tokens = await createTokenService(store.db, {
+    issuer: config.issuer,
+    audience: config.audience,
+    onRetirementDue: (kids) => recordDueRetirements(store.db, kids),
+  });
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
 

@@ -200,6 +200,21 @@ class PreparingClient extends SturdyClient {
   }
 }
 
+/**
+ * A pg client that prepares nothing, not even the named statements a library asks for (the PostgreSQL
+ * rate limiter names its queries): behind a pooler in transaction mode (PgBouncer) a statement prepared
+ * on one server connection is missing on the next, so every query goes unnamed, parsed where it runs.
+ */
+class UnpreparedClient extends SturdyClient {
+  override query(config: any, values?: any, callback?: any): any {
+    if (config !== null && typeof config === 'object' && typeof config.name === 'string' && typeof config.submit !== 'function') {
+      const { name: _name, ...unnamed } = config;
+      return super.query(unnamed, values, callback);
+    }
+    return super.query(config, values, callback);
+  }
+}
+
 /** Opens the database named by the options: PostgreSQL when a URL is given, PGlite otherwise. */
 export async function openStore(options: StoreOptions): Promise<Store> {
   let db: Kysely<Database>;
@@ -209,7 +224,7 @@ export async function openStore(options: StoreOptions): Promise<Store> {
     kind = 'postgres';
     if (options.schema) await ensureSchema(options.databaseUrl, options.schema, options.connectTimeoutMs);
     const pool = new pg.Pool({
-      ...(options.preparedStatements === false ? { Client: SturdyClient } : { Client: PreparingClient }),
+      ...(options.preparedStatements === false ? { Client: UnpreparedClient } : { Client: PreparingClient }),
       connectionString: options.databaseUrl,
       max: options.poolSize ?? 10,
       connectionTimeoutMillis: options.connectTimeoutMs ?? 5000,

@@ -3,10 +3,13 @@ import type { Database } from './schema.js';
 import type { Step } from './statement.js';
 
 /** The kinds of aggregate events are appended to; each has one current-state table keyed by `id`. */
-export type AggregateType = 'user' | 'session' | 'org';
+export type AggregateType = 'user' | 'session' | 'org' | 'signingkey';
 
-/** The current-state table whose row carries an aggregate's sequence and change date. */
-const ROW_TABLE: Readonly<Record<AggregateType, 'users' | 'sessions' | 'orgs'>> = { user: 'users', session: 'sessions', org: 'orgs' };
+/**
+ * The current-state table whose row carries an aggregate's sequence and change date; a signing key's
+ * row (signing_keys, keyed by kid) keeps no sequence, its events are its only history.
+ */
+const ROW_TABLE: Readonly<Record<AggregateType, 'users' | 'sessions' | 'orgs' | undefined>> = { user: 'users', session: 'sessions', org: 'orgs', signingkey: undefined };
 
 /** An event about to be appended (the domain's catalogue types them; src/domain/events.ts). */
 export interface NewEvent {
@@ -101,8 +104,9 @@ export function appendSteps(name: string, agg: AggregateRef, events: readonly Ne
     },
   ];
   const row = options.row;
-  if (row !== false) {
-    const table = sql.table(ROW_TABLE[agg.type]);
+  const rowTable = ROW_TABLE[agg.type];
+  if (row !== false && rowTable) {
+    const table = sql.table(rowTable);
     steps.push({
       name: row?.name ?? `${name}_row`,
       refusal: row?.refusal,

@@ -96,9 +96,14 @@ export interface UsersTable {
 
 export interface SigningKeysTable {
   kid: string;
-  private_jwk: Json<Record<string, unknown>>;
+  /** Null once the key is retired. */
+  private_jwk: ColumnType<Record<string, unknown> | null, string, string | null>;
   public_jwk: Json<Record<string, unknown>>;
   created_at: Timestamp;
+  /** When the key stops verifying: set when a rotation supersedes it or it is retired; null while it signs. */
+  retires_at: Generated<Date | null>;
+  /** When its retirement was recorded (the `signingkey.retired` event). */
+  retired_at: Generated<Date | null>;
 }
 
 interface SecretsTable {

@@ -22,9 +22,32 @@ export async function createSchema(url: string): Promise<{ schema: string; drop(
   const schema = `t_${process.ppid}_${randomBytes(6).toString('hex')}`;
   const client = new pg.Client({ connectionString: url });
   await client.connect();
-  await client.query(`create schema ${schema}`);
+  if (POOLED) {
+    // Behind PgBouncer in transaction mode a search_path in the startup packet does not hold: the
+    // schema is the role's (one role per schema, named like it; dropped with it by global-setup).
+    await client.query(`create role ${schema} login`);
+    await client.query(`alter role ${schema} set search_path = ${schema}`);
+    await client.query(`create schema ${schema} authorization ${schema}`);
+  } else {
+    await client.query(`create schema ${schema}`);
+  }
   await client.end();
   return { schema, drop: async () => {} };
+}
+
+/**
+ * Set by the PgBouncer step of .ci/run: PASSKEYD_TEST_DATABASE_URL is a PgBouncer in transaction mode,
+ * so each test schema is selected by its role (see {@link createSchema}), not by the startup packet.
+ */
+const POOLED = process.env.PASSKEYD_TEST_POOLER === 'pgbouncer';
+
+/** The URL a store of `schema` connects with: as the schema's role when pooled. */
+function urlFor(url: string, schema: string): string {
+  if (!POOLED) return url;
+  const u = new URL(url);
+  u.username = schema;
+  u.password = '';
+  return u.toString();
 }
 
 /** A database for one test server: an in-memory PGlite, or a private schema on PostgreSQL. */
@@ -38,7 +61,8 @@ export async function openTestStore(
   }
   const owned = options.schema ? undefined : await createSchema(url);
   const schema = options.schema ?? owned!.schema;
-  const store = await openStore({ databaseUrl: url, schema, poolSize: 5, ...options.timeouts });
+  const preparedStatements = process.env.PASSKEYD_DATABASE_PREPARED_STATEMENTS !== 'false';
+  const store = await openStore({ databaseUrl: urlFor(url, schema), schema: POOLED ? undefined : schema, poolSize: 5, preparedStatements, ...options.timeouts });
   return { store, schema, cleanup: async () => void (await owned?.drop()) };
 }
 

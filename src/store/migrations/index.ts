@@ -6,6 +6,7 @@ import * as refuseFunction from './2026-11-22-005-refuse-function.js';
 import * as machineUsers from './2026-11-30-006-machine-users.js';
 import * as sessionContext from './2026-11-30-007-session-context.js';
 import * as loginPolicy from './2026-11-30-008-login-policy.js';
+import * as keyRetirement from './2026-11-30-009-key-retirement.js';
 
 /** Every migration, by date-prefixed name; Kysely applies them in name order. */
 export const migrations: Record<string, Migration> = {
@@ -16,4 +17,5 @@ export const migrations: Record<string, Migration> = {
   '2026-11-30-006-machine-users': machineUsers,
   '2026-11-30-007-session-context': sessionContext,
   '2026-11-30-008-login-policy': loginPolicy,
+  '2026-11-30-009-key-retirement': keyRetirement,
 };
