@@ -135,7 +135,8 @@ export async function connectCall(url: string, path: string, body: Uint8Array | 
 export async function restCall(url: string, method: string, path: string, body?: Uint8Array | string, headers: Record<string, string> = {}): Promise<RawAnswer> {
   const res = await fetch(url + path, { method, headers: { 'content-type': 'application/json', ...headers }, body: asBody(body), signal: AbortSignal.timeout(NO_ANSWER_MS) });
   const text = await res.text();
-  if (res.status === 200) return { code: 0, httpStatus: 200, message: '' };
+  // Any 2xx is success over REST: POST /v2/sessions answers 201 Created, as ZITADEL does.
+  if (res.ok) return { code: 0, httpStatus: res.status, message: '' };
   try {
     const err = JSON.parse(text) as { code?: number; message?: string };
     return { code: err.code, httpStatus: res.status, message: err.message ?? '' };
