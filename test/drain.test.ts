@@ -1,4 +1,4 @@
-import { execFileSync } from 'node:child_process';
+import { selfSignedCertificate } from './helpers/tls.js';
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import http2 from 'node:http2';
@@ -144,30 +144,7 @@ describe('SIGTERM drains live keep-alive connections', () => {
 
   it('TLS (ALPN h2 and http/1.1): the same', async () => {
     const dir = mkdtempSync(path.join(os.tmpdir(), 'passkeyd-drain-tls-'));
-    const [cert, key] = [path.join(dir, 'cert.pem'), path.join(dir, 'key.pem')];
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'ec',
-        '-pkeyopt',
-        'ec_paramgen_curve:P-256',
-        '-nodes',
-        '-keyout',
-        key,
-        '-out',
-        cert,
-        '-days',
-        '1',
-        '-subj',
-        '/CN=127.0.0.1',
-        '-addext',
-        'subjectAltName=IP:127.0.0.1',
-      ],
-      { stdio: 'ignore' },
-    );
+    const { cert, key } = selfSignedCertificate(dir);
     const env = { ...(await oneProcessEnv()), PASSKEYD_TLS_CERT: cert, PASSKEYD_TLS_KEY: key };
     expectDrained(await drainScenario(env, 1, false, readFileSync(cert)));
   }, 240_000);

@@ -1,3 +1,4 @@
+import { selfSignedCertificate } from './helpers/tls.js';
 import { execFile, execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import http from 'node:http';
@@ -105,31 +106,7 @@ describe('one port for every protocol', () => {
 describe('TLS with ALPN serves every protocol on one port', () => {
   it('HTTP/1.1 (curl, browsers) and HTTP/2 (gRPC) both work', async () => {
     const dir = mkdtempSync(path.join(os.tmpdir(), 'passkeyd-tls-'));
-    const cert = path.join(dir, 'cert.pem');
-    const key = path.join(dir, 'key.pem');
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'ec',
-        '-pkeyopt',
-        'ec_paramgen_curve:P-256',
-        '-nodes',
-        '-keyout',
-        key,
-        '-out',
-        cert,
-        '-days',
-        '1',
-        '-subj',
-        '/CN=127.0.0.1',
-        '-addext',
-        'subjectAltName=IP:127.0.0.1',
-      ],
-      { stdio: 'ignore' },
-    );
+    const { cert, key } = selfSignedCertificate(dir);
     const tls = await startTestServer({ config: { 'tls-cert': cert, 'tls-key': key } });
     try {
       const ca = execFileSync('cat', [cert]);
