@@ -19,7 +19,7 @@ import { askAdminSocket, startAdminSocket } from '../server/admin-socket.js';
 import { createApp, type App } from '../server/app.js';
 import { DataDirBusyError, lockDataDir } from '../server/data-dir-lock.js';
 import { listen } from '../server/listen.js';
-import { cluster, runPrimary, workerCount } from '../server/cluster.js';
+import { cluster, portClosed, runPrimary, workerCount } from '../server/cluster.js';
 import { parseArgs, takeFlags } from './args.js';
 
 const USAGE = `usage: passkeyd <command> [options]
@@ -199,7 +199,7 @@ async function serve(config: Config): Promise<void> {
   const unlock = config.databaseUrl ? () => {} : lockDataDir(config.dataDir);
   const app = cluster.isWorker ? await startWorkerApp(config, log) : await createApp(config, { log });
   const closeSocket = config.databaseUrl ? async () => {} : await startAdminSocket(app);
-  const server = await listen(app);
+  const server = await listen(app, cluster.isWorker ? { portClosed } : {});
   let stopping = false;
   const stop = async (signal: string) => {
     // A second signal changes nothing: a process manager that signals the whole process group reaches a

@@ -16,8 +16,23 @@ export function workerCount(requested: number, embedded: boolean): number {
 export function runPrimary(count: number, log: Logger, graceSeconds: number): void {
   let stopping = false;
   let deaths: number[] = [];
+  // Workers that have stopped accepting. The shared port closes once every live worker has let go of it;
+  // then (and only then) the workers may tell their clients to reconnect, and a reconnect is refused.
+  const letGo = new Set<number>();
+  const releaseIfPortClosed = () => {
+    const live = Object.values(cluster.workers ?? {}).filter((w) => w !== undefined);
+    if (live.length === 0 || live.some((w) => !letGo.has(w.id))) return;
+    for (const w of live) if (w.isConnected()) w.send(PORT_CLOSED);
+  };
+  cluster.on('message', (worker, message) => {
+    if (message !== LISTENER_CLOSED) return;
+    letGo.add(worker.id);
+    releaseIfPortClosed();
+  });
   for (let i = 0; i < count; i++) cluster.fork();
   cluster.on('exit', (worker, code, signal) => {
+    letGo.delete(worker.id);
+    releaseIfPortClosed();
     if (stopping) {
       if (Object.keys(cluster.workers ?? {}).length === 0) {
         log.info('all workers stopped');
@@ -61,6 +76,35 @@ export function runPrimary(count: number, log: Logger, graceSeconds: number): vo
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
   log.info({ workers: count }, 'passkeyd primary started');
+}
+
+const LISTENER_CLOSED = 'passkeyd:listener-closed';
+const PORT_CLOSED = 'passkeyd:port-closed';
+
+/**
+ * In a worker that has stopped accepting: tells the primary, and resolves once every worker has (node's
+ * primary closes the shared port when the last one lets go), or after `maxWaitMs` when only this worker
+ * is stopping. Until then, a client told to reconnect could be accepted by the port and cut off when it
+ * closes; after, its reconnect is refused, which a client understands.
+ */
+export function portClosed(maxWaitMs: number): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      process.off('message', onMessage);
+      resolve();
+    };
+    const onMessage = (message: unknown) => {
+      if (message === PORT_CLOSED) done();
+    };
+    const timer = setTimeout(done, maxWaitMs);
+    process.on('message', onMessage);
+    try {
+      process.send?.(LISTENER_CLOSED, (err: Error | null) => err && done()) ?? done();
+    } catch {
+      done();
+    }
+  });
 }
 
 export { cluster };

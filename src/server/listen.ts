@@ -27,7 +27,16 @@ export interface RunningServer {
  * preface goes to the HTTP/2 server (gRPC, and Connect/gRPC-web over h2c), anything else to the HTTP/1.1
  * server (curl, browsers, gRPC-web, Connect, REST). With TLS, ALPN decides.
  */
-export async function listen(app: App): Promise<RunningServer> {
+export interface ListenOptions {
+  /**
+   * Resolves once the listening port is closed for good, not only this process's hold on it. A cluster
+   * worker's port lives on in the primary until every worker lets go; clients are told to reconnect only
+   * after that, so their reconnect is refused rather than accepted and then cut off.
+   */
+  portClosed?: (maxWaitMs: number) => Promise<void>;
+}
+
+export async function listen(app: App, options: ListenOptions = {}): Promise<RunningServer> {
   const { config, handler, log } = app;
   let inFlight = 0;
   let drained: (() => void) | undefined;
@@ -159,13 +168,16 @@ export async function listen(app: App): Promise<RunningServer> {
     close(idleLingerMs = 0) {
       closing ??= (async () => {
         const graceMs = config.shutdownGraceSeconds * 1000;
-        draining = true;
-        // No new connections; HTTP/2 sessions get GOAWAY (their streams in flight finish); every HTTP/1.1
-        // response from now on says `Connection: close`, so a keep-alive client opens no new request on it.
-        // (net.Server's own close: with TLS, the front is the HTTP/2 server, whose close() would also
-        // drop idle HTTP/1.1 connections at once, racing a request a client is sending on one.)
+        const until = Date.now() + graceMs;
+        // No new connections (net.Server's own close: with TLS, the front is the HTTP/2 server, whose
+        // close() would also drop idle HTTP/1.1 connections at once, racing a request a client is sending
+        // on one). Requests go on being served as usual until the port is closed for good.
         net.Server.prototype.close.call(front);
         grpcServer?.close();
+        await options.portClosed?.(Math.min(5000, graceMs / 2));
+        // Then HTTP/2 sessions get GOAWAY (their streams in flight finish), and every HTTP/1.1 response
+        // from now on says `Connection: close`, so a keep-alive client opens no new request on it.
+        draining = true;
         for (const s of sessions) s.close();
         for (const res of open) if (!res.headersSent) res.setHeader('connection', 'close');
         open.clear();
@@ -182,7 +194,7 @@ export async function listen(app: App): Promise<RunningServer> {
             Math.min(idleLingerMs, graceMs),
           );
           linger.unref();
-          setTimeout(resolve, graceMs).unref();
+          setTimeout(resolve, Math.max(0, until - Date.now())).unref();
           maybeDrained();
         });
         // Past the grace period: whatever is left is cut.
