@@ -2,7 +2,11 @@ import { readdirSync, readFileSync } from 'node:fs';
 
 const TICKS_PER_SECOND = 100;
 
-/** CPU seconds (user + system) used so far by a process and all its descendants (Linux /proc). */
+/**
+ * CPU seconds (user + system) used so far by a process and all its descendants (Linux /proc), including
+ * descendants that have ended (their time is in their parent's cutime/cstime once reaped): PostgreSQL's
+ * backends come and go with pool connections, and without them a phase could come out negative.
+ */
 export function treeCpuSeconds(rootPid: number): number {
   const parents = new Map<number, number>();
   const cpu = new Map<number, number>();
@@ -13,7 +17,7 @@ export function treeCpuSeconds(rootPid: number): number {
       // Fields after the command name (which may contain spaces) start after the last ')'.
       const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
       parents.set(Number(entry), Number(fields[1]));
-      cpu.set(Number(entry), (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND);
+      cpu.set(Number(entry), (Number(fields[11]) + Number(fields[12]) + Number(fields[13]) + Number(fields[14])) / TICKS_PER_SECOND);
     } catch {
       /* the process ended meanwhile */
     }
