@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import type { TokenService } from '../auth/tokens.js';
 import type { Config } from '../config/config.js';
@@ -9,7 +8,7 @@ import { completeLogin, findAllowList, findOrgOfLogin, findSessionAndPasskey, fi
 import type { ChallengesTable, Database, SessionUserAgent } from '../store/schema.js';
 import { replaceChallenge } from '../store/sessions.js';
 import { inTransaction } from '../store/transaction.js';
-import { newId } from '../ids.js';
+import { newId, randomBytesPooled } from '../ids.js';
 import { parseAssertion, requestOptions, type ParsedAssertion } from '../webauthn/authentication-response.js';
 import { verifyAssertionWith } from '../webauthn/assertion-verifier.js';
 import { resolveRpId } from '../webauthn/relying-party.js';
@@ -132,7 +131,7 @@ export function createLogin({ db, config, tokens }: LoginDeps): Login {
   }
 
   async function optionsFor(rpId: string, userVerification: UserVerification, allow: CredentialDescriptor[]) {
-    const challenge = randomBytes(32);
+    const challenge = randomBytesPooled(32);
     const publicKey = await requestOptions({ rpId, challenge, allow, userVerification, timeoutMs: challengeTtlMs });
     return { publicKey, challenge: publicKey.challenge as string };
   }
@@ -164,10 +163,10 @@ export function createLogin({ db, config, tokens }: LoginDeps): Login {
       const asked = input.webauthn?.userVerification ?? policy?.userVerification ?? config.userVerification;
       const userVerification = input.webauthn ? (policy?.requiresUserVerification ? 'required' : asked) : undefined;
       // The challenge is stored by the same statement that finds the user's passkeys, so it is drawn first.
-      const challenge = input.webauthn ? randomBytes(32) : undefined;
+      const challenge = input.webauthn ? randomBytesPooled(32) : undefined;
       const now = Date.now();
       const id = newId();
-      const token = randomBytes(32).toString('base64url');
+      const token = randomBytesPooled(32).toString('base64url');
       const expiresAt = new Date(now + lifetime * 1000);
       // The user id (added by the statement) only when known: events are read by admins, never by the anonymous caller.
       const added = event('session.added', {
@@ -341,7 +340,7 @@ export function createLogin({ db, config, tokens }: LoginDeps): Login {
     context: ReturnType<typeof contextChangeOf>,
   ): Promise<FinishedLogin> {
     const userId = passkey.user_id;
-    const sessionToken = randomBytes(32).toString('base64url');
+    const sessionToken = randomBytesPooled(32).toString('base64url');
     const checked = event('session.webauthn.checked', { user_id: userId, passkey_id: passkey.id, user_verified: verified.userVerified });
     const used = event('user.passkey.used', {
       passkey_id: passkey.id,

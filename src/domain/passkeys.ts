@@ -1,9 +1,8 @@
-import { randomBytes } from 'node:crypto';
 import type { PublicKeyCredentialCreationOptionsJSON } from '@simplewebauthn/server';
 import type { Kysely } from 'kysely';
 import type { Config } from '../config/config.js';
 import { alreadyExists, denied, invalid, notFound, precondition, unauthenticated } from '../errors.js';
-import { newId } from '../ids.js';
+import { newId, randomBytesPooled } from '../ids.js';
 import { appendEvents, lockAggregate } from '../store/events.js';
 import type { ListResult, Page } from '../store/lists.js';
 import * as store from '../store/passkeys.js';
@@ -58,7 +57,7 @@ export async function beginPasskeyRegistration(db: Kysely<Database>, input: Begi
   refuseBeyondLimit(policy, user.credentials.length);
   // Asked for REQUIRED or PREFERRED only: the stored requirement decides what verification demands.
   const userVerification = policy.userVerification;
-  const challenge = randomBytes(32);
+  const challenge = randomBytesPooled(32);
   const options = await creationOptions({
     rpId: input.rpId,
     rpName: input.rpName,
