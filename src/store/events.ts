@@ -65,6 +65,13 @@ export interface AppendOptions {
   row?: false | { set?: RawBuilder<unknown>; where?: RawBuilder<boolean>; name?: string; refusal?: () => Error } | undefined;
   /** Refuse the statement when the append did not happen (its `when` was false). */
   refusal?: (() => Error) | undefined;
+  /** The events' payloads as one jsonb[] value (a compiled statement's placeholder); by default, from `events`. */
+  payloads?: unknown;
+}
+
+/** Events' payloads as the one jsonb[] value an append binds. */
+export function payloadsOf(events: readonly NewEvent[]): string[] {
+  return events.map((e) => JSON.stringify(e.payload));
 }
 
 /**
@@ -81,7 +88,7 @@ export interface AppendOptions {
 export function appendSteps(name: string, agg: AggregateRef, events: readonly NewEvent[], creator: string, options: AppendOptions = {}): Step[] {
   const n = events.length;
   const types = events.map((e) => e.type);
-  const payloads = events.map((e) => JSON.stringify(e.payload));
+  const payloads = options.payloads ?? payloadsOf(events);
   const self = sql.id(name);
   const steps: Step[] = [
     {
