@@ -135,9 +135,14 @@ export async function policyOfLogin(
 /** Message of every refusal an SSO organization's passkey ceremonies get. */
 const SSO_REQUIRED = "this user's organization signs in through its SSO provider (login policy sso_required): passkeys are not used";
 
+/** The refusal every passkey ceremony of an organization that signs in through SSO gets. */
+export function ssoRefusal(): Error {
+  return denied(SSO_REQUIRED);
+}
+
 /** Refuses a passkey ceremony in an organization that signs in through SSO. */
 export function refuseWhenSso(policy: Pick<EffectivePolicy, 'sso_required'>): void {
-  if (policy.sso_required) throw denied(SSO_REQUIRED);
+  if (policy.sso_required) throw ssoRefusal();
 }
 
 /** Refuses one passkey more than the policy allows. */

@@ -15,7 +15,7 @@ import { verifyAssertionWith } from '../webauthn/assertion-verifier.js';
 import { resolveRpId } from '../webauthn/relying-party.js';
 import { defaultOrgId } from './bootstrap.js';
 import { event, type EventOf } from './events.js';
-import { policyOfLogin, refuseWhenSso } from './login-policy.js';
+import { refuseWhenSso, ssoRefusal } from './login-policy.js';
 import { createPseudoCredentials, type CredentialDescriptor, type LoginLookup } from './pseudo-credentials.js';
 import { checkSessionCaller, contextChangeOf, isSessionManager, lifetimeOf, METADATA_MAX_KEYS, metadataChange, setSessionContext } from './session-context.js';
 import { hashSessionToken, recordLoginFailure, sessionAggregate } from './sessions.js';
@@ -153,26 +153,23 @@ export function createLogin({ db, config, tokens }: LoginDeps): Login {
       const metadata = metadataChange(input.metadata).set;
       if (Object.keys(metadata).length > METADATA_MAX_KEYS) throw invalid(`metadata: a session holds at most ${METADATA_MAX_KEYS} keys`);
       await checkManagerMayOpen(input.caller, input.user);
-      // A name's login policy (an unknown name's: the default organization's, as availability answers).
-      const [digest, ownerId, policy] = await Promise.all([
-        input.user ? pseudo.digest(input.user) : undefined,
-        sessionOwner(),
-        input.user && input.webauthn ? policyOfLogin(db, config, input.user, sessionOwner) : undefined,
-      ]);
-      if (policy) refuseWhenSso(policy);
-      // A policy that itself requires verification is not weakened by the request.
-      const asked = input.webauthn?.userVerification ?? policy?.userVerification ?? config.userVerification;
-      const userVerification = input.webauthn ? (policy?.requiresUserVerification ? 'required' : asked) : undefined;
+      const [digest, ownerId] = await Promise.all([input.user ? pseudo.digest(input.user) : undefined, sessionOwner()]);
+      // A login by name reads the name's login policy (an unknown name's: the default organization's, as
+      // availability answers) in the session's own statement, which refuses an SSO organization and takes
+      // the user verification from a policy that requires it (the request cannot weaken that).
+      const policy = input.user && input.webauthn ? { asked: input.webauthn.userVerification, fallback: config.userVerification, ssoRequired: ssoRefusal } : undefined;
+      const requested = input.webauthn ? (input.webauthn.userVerification ?? config.userVerification) : undefined;
       // The challenge is stored by the same statement that finds the user's passkeys, so it is drawn first.
       const challenge = input.webauthn ? randomBytesPooled(32) : undefined;
       const now = Date.now();
       const id = newId();
       const token = randomBytesPooled(32).toString('base64url');
       const expiresAt = new Date(now + lifetime * 1000);
-      // The user id (added by the statement) only when known: events are read by admins, never by the anonymous caller.
+      // The user id (added by the statement) only when known: events are read by admins, never by the
+      // anonymous caller. With a policy, the statement adds the user verification too.
       const added = event('session.added', {
         usernameless: !input.user,
-        ...(challenge ? { rp_id: rpId, user_verification: userVerification } : {}),
+        ...(challenge ? { rp_id: rpId, ...(policy ? {} : { user_verification: requested }) } : {}),
         expires_at: expiresAt.toISOString(),
         user_agent: input.userAgent,
         ...(Object.keys(metadata).length ? { metadata_keys: Object.keys(metadata) } : {}),
@@ -187,13 +184,15 @@ export function createLogin({ db, config, tokens }: LoginDeps): Login {
           loginDigest: digest,
           owner: ownerId,
           expiresAt,
-          challenge: challenge && { challenge: challenge.toString('base64url'), rpId, userVerification: userVerification!, expiresAt: new Date(now + challengeTtlMs) },
+          challenge: challenge && { challenge: challenge.toString('base64url'), rpId, userVerification: requested!, expiresAt: new Date(now + challengeTtlMs) },
           userAgent: input.userAgent,
           metadata,
+          policy,
         },
         [added],
         creator,
       );
+      const userVerification = opened.userVerification;
       let options: Record<string, unknown> | undefined;
       if (challenge) {
         // No passkey for this name and RP ID (or no such user): stand-in credentials, the same every time.

@@ -36,6 +36,12 @@ export interface NewSession {
   userAgent: SessionUserAgent;
   /** Key → base64 of the value. */
   metadata: Record<string, string>;
+  /**
+   * Read the login policy of the user's organization (of `owner` for an unknown name) in the same
+   * statement: refuse when it requires SSO, and let it decide the challenge's user verification (a
+   * policy that requires it is not weakened by the request). The challenge's own then goes unused.
+   */
+  policy?: { asked: UserVerification | undefined; fallback: UserVerification; ssoRequired: () => Error } | undefined;
 }
 
 export interface InsertedSession {
@@ -45,6 +51,8 @@ export interface InsertedSession {
   orgId: string | undefined;
   /** That user's READY passkeys for the RP ID, oldest first. */
   credentials: { id: Uint8Array; transports: string[] }[];
+  /** The user verification the challenge was stored with. */
+  userVerification: UserVerification | undefined;
 }
 
 /**
@@ -75,11 +83,20 @@ export async function insertSession(db: Kysely<Database>, s: NewSession, events:
       challengeRpId: c?.rpId ?? null,
       userVerification: c?.userVerification ?? null,
       challengeExpiresAt: c?.expiresAt ?? null,
+      askedUserVerification: s.policy?.asked ?? null,
+      fallbackUserVerification: s.policy?.fallback ?? null,
     },
-    { lookup: lookup === undefined ? 'none' : 'loginName' in lookup ? 'loginName' : 'userId', challenge: c !== undefined, events: events.map((e) => e.type).join(',') },
+    {
+      lookup: lookup === undefined ? 'none' : 'loginName' in lookup ? 'loginName' : 'userId',
+      challenge: c !== undefined,
+      policy: s.policy !== undefined && c !== undefined,
+      events: events.map((e) => e.type).join(','),
+    },
+    s.policy ? { open: s.policy.ssoRequired } : {},
   );
   const first = rows[0]!;
   return {
+    userVerification: first.user_verification ?? c?.userVerification,
     details: appendResultOf(first),
     userId: first.user_id ?? undefined,
     orgId: first.org_id ?? undefined,
@@ -106,46 +123,77 @@ interface InsertSessionValues {
   challengeRpId: string | null;
   userVerification: string | null;
   challengeExpiresAt: Date | null;
+  askedUserVerification: UserVerification | null;
+  fallbackUserVerification: UserVerification | null;
 }
 
-type InsertedRow = AppendedRow & { user_id: string | null; org_id: string | null; credential_id: Uint8Array | null; transports: string[] | null };
+type InsertedRow = AppendedRow & {
+  user_id: string | null;
+  org_id: string | null;
+  credential_id: Uint8Array | null;
+  transports: string[] | null;
+  user_verification: UserVerification | null;
+};
 
-const insertSessionStatement = compiledSteps<InsertSessionValues, InsertedRow, { lookup: 'none' | 'loginName' | 'userId'; challenge: boolean; events: string }>((v, shape) => {
-  const found = shape.lookup === 'none' ? sql`false` : shape.lookup === 'loginName' ? sql`username_lower = ${v.found}::text` : sql`id = ${v.found}::text`;
-  const events = shape.events.split(',').map((type) => ({ type, payload: {} }));
-  const steps: Step[] = [
-    // Machine users never sign in: a name of one is treated like an unknown name.
-    { name: 'u', body: sql`select id, org_id from users where state = 'active' and type = 'human' and ${found}` },
-    {
-      name: 'creds',
-      body: sql`select p.credential_id, p.transports, p.created_at from passkeys p join u on p.user_id = u.id where p.state = 'ready' and p.rp_id = ${v.rpId}::text`,
-    },
-    ...appendSteps('agg', { type: 'session', id: v.id, owner: v.owner }, events, v.creator, {
-      patch: sql`jsonb_build_object('user_id', (select id from u))`,
-      row: false,
-      payloads: v.payloads,
-    }),
-    {
-      name: 'session',
-      body: sql`insert into sessions (id, token_hash, user_id, org_id, login_digest, created_at, updated_at, expires_at, sequence, user_agent, metadata, creator)
+const insertSessionStatement = compiledSteps<InsertSessionValues, InsertedRow, { lookup: 'none' | 'loginName' | 'userId'; challenge: boolean; policy: boolean; events: string }>(
+  (v, shape) => {
+    const found = shape.lookup === 'none' ? sql`false` : shape.lookup === 'loginName' ? sql`username_lower = ${v.found}::text` : sql`id = ${v.found}::text`;
+    const events = shape.events.split(',').map((type) => ({ type, payload: {} }));
+    const steps: Step[] = [
+      // Machine users never sign in: a name of one is treated like an unknown name.
+      { name: 'u', body: sql`select id, org_id from users where state = 'active' and type = 'human' and ${found}` },
+      {
+        name: 'creds',
+        body: sql`select p.credential_id, p.transports, p.created_at from passkeys p join u on p.user_id = u.id where p.state = 'ready' and p.rp_id = ${v.rpId}::text`,
+      },
+    ];
+    if (shape.policy) {
+      // The organization's policy, else the instance default (org_id ''); an unknown name's is the session owner's.
+      steps.push(
+        {
+          name: 'pol',
+          body: sql`select coalesce(lp.sso_required, false) as sso_required,
+            case when lp.user_verification = 'required' then 'required'
+              else coalesce(${v.askedUserVerification}::text, nullif(lp.user_verification, ''), ${v.fallbackUserVerification}::text) end as user_verification
+          from (select 1) one left join lateral (
+            select sso_required, user_verification from login_policies where org_id in (coalesce((select org_id from u), ${v.owner}::text), '')
+            order by org_id desc limit 1) lp on true`,
+        },
+        // Refused (and so undone as a whole) when the organization signs in through SSO.
+        { name: 'open', body: sql`select 1 from pol where not pol.sso_required`, refusal: refusedByRun },
+      );
+    }
+    steps.push(
+      ...appendSteps('agg', { type: 'session', id: v.id, owner: v.owner }, events, v.creator, {
+        patch: shape.policy
+          ? sql`jsonb_build_object('user_id', (select id from u), 'user_verification', (select user_verification from pol))`
+          : sql`jsonb_build_object('user_id', (select id from u))`,
+        row: false,
+        payloads: v.payloads,
+      }),
+      {
+        name: 'session',
+        body: sql`insert into sessions (id, token_hash, user_id, org_id, login_digest, created_at, updated_at, expires_at, sequence, user_agent, metadata, creator)
         select ${v.id}::text, ${v.tokenHash}::bytea, (select id from u), (select org_id from u),
           ${v.loginDigest}::bytea, agg.created_at, agg.updated_at, ${v.expiresAt}::timestamptz, agg.sequence,
           ${v.userAgent}::jsonb, ${v.metadata}::jsonb, ${v.creator}::text
         from agg`,
-    },
-  ];
-  if (shape.challenge) {
-    steps.push({
-      name: 'challenge',
-      body: sql`insert into challenges (id, kind, challenge, user_id, passkey_id, session_id, rp_id, user_verification, registration_code_id, expires_at)
+      },
+    );
+    if (shape.challenge) {
+      steps.push({
+        name: 'challenge',
+        body: sql`insert into challenges (id, kind, challenge, user_id, passkey_id, session_id, rp_id, user_verification, registration_code_id, expires_at)
         select ${v.challengeId}::text, 'authentication', ${v.challenge}::text, (select id from u), null, ${v.id}::text, ${v.challengeRpId}::text,
-          ${v.userVerification}::text, null, ${v.challengeExpiresAt}::timestamptz`,
-    });
-  }
-  const tail = sql`agg.sequence, agg.created_at, agg.updated_at, agg.resource_owner, u.id as user_id, u.org_id, creds.credential_id, creds.transports
+          ${shape.policy ? sql`(select user_verification from pol)` : sql`${v.userVerification}::text`}, null, ${v.challengeExpiresAt}::timestamptz`,
+      });
+    }
+    const tail = sql`agg.sequence, agg.created_at, agg.updated_at, agg.resource_owner, u.id as user_id, u.org_id, creds.credential_id, creds.transports,
+      ${shape.policy ? sql`(select user_verification from pol)` : sql`null::text`} as user_verification
       from agg left join u on true left join creds on true order by creds.created_at`;
-  return { steps, tail };
-});
+    return { steps, tail };
+  },
+);
 
 /** What a verified assertion changes. */
 export interface CompletedLogin {
