@@ -36,7 +36,8 @@ export interface EffectivePolicy extends Omit<LoginPolicyFields, 'attestation' |
   requiresUserVerification: boolean;
 }
 
-function effective(fields: LoginPolicyFields | null | undefined, config: Config): EffectivePolicy {
+/** A policy as it applies, from its stored fields (none: the built-in policy) and the server's defaults. */
+export function effective(fields: LoginPolicyFields | null | undefined, config: Config): EffectivePolicy {
   const f = fields ?? BUILT_IN;
   const { attestation, user_verification, ...rest } = f;
   const asked = attestation || config.attestation;

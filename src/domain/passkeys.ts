@@ -13,7 +13,7 @@ import { creationOptions, type AuthenticatorAttachment } from '../webauthn/creat
 import type { TrustedMetadata } from '../webauthn/metadata.js';
 import { parseRegistrationResponse, verifyRegistration } from '../webauthn/registration-response.js';
 import { event } from './events.js';
-import { policyOfOrg, refuseAuthenticator, refuseBeyondLimit, refuseWhenSso } from './login-policy.js';
+import { effective, policyOfOrg, refuseAuthenticator, refuseBeyondLimit, refuseWhenSso } from './login-policy.js';
 import { CODE_REFUSED, isCodeUsable, readRegistrationCode, recordCodeFailure } from './registration-codes.js';
 import type { ChangeDetails } from './types.js';
 import { getUser } from './users.js';
@@ -52,7 +52,7 @@ export async function beginPasskeyRegistration(db: Kysely<Database>, input: Begi
   const user = await store.findRegisteringUser(db, input.userId);
   if (!user) throw notFound(`user ${input.userId}`);
   if (user.type === 'machine') throw precondition(`user ${input.userId} is a machine user: machine users have no passkeys (they use keys, tokens or secrets)`);
-  const policy = await policyOfOrg(db, input.config, user.org_id);
+  const policy = effective(user.policy, input.config);
   refuseWhenSso(policy);
   refuseBeyondLimit(policy, user.credentials.length);
   // Asked for REQUIRED or PREFERRED only: the stored requirement decides what verification demands.
@@ -156,12 +156,12 @@ export async function completePasskeyRegistration(db: Kysely<Database>, input: C
     rpId: challenge.rpId,
     requireUserVerification: passkey.user_verification === 'required',
   });
-  // The policy as it is now (it may have changed since the registration began).
-  const policy = await policyOfOrg(db, input.config, passkey.org_id);
+  // The policy as it is now (it may have changed since the registration began), read with the registration.
+  const policy = effective(passkey.policy, input.config);
   refuseWhenSso(policy);
   refuseAuthenticator(policy, credential.aaguid);
   if (policy.require_trusted_attestation) input.metadata.checkTrusted(credential);
-  refuseBeyondLimit(policy, await store.countReadyPasskeys(db, input.userId));
+  refuseBeyondLimit(policy, Number(passkey.ready_count));
 
   /** `withCode`: the event names the code as used, and the statement refuses if it could not be. */
   const write = (withCode: boolean) => {

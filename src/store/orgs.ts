@@ -1,4 +1,4 @@
-import { sql, type Kysely, type Selectable, type Transaction } from 'kysely';
+import { sql, type Kysely, type RawBuilder, type Selectable, type Transaction } from 'kysely';
 import type { AppendResult } from './events.js';
 import { stampOf } from './events.js';
 import { listPage, type ListResult, type Page } from './lists.js';
@@ -61,11 +61,19 @@ export async function findLoginPolicy(db: Db, orgId: string): Promise<LoginPolic
   return db.selectFrom('login_policies').selectAll().where('org_id', 'in', [orgId, '']).orderBy('org_id', 'desc').limit(1).executeTakeFirst();
 }
 
+/**
+ * The login policy (as jsonb, or null for none) that applies to the organization `orgId` names (a
+ * column or value): its own, else the instance default. Reads that need it anyway take it along, so
+ * a ceremony does not pay a round trip for it.
+ */
+export function loginPolicyOf(orgId: RawBuilder<unknown>): RawBuilder<LoginPolicyFields | null> {
+  return sql<LoginPolicyFields | null>`(select to_jsonb(lp) from login_policies lp where lp.org_id in (${orgId}, '') order by lp.org_id desc limit 1)`;
+}
+
 /** The policy of the organization of an active user found by login name or id (undefined: no such user). */
 export async function findLoginPolicyOfLogin(db: Db, lookup: { loginName: string } | { userId: string }): Promise<{ orgId: string; policy: LoginPolicyFields | null } | undefined> {
   const where = 'loginName' in lookup ? sql`u.username_lower = ${lookup.loginName.toLowerCase()}` : sql`u.id = ${lookup.userId}`;
-  const { rows } = await sql<{ org_id: string; policy: LoginPolicyFields | null }>`select u.org_id,
-      (select to_jsonb(p) from login_policies p where p.org_id in (u.org_id, '') order by p.org_id desc limit 1) as policy
+  const { rows } = await sql<{ org_id: string; policy: LoginPolicyFields | null }>`select u.org_id, ${loginPolicyOf(sql`u.org_id`)} as policy
     from users u where ${where} and u.state = 'active'`.execute(db);
   const row = rows[0];
   return row ? { orgId: row.org_id, policy: row.policy } : undefined;

@@ -2,6 +2,7 @@ import { sql, type Kysely, type RawBuilder, type Selectable, type Transaction } 
 import { newId } from '../ids.js';
 import { appendResultOf, appendSteps, type AppendResult, type AppendedRow, type NewEvent } from './events.js';
 import { listPage, type ListResult, type Page } from './lists.js';
+import { loginPolicyOf, type LoginPolicyFields } from './orgs.js';
 import type { ChallengesTable, Database, PasskeysTable } from './schema.js';
 import { runSteps, type Step } from './statement.js';
 
@@ -20,14 +21,17 @@ export interface RegisteringUser {
   webauthn_user_handle: Uint8Array;
   type: 'human' | 'machine';
   credentials: { id: Uint8Array; transports: string[] }[];
+  /** The login policy that applies to the user's organization (null: the built-in one). */
+  policy: LoginPolicyFields | null;
 }
 
-/** The user and its READY credentials, in one read; undefined for an unknown user. */
+/** The user, its READY credentials and its organization's login policy, in one read; undefined for an unknown user. */
 export async function findRegisteringUser(db: Kysely<Database>, userId: string): Promise<RegisteringUser | undefined> {
   const rows = await db
     .selectFrom('users as u')
     .leftJoin('passkeys as p', (j) => j.onRef('p.user_id', '=', 'u.id').on('p.state', '=', 'ready'))
     .select(['u.id', 'u.org_id', 'u.username', 'u.display_name', 'u.webauthn_user_handle', 'u.type', 'p.credential_id', 'p.transports'])
+    .select(loginPolicyOf(sql`u.org_id`).as('policy'))
     .where('u.id', '=', userId)
     .execute();
   const user = rows[0];
@@ -41,6 +45,7 @@ export async function findRegisteringUser(db: Kysely<Database>, userId: string):
     webauthn_user_handle: user.webauthn_user_handle,
     type: user.type,
     credentials,
+    policy: user.policy,
   };
 }
 
@@ -124,9 +129,13 @@ export type RegistrationRow = PasskeyRow & {
   user_verification: ChallengesTable['user_verification'] | null;
   challenge_expires_at: Date | null;
   challenge_code_id: string | null;
+  /** The login policy of the passkey's organization as it is now (null: the built-in one). */
+  policy: LoginPolicyFields | null;
+  /** The user's READY passkeys now. */
+  ready_count: number | string;
 };
 
-/** The passkey with its registration challenge, in one read. */
+/** The passkey with its registration challenge, its organization's login policy and the user's READY count, in one read. */
 export async function findRegistration(db: Kysely<Database>, passkeyId: string): Promise<RegistrationRow | undefined> {
   return db
     .selectFrom('passkeys as p')
@@ -140,6 +149,8 @@ export async function findRegistration(db: Kysely<Database>, passkeyId: string):
       'c.expires_at as challenge_expires_at',
       'c.registration_code_id as challenge_code_id',
     ])
+    .select(loginPolicyOf(sql`p.org_id`).as('policy'))
+    .select(sql<number>`(select count(*) from passkeys r where r.user_id = p.user_id and r.state = 'ready')`.as('ready_count'))
     .where('p.id', '=', passkeyId)
     .executeTakeFirst() as Promise<RegistrationRow | undefined>;
 }
