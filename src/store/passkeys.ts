@@ -4,7 +4,7 @@ import { appendResultOf, appendSteps, type AppendResult, type AppendedRow, type 
 import { listPage, type ListResult, type Page } from './lists.js';
 import { loginPolicyOf, type LoginPolicyFields } from './orgs.js';
 import type { ChallengesTable, Database, PasskeysTable } from './schema.js';
-import { runSteps, type Step } from './statement.js';
+import { compiledStatement, runSteps, type Step } from './statement.js';
 
 /** A passkey as stored (current state). */
 export type PasskeyRow = Selectable<PasskeysTable>;
@@ -25,15 +25,18 @@ export interface RegisteringUser {
   policy: LoginPolicyFields | null;
 }
 
-/** The user, its READY credentials and its organization's login policy, in one read; undefined for an unknown user. */
-export async function findRegisteringUser(db: Kysely<Database>, userId: string): Promise<RegisteringUser | undefined> {
-  const rows = await db
+const registeringUserStatement = compiledStatement((v: { userId: string }, db) =>
+  db
     .selectFrom('users as u')
     .leftJoin('passkeys as p', (j) => j.onRef('p.user_id', '=', 'u.id').on('p.state', '=', 'ready'))
     .select(['u.id', 'u.org_id', 'u.username', 'u.display_name', 'u.webauthn_user_handle', 'u.type', 'p.credential_id', 'p.transports'])
     .select(loginPolicyOf(sql`u.org_id`).as('policy'))
-    .where('u.id', '=', userId)
-    .execute();
+    .where('u.id', '=', v.userId),
+);
+
+/** The user, its READY credentials and its organization's login policy, in one read; undefined for an unknown user. */
+export async function findRegisteringUser(db: Kysely<Database>, userId: string): Promise<RegisteringUser | undefined> {
+  const rows = await registeringUserStatement(db, { userId });
   const user = rows[0];
   if (!user) return undefined;
   const credentials = rows.filter((r) => r.credential_id).map((r) => ({ id: r.credential_id!, transports: r.transports ?? [] }));
@@ -137,7 +140,11 @@ export type RegistrationRow = PasskeyRow & {
 
 /** The passkey with its registration challenge, its organization's login policy and the user's READY count, in one read. */
 export async function findRegistration(db: Kysely<Database>, passkeyId: string): Promise<RegistrationRow | undefined> {
-  return db
+  return (await registrationStatement(db, { passkeyId }))[0] as RegistrationRow | undefined;
+}
+
+const registrationStatement = compiledStatement((v: { passkeyId: string }, db) =>
+  db
     .selectFrom('passkeys as p')
     .leftJoin('challenges as c', (j) => j.onRef('c.passkey_id', '=', 'p.id').on('c.kind', '=', 'registration'))
     .selectAll('p')
@@ -151,9 +158,8 @@ export async function findRegistration(db: Kysely<Database>, passkeyId: string):
     ])
     .select(loginPolicyOf(sql`p.org_id`).as('policy'))
     .select(sql<number>`(select count(*) from passkeys r where r.user_id = p.user_id and r.state = 'ready')`.as('ready_count'))
-    .where('p.id', '=', passkeyId)
-    .executeTakeFirst() as Promise<RegistrationRow | undefined>;
-}
+    .where('p.id', '=', v.passkeyId),
+);
 
 /** The verified credential's columns, as the passkey row stores them. */
 export interface StoredCredential {
