@@ -59,7 +59,8 @@ export interface InsertedSession {
  * Opens a session and, when asked, its WebAuthn challenge, with its events, for the user a login name
  * or id names, in ONE statement: it looks the user up, stores the session bound to whoever it found
  * (the user's id is merged into the events' payloads), and returns that user's passkeys for the allow
- * list. The same statement runs whether or not the login name exists.
+ * list; with `policy`, it also reads the login policy and is refused as a whole for an SSO organization.
+ * The same statement runs whether or not the login name exists.
  */
 export async function insertSession(db: Kysely<Database>, s: NewSession, events: readonly NewEvent[], creator: string): Promise<InsertedSession> {
   const c = s.challenge;
