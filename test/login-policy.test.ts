@@ -20,6 +20,11 @@ const users = () => clientFor(UserService, 'grpc', srv.url);
 /** A new organization (over gRPC) with one human user in it (over REST); their ids and the user's name. */
 async function orgWithUser(): Promise<{ orgId: string; userId: string; username: string }> {
   const { organizationId: orgId } = await orgs().addOrganization({ name: uniqueName('org') }, bearer(srv.admin));
+  return orgWithUserIn(orgId);
+}
+
+/** A new human user (over REST) in an organization. */
+async function orgWithUserIn(orgId: string): Promise<{ orgId: string; userId: string; username: string }> {
   const username = uniqueName('user');
   const r = await restOk(
     srv.url,
@@ -174,6 +179,26 @@ describe(`login policy (${BACKEND})`, () => {
 
     await orgs().setLoginPolicy({ organizationId: orgId, policy: { maxPasskeysPerUser: 2 } }, bearer(srv.admin));
     expect(await codeOf(registerPasskey(srv.url, { userId, token: srv.admin }))).toBe('ok');
+  });
+
+  it('max_passkeys_per_user 1: two registrations verified at the same moment store one passkey, the other is 409', async () => {
+    const { orgId } = await orgWithUser();
+    await orgs().setLoginPolicy({ organizationId: orgId, policy: { maxPasskeysPerUser: 1 } }, bearer(srv.admin));
+    for (let round = 0; round < 4; round++) {
+      const { userId } = await orgWithUserIn(orgId);
+      const begun = [await users().registerPasskey({ userId }, bearer(srv.admin)), await users().registerPasskey({ userId }, bearer(srv.admin))];
+      // Both responses are signed before either is sent, so the two verifications race in the server.
+      const signed = await Promise.all(
+        begun.map((b) => createSoftAuthenticator().register(creationOptionsOf(b.publicKeyCredentialCreationOptions), { origin: 'http://localhost:8080' })),
+      );
+      const codes = await Promise.all(
+        begun.map((b, i) =>
+          codeOf(users().verifyPasskeyRegistration({ userId, passkeyId: b.passkeyId, publicKeyCredential: signed[i] as never, passkeyName: `p${i}` }, bearer(srv.admin))),
+        ),
+      );
+      expect(codes.sort(), `round ${round}`).toEqual(['ok', Code.AlreadyExists].sort());
+      expect((await users().listPasskeys({ userId }, bearer(srv.admin))).result).toHaveLength(1);
+    }
   });
 
   it('allowed and denied AAGUIDs decide which authenticators may register', async () => {

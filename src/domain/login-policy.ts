@@ -148,11 +148,14 @@ export function refuseWhenSso(policy: Pick<EffectivePolicy, 'sso_required'>): vo
 
 /** Refuses one passkey more than the policy allows. */
 export function refuseBeyondLimit(policy: EffectivePolicy, ready: number): void {
-  if (ready >= policy.max_passkeys_per_user) {
-    throw alreadyExists(
-      `this user already has ${ready} passkey${ready === 1 ? '' : 's'}, the most the login policy allows (max_passkeys_per_user ${policy.max_passkeys_per_user}); remove one to register another`,
-    );
-  }
+  if (ready >= policy.max_passkeys_per_user) throw beyondLimit(policy, ready);
+}
+
+/** The refusal of one passkey more than the policy allows, for a user with `ready` of them. */
+export function beyondLimit(policy: EffectivePolicy, ready: number): Error {
+  return alreadyExists(
+    `this user already has ${ready} passkey${ready === 1 ? '' : 's'}, the most the login policy allows (max_passkeys_per_user ${policy.max_passkeys_per_user}); remove one to register another`,
+  );
 }
 
 /** Refuses an authenticator the policy's AAGUID lists exclude. */

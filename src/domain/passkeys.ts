@@ -13,7 +13,7 @@ import { creationOptions, type AuthenticatorAttachment } from '../webauthn/creat
 import type { TrustedMetadata } from '../webauthn/metadata.js';
 import { parseRegistrationResponse, verifyRegistration } from '../webauthn/registration-response.js';
 import { event } from './events.js';
-import { effective, policyOfOrg, refuseAuthenticator, refuseBeyondLimit, refuseWhenSso } from './login-policy.js';
+import { beyondLimit, effective, policyOfOrg, refuseAuthenticator, refuseBeyondLimit, refuseWhenSso } from './login-policy.js';
 import { CODE_REFUSED, isCodeUsable, readRegistrationCode, recordCodeFailure } from './registration-codes.js';
 import type { ChangeDetails } from './types.js';
 import { getUser } from './users.js';
@@ -184,11 +184,17 @@ export async function completePasskeyRegistration(db: Kysely<Database>, input: C
     const gone = () => precondition('registration already completed or expired');
     return store.storeVerifiedCredential(
       db,
-      { userId: input.userId, orgId: passkey.org_id, passkeyId: passkey.id, challengeId: challenge.id, codeId, now },
+      { userId: input.userId, orgId: passkey.org_id, passkeyId: passkey.id, challengeId: challenge.id, codeId, now, maxReady: policy.max_passkeys_per_user },
       { name: input.name, ...credential },
       [verified],
       input.creator ?? `registration_code:${challenge.codeId ?? ''}`,
-      { gone, codeTaken: () => new CodeTaken(), userGone: () => notFound(`user ${input.userId}`) },
+      {
+        gone,
+        codeTaken: () => new CodeTaken(),
+        userGone: () => notFound(`user ${input.userId}`),
+        // Another registration of this user was verified meanwhile and reached the limit.
+        full: () => beyondLimit(policy, policy.max_passkeys_per_user),
+      },
     );
   };
 

@@ -157,7 +157,7 @@ const registrationStatement = compiledStatement((v: { passkeyId: string }, db) =
       'c.registration_code_id as challenge_code_id',
     ])
     .select(loginPolicyOf(sql`p.org_id`).as('policy'))
-    .select(sql<number>`(select count(*) from passkeys r where r.user_id = p.user_id and r.state = 'ready')`.as('ready_count'))
+    .select(sql<number>`(select u.ready_passkeys from users u where u.id = p.user_id)`.as('ready_count'))
     .where('p.id', '=', v.passkeyId),
 );
 
@@ -186,6 +186,8 @@ export interface FinishedRegistration {
   /** The registration code to mark used, or null. */
   codeId: string | null;
   now: Date;
+  /** The most READY passkeys the user may have (the login policy's max_passkeys_per_user). */
+  maxReady: number;
 }
 
 /** Why a registration's one statement was refused: the step that found nothing. */
@@ -195,6 +197,8 @@ export interface RegistrationRefusals {
   /** The registration code was used by another registration meanwhile. */
   codeTaken: () => Error;
   userGone: () => Error;
+  /** The user has as many READY passkeys as the policy allows (counted on the user's row, as it is now). */
+  full: () => Error;
 }
 
 /**
@@ -243,6 +247,8 @@ export async function storeVerifiedCredential(
     ...appendSteps('usr', { type: 'user', id: r.userId, owner: r.orgId }, events, creator, {
       when: sql<boolean>`exists (select 1 from consumed) and exists (select 1 from code) and exists (select 1 from users where id = ${r.userId}::text)`,
       refusal: refusals.userGone,
+      // The user's row counts READY passkeys; its UPDATE waits for a concurrent one and re-checks.
+      row: { name: 'room', set: sql`ready_passkeys = r.ready_passkeys + 1`, where: sql<boolean>`r.ready_passkeys < ${r.maxReady}::int`, refusal: refusals.full },
     }),
     { name: 'stored', body: sql`${store}`, refusal: refusals.gone },
   ];
@@ -275,7 +281,8 @@ export async function renamePasskeyRow(trx: Transaction<Database>, passkeyId: st
   await trx.updateTable('passkeys').set({ name, updated_at: at }).where('id', '=', passkeyId).execute();
 }
 
-/** Deletes a passkey's row (its events stay). */
+/** Deletes a passkey's row (its events stay), and counts it off its user's READY passkeys when it was one. */
 export async function deletePasskeyRow(trx: Transaction<Database>, passkeyId: string): Promise<void> {
-  await trx.deleteFrom('passkeys').where('id', '=', passkeyId).execute();
+  await sql`with gone as (delete from passkeys where id = ${passkeyId}::text returning user_id, state)
+    update users u set ready_passkeys = u.ready_passkeys - 1 from gone where u.id = gone.user_id and gone.state = 'ready'`.execute(trx);
 }

@@ -87,6 +87,8 @@ export interface UsersTable {
   sequence: number;
   /** 'human' or 'machine' (a service account: no passkeys, no login session). */
   type: Generated<'human' | 'machine'>;
+  /** How many of the user's passkeys are READY (kept by the statements that change that; migration 010). */
+  ready_passkeys: Generated<number>;
   machine_name: Generated<string>;
   machine_description: Generated<string>;
   /** scrypt hash of a machine user's client secret, and the id naming that secret (tokens carry it). */
