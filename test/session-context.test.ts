@@ -222,6 +222,21 @@ describe(`session context over REST with ZITADEL's request bodies (${BACKEND})`,
     expect(after.json.session.metadata.a0).toBeUndefined();
     expect(after.json.session.metadata.b0).toBe(b64('x'));
   });
+
+  it('metadata: two changes at the same moment cannot together pass the 20-key bound', async () => {
+    for (let round = 0; round < 4; round++) {
+      const created = await rest('POST', '/v2/sessions', { challenges: { webAuthN: {} }, metadata: Object.fromEntries(Array.from({ length: 17 }, (_, i) => [`a${i}`, b64('v')])) });
+      const { sessionId, sessionToken } = created.json;
+      // Each adds 3 keys: either alone fits (20), both together would make 23.
+      const change = (p: string) => rest('PATCH', `/v2/sessions/${sessionId}`, { sessionToken, metadata: Object.fromEntries([0, 1, 2].map((i) => [`${p}${i}`, b64('v')])) });
+      const answers = await Promise.all([change('x'), change('y')]);
+      expect(answers.map((a) => a.status).sort(), `round ${round}`).toEqual([200, 400]);
+      expect(answers.find((a) => a.status === 400)!.json.message).toMatch(/at most 20 keys/);
+      const got = await rest('GET', `/v2/sessions/${sessionId}?sessionToken=${encodeURIComponent(sessionToken)}`);
+      expect(Object.keys(got.json.session.metadata)).toHaveLength(20);
+      expect((await eventsOf(sessionId)).map((e) => e.event_type)).toEqual(['session.added', 'session.metadata.set']);
+    }
+  });
 });
 
 describe.each(['grpc', 'connect'] as const)(`session context over %s (${BACKEND})`, (protocol) => {

@@ -17,7 +17,7 @@ import { defaultOrgId } from './bootstrap.js';
 import { event, type EventOf } from './events.js';
 import { refuseWhenSso, ssoRefusal } from './login-policy.js';
 import { createPseudoCredentials, type CredentialDescriptor, type LoginLookup } from './pseudo-credentials.js';
-import { checkSessionCaller, contextChangeOf, isSessionManager, lifetimeOf, METADATA_MAX_KEYS, metadataChange, setSessionContext } from './session-context.js';
+import { checkSessionCaller, contextChangeOf, isSessionManager, lifetimeOf, METADATA_MAX_KEYS, metadataChange, metadataFull, setSessionContext } from './session-context.js';
 import { hashSessionToken, recordLoginFailure, sessionAggregate } from './sessions.js';
 import type { ChangeDetails } from './types.js';
 
@@ -151,7 +151,7 @@ export function createLogin({ db, config, tokens }: LoginDeps): Login {
       const rpId = resolveRpId(config, input.webauthn?.domain);
       const lifetime = lifetimeOf(input.lifetimeSeconds, config) ?? config.sessionTtlSeconds;
       const metadata = metadataChange(input.metadata).set;
-      if (Object.keys(metadata).length > METADATA_MAX_KEYS) throw invalid(`metadata: a session holds at most ${METADATA_MAX_KEYS} keys`);
+      if (Object.keys(metadata).length > METADATA_MAX_KEYS) throw metadataFull();
       await checkManagerMayOpen(input.caller, input.user);
       const [digest, ownerId] = await Promise.all([input.user ? pseudo.digest(input.user) : undefined, sessionOwner()]);
       // A login by name reads the name's login policy (an unknown name's: the default organization's, as
@@ -367,6 +367,7 @@ export function createLogin({ db, config, tokens }: LoginDeps): Login {
         consumed: () => unauthenticated('this assertion was already used'),
         ended: () => precondition('the session has ended; start a new login'),
         notAccepted: () => unauthenticated(NOT_ACCEPTED),
+        metadataFull,
       },
     );
     const expiresAt = context.change?.expiresAt ?? session.expires_at;

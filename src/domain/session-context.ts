@@ -12,6 +12,11 @@ import type { ChangeDetails } from './types.js';
 
 /** Metadata bounds: keys per session, characters per key, bytes per value. */
 export const METADATA_MAX_KEYS = 20;
+
+/** The refusal of a metadata change that would leave a session with more than METADATA_MAX_KEYS keys. */
+export function metadataFull(): Error {
+  return invalid(`metadata: a session holds at most ${METADATA_MAX_KEYS} keys`);
+}
 const METADATA_MAX_VALUE_BYTES = 4096;
 
 /** Headers never stored or recorded: they carry credentials. */
@@ -105,8 +110,10 @@ export function contextChangeOf(
     const keys = new Set(Object.keys(session.metadata ?? {}));
     for (const k of Object.keys(m.set)) keys.add(k);
     for (const k of m.delete) keys.delete(k);
-    if (keys.size > METADATA_MAX_KEYS) throw invalid(`metadata: a session holds at most ${METADATA_MAX_KEYS} keys`);
-    change.metadata = m;
+    // Checked here against the session as read (the clear answer in the common case), and again by the
+    // statement against the row as it is then (two changes at once).
+    if (keys.size > METADATA_MAX_KEYS) throw metadataFull();
+    change.metadata = { ...m, maxKeys: METADATA_MAX_KEYS };
     events.push(event('session.metadata.set', { set: Object.keys(m.set), deleted: m.delete }));
   }
   return { change: events.length ? change : undefined, events };
@@ -120,5 +127,8 @@ export async function setSessionContext(
   events: EventOf<'session'>[],
   creator: string,
 ): Promise<ChangeDetails> {
-  return changeSessionContext(db, sessionAggregate(session.id, session.owner), change, events, creator, () => precondition('the session has ended; start a new login'));
+  return changeSessionContext(db, sessionAggregate(session.id, session.owner), change, events, creator, {
+    ended: () => precondition('the session has ended; start a new login'),
+    metadataFull,
+  });
 }

@@ -216,20 +216,32 @@ export interface CompletedLogin {
 /** A change of a session's lifetime or metadata. */
 export interface SessionContextChange {
   expiresAt?: Date | undefined;
-  /** Keys to set (base64 values) and keys to delete. */
-  metadata?: { set: Record<string, string>; delete: string[] } | undefined;
+  /** Keys to set (base64 values) and keys to delete, and how many keys the session may hold after. */
+  metadata?: { set: Record<string, string>; delete: string[]; maxKeys: number } | undefined;
 }
+
+/** What a statement with a metadata change raises (passkeyd_refuse) when the session would hold too many keys. */
+export const METADATA_FULL = 'metadata_full';
 
 /** The SQL assignments of a context change (none when nothing changes), for a session row aliased `r`. */
 export function contextAssignments(c: SessionContextChange | undefined) {
-  return contextSet(c?.expiresAt, c?.metadata && JSON.stringify(c.metadata.set), c?.metadata?.delete);
+  return contextSet(c?.expiresAt, c?.metadata && JSON.stringify(c.metadata.set), c?.metadata?.delete, c?.metadata?.maxKeys);
 }
 
-/** The assignments for a new expiry and metadata keys to set (JSON) and delete; each part only when given. */
-function contextSet(expiresAt: Date | undefined, metadataSet: string | undefined, metadataDelete: string[] | undefined) {
+/**
+ * The assignments for a new expiry and metadata keys to set (JSON) and delete; each part only when
+ * given. The key count is checked on the row as the UPDATE finds it (after any concurrent change to
+ * the same session), so two changes at once cannot together pass the bound: too many raises METADATA_FULL.
+ */
+function contextSet(expiresAt: Date | undefined, metadataSet: string | undefined, metadataDelete: string[] | undefined, maxKeys: number | undefined) {
   const parts = [];
   if (expiresAt) parts.push(sql`expires_at = ${expiresAt}::timestamptz`);
-  if (metadataSet) parts.push(sql`metadata = (r.metadata || ${metadataSet}::jsonb) - ${metadataDelete}::text[]`);
+  if (metadataSet) {
+    const next = sql`(r.metadata || ${metadataSet}::jsonb) - ${metadataDelete}::text[]`;
+    parts.push(
+      sql`metadata = case when (select count(*) from jsonb_object_keys(${next})) > ${maxKeys}::int then passkeyd_refuse(${METADATA_FULL}::text)::text::jsonb else ${next} end`,
+    );
+  }
   return parts;
 }
 
@@ -238,6 +250,8 @@ export interface LoginRefusals {
   consumed: () => Error;
   /** The session ended or expired meanwhile. */
   ended: () => Error;
+  /** The metadata change would leave the session with more keys than it may hold. */
+  metadataFull: () => Error;
   /** The passkey went away, or its counter did not increase (two logins raced with one credential). */
   notAccepted: () => Error;
 }
@@ -275,6 +289,7 @@ export async function completeLogin(
       expiresAt: l.context?.expiresAt ?? null,
       metadataSet: l.context?.metadata ? JSON.stringify(l.context.metadata.set) : null,
       metadataDelete: l.context?.metadata?.delete ?? null,
+      metadataMaxKeys: l.context?.metadata?.maxKeys ?? null,
     },
     {
       reject: l.rejectCounterRegression,
@@ -283,7 +298,7 @@ export async function completeLogin(
       sessionEvents: sessionEvents.map((e) => e.type).join(','),
       userEvents: userEvents.map((e) => e.type).join(','),
     },
-    { consumed: refusals.consumed, live: refusals.ended, accepted: refusals.notAccepted },
+    { consumed: refusals.consumed, live: refusals.ended, accepted: refusals.notAccepted, [METADATA_FULL]: refusals.metadataFull },
   );
   return appendResultOf(rows[0]!);
 }
@@ -306,6 +321,7 @@ interface CompleteLoginValues {
   expiresAt: Date | null;
   metadataSet: string | null;
   metadataDelete: string[] | null;
+  metadataMaxKeys: number | null;
 }
 
 const eventsOfShape = (types: string) => (types ? types.split(',') : []).map((type) => ({ type, payload: {} }));
@@ -316,7 +332,12 @@ const completeLoginStatement = compiledSteps<
   { reject: boolean; lifetime: boolean; metadata: boolean; sessionEvents: string; userEvents: string }
 >((v, shape) => {
   const counterGuard = shape.reject ? sql<boolean>`(sign_count < ${v.signCount} or (${v.signCount} = 0 and sign_count = 0))` : sql<boolean>`true`;
-  const context = contextSet(shape.lifetime ? v.expiresAt! : undefined, shape.metadata ? v.metadataSet! : undefined, shape.metadata ? v.metadataDelete! : undefined);
+  const context = contextSet(
+    shape.lifetime ? v.expiresAt! : undefined,
+    shape.metadata ? v.metadataSet! : undefined,
+    shape.metadata ? v.metadataDelete! : undefined,
+    shape.metadata ? v.metadataMaxKeys! : undefined,
+  );
   const steps: Step[] = [
     { name: 'consumed', body: sql`delete from challenges where id = ${v.challengeId}::text returning id`, refusal: refusedByRun },
     ...appendSteps('sess', { type: 'session', id: v.sessionId, owner: v.sessionOwner }, eventsOfShape(shape.sessionEvents), v.userId, {

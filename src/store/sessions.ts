@@ -2,7 +2,7 @@ import { sql, type Kysely, type Selectable, type Transaction } from 'kysely';
 import { newId } from '../ids.js';
 import { appendResultOf, appendSteps, lockAggregate, type AggregateRef, type AppendedRow, type AppendResult, type NewEvent } from './events.js';
 import { listPage, type ListResult, type Page } from './lists.js';
-import { contextAssignments, type NewChallenge, type SessionContextChange } from './login.js';
+import { contextAssignments, METADATA_FULL, type NewChallenge, type SessionContextChange } from './login.js';
 import { runSteps } from './statement.js';
 import type { Database, SessionsTable } from './schema.js';
 
@@ -88,8 +88,8 @@ export async function listSessions(db: Kysely<Database>, filters: readonly Sessi
 }
 
 /**
- * Changes a live session's lifetime or metadata with its events, in ONE statement; `ended` is the
- * refusal when the session is gone or expired.
+ * Changes a live session's lifetime or metadata with its events, in ONE statement; refused with `ended`
+ * when the session is gone or expired, with `metadataFull` when it would hold too many keys.
  */
 export async function changeSessionContext(
   db: Kysely<Database>,
@@ -97,12 +97,14 @@ export async function changeSessionContext(
   change: SessionContextChange,
   events: readonly NewEvent[],
   creator: string,
-  ended: () => Error,
+  refusals: { ended: () => Error; metadataFull: () => Error },
 ): Promise<AppendResult> {
   const steps = appendSteps('sess', agg, events, creator, {
-    row: { name: 'live', refusal: ended, set: sql.join(contextAssignments(change), sql`, `), where: sql<boolean>`r.expires_at > now()` },
+    row: { name: 'live', refusal: refusals.ended, set: sql.join(contextAssignments(change), sql`, `), where: sql<boolean>`r.expires_at > now()` },
   });
-  const rows = await runSteps<AppendedRow>(db, steps, sql`sess.sequence, sess.created_at, sess.updated_at, sess.resource_owner from (select 1) one left join sess on true`);
+  const rows = await runSteps<AppendedRow>(db, steps, sql`sess.sequence, sess.created_at, sess.updated_at, sess.resource_owner from (select 1) one left join sess on true`, {
+    [METADATA_FULL]: refusals.metadataFull,
+  });
   return appendResultOf(rows[0]!);
 }
 

@@ -44,13 +44,14 @@ async function executeSteps<R>(run: () => Promise<{ rows: R[] }>, refusalOf: (st
  * name>)`, whose error aborts the statement and so undoes every step; the caller gets that step's
  * refusal. `tail` is the rest of the final SELECT (columns, FROM ...); it must yield at least one row
  * for the check to run, typically `... from (select 1) one left join <step> on true`. A statement that
- * lost to a concurrent writer (serialization failure, deadlock) runs again, a few times.
+ * lost to a concurrent writer (serialization failure, deadlock) runs again, a few times. `raised`: the
+ * errors for reasons a step's own SQL may give passkeyd_refuse() (a check made on a row as updated).
  */
-export async function runSteps<R>(db: Kysely<Database>, steps: readonly Step[], tail: RawBuilder<unknown>): Promise<R[]> {
+export async function runSteps<R>(db: Kysely<Database>, steps: readonly Step[], tail: RawBuilder<unknown>, raised: Readonly<Record<string, () => Error>> = {}): Promise<R[]> {
   const { query, refusals } = stepsQuery<R>(steps, tail);
   return executeSteps(
     () => query.execute(db),
-    (name) => refusals.get(name),
+    (name) => refusals.get(name) ?? raised[name],
   );
 }
 
