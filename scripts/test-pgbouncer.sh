@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The PostgreSQL tests that matter behind a pooler (logins, registrations, rate limits, several
+# The PostgreSQL tests that matter behind a pooler (logins, registrations, rate limits, login policies, session context, several
 # instances on one database, key retirement, concurrent writers), run through a PgBouncer in
 # transaction mode with PASSKEYD_DATABASE_PREPARED_STATEMENTS=false, the way operators put PostgreSQL
 # behind many instances. Starts its own PgBouncer (config in a temporary directory, its own port, trust
@@ -11,7 +11,7 @@ pg_url=${PASSKEYD_CI_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}
 pg_host=$(node -e 'const u = new URL(process.argv[1]); console.log(u.hostname)' "$pg_url")
 pg_port=$(node -e 'const u = new URL(process.argv[1]); console.log(u.port || 5432)' "$pg_url")
 port=${PASSKEYD_PGBOUNCER_PORT:-16432}
-tests=${PASSKEYD_PGBOUNCER_TESTS:-test/login-flow.test.ts test/login-instances.test.ts test/passkeys-flow.test.ts test/rate-limit.test.ts test/rate-limit-leases.test.ts test/machine-users-instances.test.ts test/signing-key-retirement.test.ts test/concurrency.test.ts}
+tests=${PASSKEYD_PGBOUNCER_TESTS:-test/login-flow.test.ts test/login-instances.test.ts test/passkeys-flow.test.ts test/rate-limit.test.ts test/rate-limit-leases.test.ts test/machine-users-instances.test.ts test/signing-key-retirement.test.ts test/concurrency.test.ts test/login-policy.test.ts test/session-context.test.ts}
 bin=$(command -v pgbouncer || echo /usr/sbin/pgbouncer)
 
 dir=$(mktemp -d)
