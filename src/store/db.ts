@@ -6,6 +6,7 @@ import { Kysely, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
 import type { Config } from '../config/config.js';
 import { waitLimitMs } from './deadline.js';
+import { withOwnSchemaIntrospection } from './introspector.js';
 import { createPGliteDialect } from './pglite-dialect.js';
 import type { Database } from './schema.js';
 
@@ -239,7 +240,7 @@ export async function openStore(options: StoreOptions): Promise<Store> {
     pool.on('error', () => {});
     boundPoolWaits(pool);
     pgPool = pool;
-    db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+    db = new Kysely<Database>({ dialect: withOwnSchemaIntrospection(new PostgresDialect({ pool })) });
   } else {
     kind = 'pglite';
     const dir = options.dataDir ?? './data';
@@ -248,7 +249,7 @@ export async function openStore(options: StoreOptions): Promise<Store> {
       parsers: { [INT8]: (v: string) => Number(v) },
     });
     await pglite.waitReady;
-    db = new Kysely<Database>({ dialect: createPGliteDialect(pglite) });
+    db = new Kysely<Database>({ dialect: withOwnSchemaIntrospection(createPGliteDialect(pglite)) });
   }
   return {
     db,
