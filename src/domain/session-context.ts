@@ -12,12 +12,12 @@ import type { ChangeDetails } from './types.js';
 
 /** Metadata bounds: keys per session, characters per key, bytes per value. */
 export const METADATA_MAX_KEYS = 20;
+const METADATA_MAX_VALUE_BYTES = 4096;
 
 /** The refusal of a metadata change that would leave a session with more than METADATA_MAX_KEYS keys. */
 export function metadataFull(): Error {
   return invalid(`metadata: a session holds at most ${METADATA_MAX_KEYS} keys`);
 }
-const METADATA_MAX_VALUE_BYTES = 4096;
 
 /** Headers never stored or recorded: they carry credentials. */
 const SECRET_HEADERS = new Set(['authorization', 'cookie', 'set-cookie', 'proxy-authorization', 'x-api-key']);
