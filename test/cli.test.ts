@@ -88,6 +88,7 @@ const children: ChildProcess[] = [];
 afterAll(() => children.forEach((c) => c.kill('SIGKILL')));
 
 describe(`passkeyd CLI (${BACKEND})`, () => {
+  // Several CLI processes, each loading the TypeScript sources through tsx: on a loaded machine that alone takes a minute.
   it('admin token prints only a JWT, also while serve runs; keys rotate keeps old tokens valid, keys retire ends them; SIGTERM stops cleanly', async () => {
     const { env, cleanup } = await scenarioEnv();
     try {
@@ -157,7 +158,7 @@ describe(`passkeyd CLI (${BACKEND})`, () => {
     } finally {
       await cleanup();
     }
-  });
+  }, 180_000);
 
   it('mistakes get a clear message and exit code 2, no stack trace', async () => {
     const { env, cleanup } = await scenarioEnv();
