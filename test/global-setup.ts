@@ -3,8 +3,10 @@ import { isProcessAlive } from '../src/server/data-dir-lock.js';
 
 /**
  * Test schemas on PostgreSQL are named t_<vitest pid>_<random> and dropped only here, after every test
- * file is done: dropping one while another file runs Kysely's migrator (which lists every table in the
- * database) makes that listing fail. Schemas of runs whose process is gone are dropped at the start.
+ * file is done. (Dropping one while another file migrated used to fail that migration, when Kysely's
+ * migrator listed every table in the database; src/store/introspector.ts now confines it to its own
+ * schema, and test/migrate-catalog-race.test.ts keeps it so.) Schemas of runs whose process is gone
+ * are dropped at the start.
  */
 async function dropSchemas(url: string, which: (pid: number) => boolean): Promise<void> {
   const client = new pg.Client({ connectionString: url });

@@ -15,8 +15,8 @@ export const BACKEND: 'postgres' | 'pglite' = TEST_DATABASE_URL ? 'postgres' : '
 
 /**
  * A fresh, empty PostgreSQL schema, so test files never share tables. It is named after the vitest run
- * (the workers' parent process) and dropped by test/global-setup.ts when the run ends, not here: a drop
- * while another file migrates would break that file's table listing. `drop` is kept for callers.
+ * (the workers' parent process) and dropped by test/global-setup.ts when the run ends, not here.
+ * `drop` is kept for callers.
  */
 export async function createSchema(url: string): Promise<{ schema: string; drop(): Promise<void> }> {
   const schema = `t_${process.ppid}_${randomBytes(6).toString('hex')}`;
