@@ -111,13 +111,25 @@ export function isDatabaseUnavailable(err: unknown): boolean {
   return /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error/.test(msg);
 }
 
+/**
+ * True when PostgreSQL refused a text value for a character it cannot store: 22P05 (U+0000 in jsonb) and
+ * 22021 (a NUL byte, or a byte sequence invalid in UTF-8, in text). passkeyd's own values never hold one,
+ * so it came from the request: validation refuses NUL in every proto string, and this is the net for
+ * client text inside other values (WebAuthn JSON, say) that a check missed.
+ */
+function isUnstorableText(err: unknown): boolean {
+  const code = (err as { code?: unknown })?.code;
+  return code === '22P05' || code === '22021';
+}
+
 /** The safe message of an UNAVAILABLE answer while the database is away. */
 const DATABASE_UNAVAILABLE = 'the database is unavailable; retry later';
 
 /**
  * The ConnectError a failure is answered with, when it is one the vocabulary knows: a ConnectError as
  * it is, a {@link PasskeydError} by its kind (with `retry-after` for rate limits), a database outage as
- * UNAVAILABLE. Undefined for anything else: a bug, which the caller logs and answers as INTERNAL.
+ * UNAVAILABLE, text the database cannot store as INVALID_ARGUMENT. Undefined for anything else: a bug,
+ * which the caller logs and answers as INTERNAL.
  */
 export function knownConnectError(err: unknown): ConnectError | undefined {
   if (err instanceof ConnectError) return err;
@@ -127,6 +139,7 @@ export function knownConnectError(err: unknown): ConnectError | undefined {
     return ce;
   }
   if (isDatabaseUnavailable(err)) return new ConnectError(DATABASE_UNAVAILABLE, Code.Unavailable);
+  if (isUnstorableText(err)) return new ConnectError('the request holds a character that cannot be stored (such as U+0000)', Code.InvalidArgument);
   return undefined;
 }
 

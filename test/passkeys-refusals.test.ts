@@ -130,6 +130,9 @@ describe(`refused registration responses (${BACKEND})`, () => {
       ['attestationObject missing', { ...good, response: { ...good.response, attestationObject: undefined } }, /attestationObject: is required/],
       ['transports is a string', { ...good, response: { ...good.response, transports: 'usb' } }, /transports: must be a list of strings/],
       ['transports holds numbers', { ...good, response: { ...good.response, transports: [1] } }, /transports: must be a list of strings/],
+      // Seen in the fuzz test: a NUL character reached the database (which cannot store it) and was INTERNAL.
+      ['a transport name holding a NUL character', { ...good, response: { ...good.response, transports: ['internal', '\u0000'] } }, /transports: .*lower-case/],
+      ['a transport name that is not a token', { ...good, response: { ...good.response, transports: ['USB key'] } }, /transports: .*lower-case/],
       ['clientExtensionResults is a list', { ...good, clientExtensionResults: [] }, /clientExtensionResults: must be an object/],
       ['authenticatorAttachment unknown', { ...good, authenticatorAttachment: 'usb-stick' }, /authenticatorAttachment/],
       ['publicKeyAlgorithm is a string', { ...good, response: { ...good.response, publicKeyAlgorithm: '-7' } }, /publicKeyAlgorithm: must be an integer/],

@@ -9,6 +9,9 @@ import { SUPPORTED_ALGORITHMS } from './relying-party.js';
 const BASE64URL = /^[A-Za-z0-9_-]*={0,2}$/;
 const MAX_TRANSPORTS = 16;
 const MAX_TRANSPORT_LENGTH = 32;
+// AuthenticatorTransport values ("usb", "smart-card", "hybrid", ...) and any future one are lower-case
+// tokens; anything else (a NUL character, which the database cannot store, among them) is refused.
+const TRANSPORT_NAME = new RegExp(`^[a-z0-9-]{1,${MAX_TRANSPORT_LENGTH}}$`);
 
 type JsonObject = Record<string, unknown>;
 
@@ -54,8 +57,8 @@ export function parseRegistrationResponse(json: unknown): RegistrationResponseJS
   const clientDataJSON = requiredBase64url(response, 'clientDataJSON', 'response.clientDataJSON');
   const attestationObject = requiredBase64url(response, 'attestationObject', 'response.attestationObject');
   const transports = optional(response, 'transports', 'response.transports', isStringList, 'a list of strings');
-  if (transports && (transports.length > MAX_TRANSPORTS || transports.some((t) => t.length === 0 || t.length > MAX_TRANSPORT_LENGTH))) {
-    throw invalid(`public_key_credential.response.transports: at most ${MAX_TRANSPORTS} names of 1 to ${MAX_TRANSPORT_LENGTH} characters`);
+  if (transports && (transports.length > MAX_TRANSPORTS || transports.some((t) => !TRANSPORT_NAME.test(t)))) {
+    throw invalid(`public_key_credential.response.transports: at most ${MAX_TRANSPORTS} names of 1 to ${MAX_TRANSPORT_LENGTH} lower-case letters, digits and hyphens`);
   }
   const authenticatorData = optional(response, 'authenticatorData', 'response.authenticatorData', isString, 'a base64url string');
   const publicKey = optional(response, 'publicKey', 'response.publicKey', isString, 'a base64url string');
