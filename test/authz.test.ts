@@ -74,7 +74,8 @@ describe(`authentication and permissions (${BACKEND})`, () => {
 
   it('a token that worked is refused once it expires (verified tokens are remembered only until their expiry)', async () => {
     const users = clientFor(UserService, 'grpc', srv.url);
-    const shortLived = await srv.adminToken('instance_admin', undefined, undefined, 1);
+    // Lives 4–5 s (exp is in whole seconds): a 1 s token once expired before three calls ended on a loaded machine.
+    const shortLived = await srv.adminToken('instance_admin', undefined, undefined, 5);
     for (let i = 0; i < 3; i++) expect(await codeOf(users.getUserByID({ userId: userA }, bearer(shortLived)))).toBe('ok');
     const exp = JSON.parse(Buffer.from(shortLived.split('.')[1]!, 'base64url').toString()).exp as number;
     await new Promise((r) => setTimeout(r, Math.max(0, exp * 1000 - Date.now()) + 50));
