@@ -145,14 +145,17 @@ async function alteredAssertion(rnd: Rnd): Promise<Sent & { accepted: boolean; l
 /** A registration whose attestation has one member damaged: must be answered, never with a server fault. */
 async function alteredRegistration(rnd: Rnd): Promise<Sent> {
   const users = clientFor(UserService, 'connect', srv.url);
-  const begun = await users.registerPasskey({ userId: state.userId, domain: '' }, bearer(srv.admin));
+  // A user of its own: some alterations are rightly accepted (authenticator data is unsigned under "none"
+  // attestation), and one user would reach the login policy's ten passkeys within a long run.
+  const userId = await createUser(srv.url, srv.admin);
+  const begun = await users.registerPasskey({ userId, domain: '' }, bearer(srv.admin));
   const valid = (await createSoftAuthenticator().register(creationOptionsOf(begun.publicKeyCredentialCreationOptions), { origin: DEFAULT_ORIGIN })) as unknown as JsonObject;
   const { credential, member } = mutateCredentialBytes(rnd, valid, ['attestationObject', 'clientDataJSON']);
-  const json = { userId: state.userId, passkeyId: begun.passkeyId, publicKeyCredential: credential, passkeyName: 'fuzzed' };
+  const json = { userId, passkeyId: begun.passkeyId, publicKeyCredential: credential, passkeyName: 'fuzzed' };
   const t: Template = {
     method: UserService.method.verifyPasskeyRegistration,
     json,
-    rest: { httpMethod: 'POST', path: `/v2/users/${state.userId}/passkeys/${begun.passkeyId}` },
+    rest: { httpMethod: 'POST', path: `/v2/users/${userId}/passkeys/${begun.passkeyId}` },
     token: srv.admin,
   };
   const sent = await sendJson(rnd, t, Buffer.from(JSON.stringify(json)));
