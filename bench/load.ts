@@ -213,7 +213,7 @@ async function main(p: LoadParams): Promise<void> {
   // Open loop: arrivals at a steady rate, latency counted from each arrival's scheduled time.
   const closedRate = phases.login!.latencies.length / phases.login!.elapsed;
   const rate = p.openRate > 0 ? p.openRate : Math.max(1, Math.round(closedRate / 2));
-  const open: Record<string, PhaseStats & { rate: number }> = {};
+  const open: Record<string, PhaseStats & { rate: number; p99BySecond: number[] }> = {};
   for (const t of targets) {
     const phase = t.phase === 'login' ? 'open-loop' : 'open-loop-baseline';
     const free = registered.map((_, i) => i);
@@ -229,7 +229,8 @@ async function main(p: LoadParams): Promise<void> {
       }
     });
     await ask({ type: 'phase-end', phase, ops: r.latencies.length });
-    open[phase] = { ...stats(r.latencies, r.errors, r.elapsed, r.firstError), rate };
+    const p99BySecond = r.bySecond.map((l) => Math.round(stats(l, 0, 1).p99));
+    open[phase] = { ...stats(r.latencies, r.errors, r.elapsed, r.firstError), rate, p99BySecond };
   }
 
   const finished = (phase: string) => {

@@ -7,8 +7,11 @@ export async function openLoop(
   perSecond: number,
   seconds: number,
   work: () => Promise<void>,
-): Promise<{ latencies: number[]; errors: number; elapsed: number; firstError?: string }> {
+): Promise<{ latencies: number[]; bySecond: number[][]; errors: number; elapsed: number; firstError?: string }> {
   const latencies: number[] = [];
+  // The latencies of the arrivals due in each second of the phase, to tell a start-up transient from a
+  // tail spread over the whole phase.
+  const bySecond: number[][] = Array.from({ length: Math.ceil(seconds) }, () => []);
   let errors = 0;
   let firstError: string | undefined;
   const interval = 1000 / perSecond;
@@ -17,7 +20,11 @@ export async function openLoop(
   const running: Promise<void>[] = [];
   const launch = (due: number) => {
     const p = work().then(
-      () => void latencies.push(performance.now() - due),
+      () => {
+        const latency = performance.now() - due;
+        latencies.push(latency);
+        bySecond[Math.min(bySecond.length - 1, Math.floor((due - start) / 1000))]!.push(latency);
+      },
       (err) => {
         errors++;
         firstError ??= String((err as Error).message ?? err);
@@ -35,5 +42,5 @@ export async function openLoop(
   }
   await Promise.all(running);
   // The rate achieved is what completed over the arrival window.
-  return { latencies, errors, elapsed: seconds, ...(firstError ? { firstError } : {}) };
+  return { latencies, bySecond, errors, elapsed: seconds, ...(firstError ? { firstError } : {}) };
 }

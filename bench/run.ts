@@ -205,6 +205,9 @@ async function main() {
   const rows = [row('login', report.login), row('registration', report.registration)];
   if (report.baseline) rows.push(row('login, hand-rolled baseline', report.baseline));
   for (const [phase, stats] of Object.entries(report.openLoop)) rows.push(row(`${phase} at ${stats.rate}/s`, stats));
+  const bySecond = Object.entries(r.open)
+    .map(([phase, s]) => `${phase}: p99 ms in each second ${s.p99BySecond.join(' ')}\n`)
+    .join('');
   const firstErrors = [['login', r.login], ['registration', r.registration], ['baseline', r.baseline], ...Object.entries(r.open)]
     .filter(([, s]) => (s as PhaseStats | undefined)?.firstError)
     .map(([name, s]) => `first ${name} error: ${(s as PhaseStats).firstError}\n`)
@@ -220,14 +223,14 @@ ${
   report.baseline
     ? `baseline: logins/s per round passkeyd ${r.login.rounds.join(', ')} / baseline ${r.baseline!.rounds.join(', ')}; passkeyd = ${report.baseline.ratio}× the baseline; baseline CPU per login: server ${split.baseline?.service} µs, database ${split.baseline?.database} µs\n`
     : ''
-}${firstErrors}written to ${out}`);
+}${bySecond}${firstErrors}written to ${out}`);
 }
 
 interface LoadResult {
   registration: PhaseStats;
   login: PhaseStats & { rounds: number[] };
   baseline?: PhaseStats & { rounds: number[] };
-  open: Record<string, PhaseStats & { rate: number }>;
+  open: Record<string, PhaseStats & { rate: number; p99BySecond: number[] }>;
 }
 
 /** Starts the hand-rolled baseline server on the bench's database and schema; resolves with its URL. */

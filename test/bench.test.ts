@@ -39,6 +39,10 @@ describe(`npm run bench, in miniature (${BACKEND})`, () => {
     expect(open.ops).toBeGreaterThan(0);
     expect(open.errors).toBe(0);
     expect(stdout).toMatch(/\| open-loop at \d+\/s \| [\d.]+ \|/);
+    // And the p99 of each second of it (10 s by default), to place a tail in time.
+    expect(open.p99BySecond).toHaveLength(10);
+    expect(open.p99BySecond.every((ms: number) => Number.isFinite(ms) && ms >= 0)).toBe(true);
+    expect(stdout).toMatch(/open-loop: p99 ms in each second( \d+){10}\n/);
   }, 180_000);
 
   it.skipIf(!TEST_DATABASE_URL)(
