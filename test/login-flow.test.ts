@@ -7,6 +7,7 @@ import { rotateSigningKey } from '../src/domain/admin.js';
 import { defaultOrgId } from '../src/domain/bootstrap.js';
 import { bearer, clientFor, PROTOCOLS } from './helpers/clients.js';
 import { beginLogin, codeOf, finishLogin, login, sign } from './helpers/login.js';
+import { createSoftAuthenticator } from './helpers/authenticator.js';
 import { createUser, registerPasskey } from './helpers/passkeys.js';
 import { BACKEND, useTestServer } from './helpers/server.js';
 
@@ -124,6 +125,21 @@ describe(`passkey login over every protocol (${BACKEND})`, () => {
     const del = await fetch(`${srv.url}/v2/sessions/${created.sessionId}`, { method: 'DELETE', headers: { ...json, authorization: `Bearer ${done.accessToken}` }, body: '{}' });
     expect(del.status).toBe(200);
     expect((await fetch(`${srv.url}/v2/users/${userId}`, { headers: { authorization: `Bearer ${done.accessToken}` } })).status).toBe(401);
+  });
+
+  it('the allow list names every ready passkey of the user, oldest first, with its transports; any of them signs in', async () => {
+    const userId = await createUser(srv.url, srv.admin);
+    const transports = [['usb', 'nfc'], [], ['internal', 'hybrid', 'smart-card']];
+    const registered = [];
+    for (const t of transports) registered.push(await registerPasskey(srv.url, { userId, token: srv.admin, authenticator: createSoftAuthenticator({ transports: t }) }));
+    // A pending registration is not offered.
+    await clientFor(UserService, 'connect', srv.url).registerPasskey({ userId }, bearer(srv.admin));
+    const begun = await beginLogin(srv.url, { userId });
+    expect(begun.options.allowCredentials).toEqual(
+      registered.map((r, i) => ({ id: r.authenticator.credentials[0]!.id, type: 'public-key', ...(transports[i]!.length ? { transports: transports[i] } : {}) })),
+    );
+    const done = await finishLogin(srv.url, begun.sessionId, await sign(registered[1]!.authenticator, begun), { sessionToken: begun.sessionToken });
+    expect(done.accessToken).toBeTruthy();
   });
 
   it('a login by user id works like one by login name', async () => {
