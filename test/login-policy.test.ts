@@ -1,7 +1,7 @@
 import { Code } from '@connectrpc/connect';
 import { describe, expect, it } from 'vitest';
 import { OrganizationService } from '../gen/passkeyd/org/v2/org_service_pb.js';
-import { UserVerificationPolicy } from '../gen/passkeyd/org/v2/org_pb.js';
+import { AttestationConveyance, UserVerificationPolicy } from '../gen/passkeyd/org/v2/org_pb.js';
 import { UserVerificationRequirement } from '../gen/passkeyd/session/v2/session_pb.js';
 import { UserService } from '../gen/passkeyd/user/v2/user_service_pb.js';
 import { createSoftAuthenticator } from './helpers/authenticator.js';
@@ -215,6 +215,24 @@ describe(`login policy (${BACKEND})`, () => {
     expect(await attempt('grpc')).toBe('ok');
     await orgs().resetLoginPolicy({ organizationId: orgId }, bearer(srv.admin));
     expect(await codeOf(registerPasskey(srv.url, { userId, token: srv.admin }))).toBe('ok');
+  });
+
+  it('attestation: the conveyance registration asks for, over gRPC and REST; another organization and a reset keep the default', async () => {
+    const { orgId, userId } = await orgWithUser();
+    const other = await orgWithUser();
+    const conveyanceOf = async (id: string) => creationOptionsOf((await users().registerPasskey({ userId: id }, bearer(srv.admin))).publicKeyCredentialCreationOptions).attestation;
+    const overRest = async (id: string) => (await restOk(srv.url, 'POST', `/v2/users/${id}/passkeys`, {}, srv.admin)).publicKeyCredentialCreationOptions.publicKey.attestation;
+    expect([await conveyanceOf(userId), await overRest(userId)]).toEqual(['none', 'none']);
+    await orgs().setLoginPolicy({ organizationId: orgId, policy: { attestation: AttestationConveyance.INDIRECT } }, bearer(srv.admin));
+    expect([await conveyanceOf(userId), await overRest(userId)]).toEqual(['indirect', 'indirect']);
+    await restOk(srv.url, 'PUT', `/v2/organizations/${orgId}/login_policy`, { policy: { attestation: 'ATTESTATION_CONVEYANCE_ENTERPRISE' } }, srv.admin);
+    expect([await conveyanceOf(userId), await overRest(userId)]).toEqual(['enterprise', 'enterprise']);
+    // A passkey registers under it (the software authenticator's attestation is its own choice).
+    expect(await codeOf(registerPasskey(srv.url, { userId, token: srv.admin, authenticator: createSoftAuthenticator({ attestation: 'packed' }) }))).toBe('ok');
+    expect(await conveyanceOf(other.userId)).toBe('none');
+    await orgs().resetLoginPolicy({ organizationId: orgId }, bearer(srv.admin));
+    expect(await conveyanceOf(userId)).toBe('none');
+    expect(await policyEvents(orgId)).toEqual(['org.policy.login.set', 'org.policy.login.set', 'org.policy.login.reset']);
   });
 
   it('user_verification: preferred is what registration and login ask for; required again restores it', async () => {
