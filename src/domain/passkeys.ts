@@ -161,7 +161,7 @@ export async function completePasskeyRegistration(db: Kysely<Database>, input: C
   refuseWhenSso(policy);
   refuseAuthenticator(policy, credential.aaguid);
   if (policy.require_trusted_attestation) input.metadata.checkTrusted(credential);
-  refuseBeyondLimit(policy, Number(passkey.ready_count));
+  refuseBeyondLimit(policy, passkey.ready_count);
 
   /** `withCode`: the event names the code as used, and the statement refuses if it could not be. */
   const write = (withCode: boolean) => {
@@ -262,7 +262,8 @@ export async function removePasskey(db: Kysely<Database>, userId: string, passke
     }
     const passkey = await store.findReadyPasskey(trx, userId, passkeyId);
     if (!passkey) throw notFound(`passkey ${passkeyId}`);
-    const ready = await store.countReadyPasskeys(trx, userId);
+    // The user's row counts its READY passkeys (kept under the same lock by every statement that changes them).
+    const ready = user.ready_passkeys;
     // Lockout protection is for self-service: an admin of the user's organization removing someone
     // else's last passkey can hand out a registration link, as ZITADEL's reset flow does.
     const adminOfUser = options.admin.instanceAdmin || options.admin.orgAdminOf === user.org_id;

@@ -134,8 +134,8 @@ export type RegistrationRow = PasskeyRow & {
   challenge_code_id: string | null;
   /** The login policy of the passkey's organization as it is now (null: the built-in one). */
   policy: LoginPolicyFields | null;
-  /** The user's READY passkeys now. */
-  ready_count: number | string;
+  /** The user's READY passkeys now (users.ready_passkeys). */
+  ready_count: number;
 };
 
 /** The passkey with its registration challenge, its organization's login policy and the user's READY count, in one read. */
@@ -268,12 +268,6 @@ export async function listReadyPasskeys(db: Kysely<Database>, userId: string, pa
 /** One READY passkey of a user, or undefined. */
 export async function findReadyPasskey(trx: Transaction<Database>, userId: string, passkeyId: string): Promise<PasskeyRow | undefined> {
   return trx.selectFrom('passkeys').selectAll().where('id', '=', passkeyId).where('user_id', '=', userId).where('state', '=', 'ready').executeTakeFirst();
-}
-
-/** How many READY passkeys a user has. */
-export async function countReadyPasskeys(trx: Kysely<Database> | Transaction<Database>, userId: string): Promise<number> {
-  const row = await trx.selectFrom('passkeys').select(sql<number>`count(*)`.as('n')).where('user_id', '=', userId).where('state', '=', 'ready').executeTakeFirstOrThrow();
-  return Number(row.n);
 }
 
 /** Renames a passkey. */
