@@ -165,6 +165,18 @@ describe(`passkey registration over every protocol (${BACKEND})`, () => {
     expect(await codeOf(users.listPasskeys({ userId: 'no-such-user' }, bearer(srv.admin)))).toBe(Code.NotFound);
   });
 
+  it('lockout protection holds when a user removes both of their passkeys at the same moment: one stays', async () => {
+    const users = clientFor(UserService, 'connect', srv.url);
+    for (let round = 0; round < 4; round++) {
+      const userId = await createUser(srv.url, srv.admin);
+      const token = await selfToken(userId);
+      const keys = [await registerPasskey(srv.url, { userId, token }), await registerPasskey(srv.url, { userId, token })];
+      const codes = await Promise.all(keys.map((k) => codeOf(users.removePasskey({ userId, passkeyId: k.passkeyId }, bearer(token)))));
+      expect(codes.sort(), `round ${round}`).toEqual(['ok', Code.FailedPrecondition].sort());
+      expect((await users.listPasskeys({ userId }, bearer(token))).result, `round ${round}`).toHaveLength(1);
+    }
+  });
+
   it('lockout protection: the last passkey stays unless an admin forces it; unknown or removed → NOT_FOUND', async () => {
     const userId = await createUser(srv.url, srv.admin);
     const token = await selfToken(userId);
