@@ -100,7 +100,8 @@ describe(`lockout protection is for self-service (${BACKEND})`, () => {
     expect(await codeOf(users.removePasskey({ userId, passkeyId: first.passkeyId }, bearer(done.accessToken)))).toBe(Code.FailedPrecondition);
     expect(await codeOf(users.removePasskey({ userId, passkeyId: first.passkeyId, force: true }, bearer(done.accessToken)))).toBe(Code.PermissionDenied);
     const orgAdmin = await srv.adminToken('org_admin');
-    await users.removePasskey({ userId, passkeyId: first.passkeyId }, bearer(orgAdmin));
+    // The admin's removal over gRPC (the user's calls above went over Connect; REST is in session-context.test.ts).
+    await clientFor(UserService, 'grpc', srv.url).removePasskey({ userId, passkeyId: first.passkeyId }, bearer(orgAdmin));
     const removed = await srv.app.store.db
       .selectFrom('events')
       .select(['payload', 'creator'])
