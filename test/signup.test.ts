@@ -9,7 +9,7 @@ import { bearer, clientFor } from './helpers/clients.js';
 import { codeOf, errorOf } from './helpers/codes.js';
 import { login } from './helpers/login.js';
 import { rest, restOk, uniqueName } from './helpers/machine.js';
-import { creationOptionsOf, DEFAULT_ORIGIN } from './helpers/passkeys.js';
+import { creationOptionsOf, DEFAULT_ORIGIN, registerPasskey } from './helpers/passkeys.js';
 import { BACKEND, useTestServer } from './helpers/server.js';
 
 const srv = useTestServer({ config: { 'availability-rate-limit': '1000', 'rate-limit': '1000' } });
@@ -47,8 +47,13 @@ describe(`self-service sign-up (${BACKEND})`, () => {
     const events = await srv.app.store.db.selectFrom('events').select('event_type').where('aggregate_id', 'in', [done.userId, done.sessionId]).orderBy('position').execute();
     expect(events.map((e) => e.event_type)).toEqual(['user.human.added', 'user.passkey.added', 'user.passkey.verified', 'session.added', 'session.webauthn.checked']);
 
-    // The passkey signs in later like any other.
+    // The passkey signs in later like any other, and counts as the user's only one: they may not remove it.
     expect((await login(srv.url, authenticator, { loginName: username })).done.accessToken).toBeTruthy();
+    expect(await codeOf(users.removePasskey({ userId: done.userId, passkeyId: done.passkeyId }, bearer(done.accessToken)))).toBe(Code.FailedPrecondition);
+    // With a second one, either may go, and the other is then the last.
+    const second = await registerPasskey(srv.url, { userId: done.userId, token: done.accessToken });
+    expect(await codeOf(users.removePasskey({ userId: done.userId, passkeyId: done.passkeyId }, bearer(done.accessToken)))).toBe('ok');
+    expect(await codeOf(users.removePasskey({ userId: done.userId, passkeyId: second.passkeyId }, bearer(done.accessToken)))).toBe(Code.FailedPrecondition);
 
     // Finishing twice, or the name again (any case), is refused.
     expect(await codeOf(signUps().finishSignUp({ signupId: started.signupId, publicKeyCredential: credential as unknown as JsonObject }))).toBe(Code.FailedPrecondition);
