@@ -182,6 +182,8 @@ export function createSignUp({ db, config, tokens, metadata }: { db: Kysely<Data
             ...profile,
             state: 'active',
             webauthn_user_handle: pending.webauthn_user_handle,
+            // Born with the one READY passkey inserted next.
+            ready_passkeys: 1,
             sequence: details.sequence,
             created_at: details.creationDate,
             updated_at: details.changeDate,

@@ -58,7 +58,6 @@ export async function insertSignedUpPasskey(
       ...dates,
     })
     .execute();
-  await trx.updateTable('users').set({ ready_passkeys: 1 }).where('id', '=', p.userId).execute();
 }
 
 /** The session a finished sign-up opens: its user checked and its passkey verified at `at`. */
