@@ -83,11 +83,20 @@ const live = (key: SigningKey, now = Date.now()) => key.retiresAt === null || ke
 export async function createTokenService(db: Kysely<Database>, options: TokenServiceOptions): Promise<TokenService> {
   let keys: SigningKey[] = [];
   let byKid = new Map<string, SigningKey>();
+  // When the read behind the keys held now began; reads are numbered so that one begun earlier but
+  // answered later never replaces a newer one.
   let lastReload = 0;
-  const reload = async () => {
-    keys = await loadSigningKeys(db, byKid);
+  let started = 0;
+  let applied = 0;
+  const reload = async (): Promise<void> => {
+    const n = ++started;
+    const startedAt = Date.now();
+    const loaded = await loadSigningKeys(db, byKid);
+    if (n < applied) return;
+    applied = n;
+    keys = loaded;
     byKid = new Map(keys.map((k) => [k.kid, k]));
-    lastReload = Date.now();
+    lastReload = startedAt;
   };
   await reload();
   // One poll at a time (a stuck database must not pile them up); due retirements are handed on once.
@@ -191,13 +200,10 @@ export async function createTokenService(db: Kysely<Database>, options: TokenSer
     },
 
     async jwks() {
-      // Fresh from the database (at most ten times a second), so a key rotated by another process or
-      // instance is published at once; during a database outage, the keys this process has, less
-      // those whose deadline has passed.
-      if (Date.now() - lastReload > 100) {
-        lastReload = Date.now();
-        await reload().catch(() => {});
-      }
+      // Read from the database after the request arrived (one small query; verifiers cache the answer),
+      // so a key rotated or retired by another process or instance before it is published at once;
+      // during a database outage, the keys this process has, less those whose deadline has passed.
+      await reload().catch(() => {});
       const now = Date.now();
       return { keys: keys.filter((k) => live(k, now)).map((k) => k.publicJwk) };
     },
