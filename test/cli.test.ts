@@ -143,7 +143,7 @@ describe(`passkeyd CLI (${BACKEND})`, () => {
       expect(logged).not.toContain('not-a-token');
 
       child.kill('SIGTERM');
-      expect(await exited(child)).toBe(0);
+      expect(await exited(child), logs.join('\n')).toBe(0);
       expect(logs.join('\n')).toContain('passkeyd stopped');
       if (env.DATABASE_URL) {
         // A primary and two workers that share the port; SIGTERM drains both.
@@ -196,7 +196,7 @@ describe(`passkeyd CLI (${BACKEND})`, () => {
       const day = (await cli(env, 'admin', 'token', '--role', 'instance_admin', '--ttl', '24h')).stdout.trim();
       expect(day).toMatch(JWT);
 
-      const { child, port } = await serve(env);
+      const { child, port, logs } = await serve(env);
       children.push(child);
       const url = `http://127.0.0.1:${port}`;
 
@@ -229,7 +229,7 @@ describe(`passkeyd CLI (${BACKEND})`, () => {
       }
 
       child.kill('SIGTERM');
-      expect(await exited(child)).toBe(0);
+      expect(await exited(child), logs.join('\n')).toBe(0);
 
       // The audit trail names the CLI as the creator.
       const { store, cleanup: close } = env.DATABASE_URL

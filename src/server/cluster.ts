@@ -22,13 +22,17 @@ export function runPrimary(count: number, log: Logger, graceSeconds: number): vo
   const releaseIfPortClosed = () => {
     const live = Object.values(cluster.workers ?? {}).filter((w) => w !== undefined);
     if (live.length === 0 || live.some((w) => !letGo.has(w.id))) return;
-    for (const w of live) if (w.isConnected()) w.send(PORT_CLOSED);
+    // A worker that exits meanwhile cannot take the message (EPIPE): it needs none, so the error goes to
+    // the callback, not to an 'error' event that nothing listens for, which would end the primary.
+    for (const w of live) if (w.isConnected()) w.send(PORT_CLOSED, () => {});
   };
   cluster.on('message', (worker, message) => {
     if (message !== LISTENER_CLOSED) return;
     letGo.add(worker.id);
     releaseIfPortClosed();
   });
+  // Any other failed message to a worker (its channel closing as it exits) is logged, never fatal.
+  cluster.on('fork', (worker) => worker.on('error', (err: Error) => log.warn({ pid: worker.process.pid, err: err.message }, 'worker channel error')));
   for (let i = 0; i < count; i++) cluster.fork();
   cluster.on('exit', (worker, code, signal) => {
     letGo.delete(worker.id);
