@@ -158,5 +158,7 @@ describe(`README walk-through (${BACKEND})`, () => {
       ),
     );
     expect(lifecycles).toHaveLength(2);
-  });
+    // About 60 commands, each its own process (curl, jq, node, and `npx buf curl`, which alone takes 1-2 s
+    // of start-up): measured 26 s to 84 s here, depending on what else the machine was running.
+  }, 240_000);
 });
