@@ -1,6 +1,8 @@
 import { Code } from '@connectrpc/connect';
 import { describe, expect, it } from 'vitest';
 import { UserVerificationRequirement } from '../gen/passkeyd/session/v2/session_pb.js';
+import { event } from '../src/domain/events.js';
+import { completeLogin } from '../src/store/login.js';
 import { createSoftAuthenticator, type SoftAuthenticator } from './helpers/authenticator.js';
 import { beginLogin, codeOf, errorOf, finishLogin, flipByte, login, sign } from './helpers/login.js';
 import { createUser, registerPasskey } from './helpers/passkeys.js';
@@ -52,6 +54,60 @@ describe(`login refusals, each with its code (${BACKEND})`, () => {
     expect(results.sort()).toEqual([Code.Unauthenticated, 'ok'].sort());
   });
 
+  it('the login statement itself refuses a wrong or used challenge and an ended session, each with its own error, and leaves no trace', async () => {
+    // What a race past SetSession's read meets in its write (the read refuses these cases before).
+    const { userId } = await userWithPasskey();
+    const begun = await beginLogin(srv.url, { userId });
+    const db = srv.app.store.db;
+    const session = await db.selectFrom('sessions').select(['id', 'challenge_id', 'org_id']).where('id', '=', begun.sessionId).executeTakeFirstOrThrow();
+    const owner = (await db.selectFrom('aggregates').select('resource_owner').where('aggregate_id', '=', session.id).executeTakeFirstOrThrow()).resource_owner;
+    const passkey = await db.selectFrom('passkeys').select(['id', 'org_id']).where('user_id', '=', userId).executeTakeFirstOrThrow();
+    const sequence = async () => (await db.selectFrom('aggregates').select('sequence').where('aggregate_id', '=', session.id).executeTakeFirstOrThrow()).sequence;
+    const refusals = {
+      consumed: () => new Error('consumed'),
+      ended: () => new Error('ended'),
+      metadataFull: () => new Error('full'),
+      notAccepted: () => new Error('not accepted'),
+    };
+    const complete = (challengeId: string) =>
+      completeLogin(
+        db,
+        {
+          session: { type: 'session', id: session.id, owner },
+          challengeId,
+          tokenHash: Buffer.alloc(32, 1),
+          passkey: { id: passkey.id, userId, orgId: passkey.org_id },
+          at: new Date(),
+          signCount: 0,
+          userVerified: true,
+          backedUp: false,
+          rejectCounterRegression: false,
+        },
+        [event('session.webauthn.checked', { user_id: userId, passkey_id: passkey.id, user_verified: true })],
+        [],
+        refusals,
+      );
+    const before = await sequence();
+    await expect(complete('not-the-challenge')).rejects.toThrow('consumed');
+    await db
+      .updateTable('sessions')
+      .set({ expires_at: new Date(Date.now() - 1000) })
+      .where('id', '=', session.id)
+      .execute();
+    await expect(complete(session.challenge_id!)).rejects.toThrow('ended');
+    expect(await sequence()).toBe(before);
+    await db
+      .updateTable('sessions')
+      .set({ expires_at: new Date(Date.now() + 60_000) })
+      .where('id', '=', session.id)
+      .execute();
+    await complete(session.challenge_id!);
+    expect(await sequence()).toBe(before + 1);
+    expect((await db.selectFrom('sessions').select(['challenge_id', 'challenge']).where('id', '=', session.id).executeTakeFirstOrThrow()).challenge_id).toBeNull();
+    await expect(complete(session.challenge_id!)).rejects.toThrow('consumed');
+    expect(await sequence()).toBe(before + 1);
+  });
+
   it("an assertion over another session's challenge is refused, and the session stays usable", async () => {
     const { userId, authenticator } = await userWithPasskey();
     const a = await beginLogin(srv.url, { userId });
@@ -70,9 +126,9 @@ describe(`login refusals, each with its code (${BACKEND})`, () => {
     const begun = await beginLogin(srv.url, { userId });
     const assertion = await sign(authenticator, begun);
     await srv.app.store.db
-      .updateTable('challenges')
-      .set({ expires_at: new Date(Date.now() - 1000) })
-      .where('session_id', '=', begun.sessionId)
+      .updateTable('sessions')
+      .set({ challenge_expires_at: new Date(Date.now() - 1000) })
+      .where('id', '=', begun.sessionId)
       .execute();
     expect(await codeOf(finishLogin(srv.url, begun.sessionId, assertion))).toBe(Code.FailedPrecondition);
     expect((await failures(begun.sessionId))[0]).toMatchObject({ code: 'failed_precondition', reason: expect.stringMatching(/expired/) });

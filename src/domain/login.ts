@@ -223,14 +223,15 @@ export function createLogin({ db, config, tokens }: LoginDeps): Login {
       const options = await optionsFor(rpId, userVerification, allow);
       const now = Date.now();
       const details = await inTransaction(db, async (trx) => {
-        // Challenge rows first, then the session's aggregate: the order a login's statement takes them in.
-        await replaceChallenge(trx, session.id, session.user_id, { challenge: options.challenge, rpId, userVerification, expiresAt: new Date(now + challengeTtlMs) });
-        return appendEvents(
+        // The session's aggregate first, then its row: the order a login's statement takes them in.
+        const appended = await appendEvents(
           trx,
           sessionAggregate(session.id, session.owner),
           [event('session.webauthn.challenged', { rp_id: rpId, user_verification: userVerification })],
           creator,
         );
+        await replaceChallenge(trx, session.id, { challenge: options.challenge, rpId, userVerification, expiresAt: new Date(now + challengeTtlMs) });
+        return appended;
       });
       return { details, requestOptions: { publicKey: options.publicKey } };
     },

@@ -42,7 +42,6 @@ function sessionQuery(db: Kysely<Database>, sessionId: string) {
   return db
     .selectFrom('sessions as s')
     .innerJoin('aggregates as a', (j) => j.on('a.aggregate_type', '=', 'session').onRef('a.aggregate_id', '=', 's.id'))
-    .leftJoin('challenges as c', (j) => j.onRef('c.session_id', '=', 's.id').on('c.kind', '=', 'authentication'))
     .select([
       's.id',
       's.token_hash',
@@ -53,15 +52,13 @@ function sessionQuery(db: Kysely<Database>, sessionId: string) {
       's.expires_at',
       's.metadata',
       'a.resource_owner as owner',
-      'c.id as challenge_id',
-      'c.challenge',
-      'c.rp_id',
-      'c.user_verification',
-      'c.expires_at as challenge_expires_at',
+      's.challenge_id',
+      's.challenge',
+      's.challenge_rp_id as rp_id',
+      's.challenge_user_verification as user_verification',
+      's.challenge_expires_at',
     ])
-    .where('s.id', '=', sessionId)
-    .orderBy('c.created_at', 'desc')
-    .limit(1);
+    .where('s.id', '=', sessionId);
 }
 
 function passkeyQuery(db: Kysely<Database>, credentialId: Buffer) {
@@ -77,7 +74,7 @@ function passkeyQuery(db: Kysely<Database>, credentialId: Buffer) {
 
 const sessionContextStatement = compiledStatement<{ sessionId: string }, SessionContext>((v, db) => sessionQuery(db, v.sessionId));
 
-/** The session with its open challenge (the newest), or undefined. */
+/** The session with its open challenge, or undefined. */
 export async function findSessionContext(db: Kysely<Database>, sessionId: string): Promise<SessionContext | undefined> {
   return (await sessionContextStatement(db, { sessionId }))[0];
 }

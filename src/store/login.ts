@@ -173,22 +173,22 @@ const insertSessionStatement = compiledSteps<InsertSessionValues, InsertedRow, {
         payloads: v.payloads,
       }),
       {
+        // The challenge, when one is asked for, is part of the session's row (migration 011).
         name: 'session',
-        body: sql`insert into sessions (id, token_hash, user_id, org_id, login_digest, created_at, updated_at, expires_at, sequence, user_agent, metadata, creator)
+        body: sql`insert into sessions (id, token_hash, user_id, org_id, login_digest, created_at, updated_at, expires_at, sequence, user_agent, metadata, creator,
+          challenge_id, challenge, challenge_rp_id, challenge_user_verification, challenge_expires_at)
         select ${v.id}::text, ${v.tokenHash}::bytea, (select id from u), (select org_id from u),
           ${v.loginDigest}::bytea, agg.created_at, agg.updated_at, ${v.expiresAt}::timestamptz, agg.sequence,
-          ${v.userAgent}::jsonb, ${v.metadata}::jsonb, ${v.creator}::text
+          ${v.userAgent}::jsonb, ${v.metadata}::jsonb, ${v.creator}::text,
+          ${
+            shape.challenge
+              ? sql`${v.challengeId}::text, ${v.challenge}::text, ${v.challengeRpId}::text,
+          ${shape.policy ? sql`(select user_verification from pol)` : sql`${v.userVerification}::text`}, ${v.challengeExpiresAt}::timestamptz`
+              : sql`null, null, null, null, null`
+          }
         from agg`,
       },
     );
-    if (shape.challenge) {
-      steps.push({
-        name: 'challenge',
-        body: sql`insert into challenges (id, kind, challenge, user_id, passkey_id, session_id, rp_id, user_verification, registration_code_id, expires_at)
-        select ${v.challengeId}::text, 'authentication', ${v.challenge}::text, (select id from u), null, ${v.id}::text, ${v.challengeRpId}::text,
-          ${shape.policy ? sql`(select user_verification from pol)` : sql`${v.userVerification}::text`}, null, ${v.challengeExpiresAt}::timestamptz`,
-      });
-    }
     const tail = sql`agg.sequence, agg.created_at, agg.updated_at, agg.resource_owner, u.id as user_id, u.org_id, creds.credential_id, creds.transports,
       ${shape.policy ? sql`(select user_verification from pol)` : sql`null::text`} as user_verification
       from agg left join u on true left join creds on true order by creds.created_at`;
@@ -257,11 +257,11 @@ export interface LoginRefusals {
 }
 
 /**
- * A verified login in ONE statement, atomic on its own (no BEGIN or COMMIT): consume the challenge (a
- * second use finds nothing), record the factor on the session, update the passkey; each step
- * conditioned on the one before. The CTEs of one statement run in no documented order, but each needs
- * rows of the one before, so the executor runs them as a chain: challenge row, session aggregate,
- * session row, user aggregate, then the passkey and users rows.
+ * A verified login in ONE statement, atomic on its own (no BEGIN or COMMIT): record the factor on the
+ * session while closing its challenge (a second use finds it closed), then update the passkey; each
+ * step conditioned on the one before. The CTEs of one statement run in no documented order, but each
+ * needs rows of the one before, so the executor runs them as a chain: session aggregate, session row,
+ * user aggregate, then the passkey and users rows.
  */
 export async function completeLogin(
   db: Kysely<Database>,
@@ -339,21 +339,27 @@ const completeLoginStatement = compiledSteps<
     shape.metadata ? v.metadataMaxKeys! : undefined,
   );
   const steps: Step[] = [
-    { name: 'consumed', body: sql`delete from challenges where id = ${v.challengeId}::text returning id`, refusal: refusedByRun },
+    // The session's aggregate first (its lock queues logins to one session), then its row: the update
+    // that records the login also closes the challenge, and re-checks it against the row as the last
+    // writer left it, so of two uses at once only one finds it (a statement that refuses is undone
+    // whole, the aggregate's bump with it). A wrong or used challenge is `consumed`; the right one on
+    // a session that has ended refuses the statement as `live`.
     ...appendSteps('sess', { type: 'session', id: v.sessionId, owner: v.sessionOwner }, eventsOfShape(shape.sessionEvents), v.userId, {
-      when: sql<boolean>`exists (select 1 from consumed)`,
       payloads: v.sessionPayloads,
       row: {
-        name: 'live',
+        name: 'consumed',
         refusal: refusedByRun,
         set: sql`token_hash = ${v.tokenHash}::bytea, user_id = ${v.userId}::text, org_id = ${v.orgId}::text,
           user_checked_at = ${v.at}::timestamptz, webauthn_checked_at = ${v.at}::timestamptz, webauthn_user_verified = ${v.userVerified}::boolean,
-          passkey_id = ${v.passkeyId}::text${sql.join([sql``, ...context], sql`, `)}`,
-        where: sql<boolean>`r.expires_at > ${v.at}::timestamptz`,
+          passkey_id = ${v.passkeyId}::text, challenge_id = null, challenge = null, challenge_rp_id = null, challenge_user_verification = null,
+          challenge_expires_at = null${sql.join([sql``, ...context], sql`, `)}`,
+        // (The id again inside the CASE: however the planner orders the conditions, only this session's row can refuse.)
+        where: sql<boolean>`case when r.id <> ${v.sessionId}::text or r.challenge_id is distinct from ${v.challengeId}::text then false
+          when r.expires_at > ${v.at}::timestamptz then true else passkeyd_refuse('live') end`,
       },
     }),
     ...appendSteps('usr', { type: 'user', id: v.userId, owner: v.orgId }, eventsOfShape(shape.userEvents), v.userId, {
-      when: sql<boolean>`exists (select 1 from live)`,
+      when: sql<boolean>`exists (select 1 from consumed)`,
       payloads: v.userPayloads,
     }),
     {

@@ -141,6 +141,7 @@ export interface PasskeysTable {
 
 export interface ChallengesTable {
   id: string;
+  /** Registration ceremonies only; a login's challenge is kept in its session's row (migration 011). */
   kind: 'registration' | 'authentication';
   challenge: string;
   user_id: string | null;
@@ -183,6 +184,12 @@ export interface SessionsTable {
   metadata: Generated<Record<string, string>>;
   /** Who opened it: a token's subject, or "anonymous". */
   creator: Generated<string>;
+  /** The open WebAuthn challenge (null once used or when none was asked for). */
+  challenge_id: string | null;
+  challenge: string | null;
+  challenge_rp_id: string | null;
+  challenge_user_verification: ChallengesTable['user_verification'] | null;
+  challenge_expires_at: Date | null;
 }
 
 /** A session's user agent as stored (jsonb). */

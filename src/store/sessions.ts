@@ -14,23 +14,21 @@ export interface SessionView extends SessionRow {
   display_name: string | null;
 }
 
-/** Replaces a session's open authentication challenge with a new one (in the caller's transaction). */
-export async function replaceChallenge(trx: Transaction<Database>, sessionId: string, userId: string | null, c: NewChallenge): Promise<void> {
-  await trx.deleteFrom('challenges').where('session_id', '=', sessionId).where('kind', '=', 'authentication').execute();
+/**
+ * Replaces a session's open authentication challenge with a new one (in the caller's transaction,
+ * after its append has locked the session's aggregate: the order a login takes them in).
+ */
+export async function replaceChallenge(trx: Transaction<Database>, sessionId: string, c: NewChallenge): Promise<void> {
   await trx
-    .insertInto('challenges')
-    .values({
-      id: newId(),
-      kind: 'authentication',
+    .updateTable('sessions')
+    .set({
+      challenge_id: newId(),
       challenge: c.challenge,
-      user_id: userId,
-      passkey_id: null,
-      session_id: sessionId,
-      rp_id: c.rpId,
-      user_verification: c.userVerification,
-      registration_code_id: null,
-      expires_at: c.expiresAt,
+      challenge_rp_id: c.rpId,
+      challenge_user_verification: c.userVerification,
+      challenge_expires_at: c.expiresAt,
     })
+    .where('id', '=', sessionId)
     .execute();
 }
 
@@ -108,7 +106,7 @@ export async function changeSessionContext(
   return appendResultOf(rows[0]!);
 }
 
-/** The live sessions of a user but one, with their owners, locked in id order (the order every ender takes). */
+/** The sessions of a user but one, with their owners, in id order (the order the caller locks their aggregates in). */
 export async function lockOtherSessions(trx: Transaction<Database>, userId: string, keep: string | undefined): Promise<{ id: string; owner: string }[]> {
   let q = trx
     .selectFrom('sessions as s')
@@ -116,25 +114,14 @@ export async function lockOtherSessions(trx: Transaction<Database>, userId: stri
     .select(['s.id', 'a.resource_owner as owner'])
     .where('s.user_id', '=', userId);
   if (keep !== undefined) q = q.where('s.id', '<>', keep);
-  const rows = await q.orderBy('s.id').execute();
-  if (rows.length)
-    await trx
-      .deleteFrom('challenges')
-      .where(
-        'session_id',
-        'in',
-        rows.map((r) => r.id),
-      )
-      .execute();
-  return rows;
+  return q.orderBy('s.id').execute();
 }
 
 /**
- * Locks a session for ending it: its challenges go first, then its aggregate row is locked (the order
- * a login takes them in). Returns the aggregate's owner, or undefined when it never existed.
+ * Locks a session for ending it: its aggregate row, the lock a login takes first (its challenge goes
+ * with its row). Returns the aggregate's owner, or undefined when it never existed.
  */
 export async function lockSessionForEnd(trx: Transaction<Database>, id: string): Promise<string | undefined> {
-  await trx.deleteFrom('challenges').where('session_id', '=', id).execute();
   return lockAggregate(trx, 'session', id);
 }
 
@@ -145,10 +132,10 @@ export async function deleteSessionRow(trx: Transaction<Database>, id: string): 
 }
 
 /**
- * Deletes expired sessions and expired login challenges. Expiry is not a change (no event); the rows
- * only stop mattering, and every read already ignores them.
+ * Deletes expired sessions (with their challenges). Expiry is not a change (no event); the rows only
+ * stop mattering, and every read already ignores them. An expired challenge of a live session stays
+ * until the session's next challenge or login replaces it: it is refused by its expiry.
  */
 export async function deleteExpiredSessions(db: Kysely<Database>): Promise<void> {
-  await db.deleteFrom('challenges').where('kind', '=', 'authentication').where('expires_at', '<', sql<Date>`now()`).execute();
   await db.deleteFrom('sessions').where('expires_at', '<', sql<Date>`now()`).execute();
 }

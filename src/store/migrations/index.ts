@@ -8,6 +8,7 @@ import * as sessionContext from './2026-11-30-007-session-context.js';
 import * as loginPolicy from './2026-11-30-008-login-policy.js';
 import * as keyRetirement from './2026-11-30-009-key-retirement.js';
 import * as readyPasskeys from './2026-12-01-010-ready-passkeys.js';
+import * as sessionChallenge from './2026-12-01-011-session-challenge.js';
 
 /** Every migration, by date-prefixed name; Kysely applies them in name order. */
 export const migrations: Record<string, Migration> = {
@@ -20,4 +21,5 @@ export const migrations: Record<string, Migration> = {
   '2026-11-30-008-login-policy': loginPolicy,
   '2026-11-30-009-key-retirement': keyRetirement,
   '2026-12-01-010-ready-passkeys': readyPasskeys,
+  '2026-12-01-011-session-challenge': sessionChallenge,
 };
