@@ -1,15 +1,6 @@
 import http2 from 'node:http2';
 import type { DescMethodUnary, DescService, JsonReadOptions } from '@bufbuild/protobuf';
-import {
-  Code,
-  ConnectError,
-  createHandlerContext,
-  createServiceImplSpec,
-  type ContextValues,
-  type HandlerContext,
-  type Interceptor,
-  type MethodImplSpec,
-} from '@connectrpc/connect';
+import { Code, ConnectError, createServiceImplSpec, type ContextValues, type HandlerContext, type Interceptor, type MethodImplSpec } from '@connectrpc/connect';
 import {
   compressionNegotiate,
   createMethodSerializationLookup,
@@ -153,6 +144,8 @@ function connectProtocol(options: FastPathOptions): Protocol {
   };
 }
 
+const noTimeout = () => undefined;
+
 /** The signal a call's handler sees: aborted when the client goes away before the answer is written. */
 interface Gone {
   signal: AbortSignal;
@@ -245,27 +238,29 @@ export function createUnaryFastPath(registrations: ServiceRegistration[], option
       return;
     }
     counted[protocol.name].inc();
-    // The request's fields without HTTP/2's pseudo-headers; createHandlerContext makes the Headers.
+    // The request's fields without HTTP/2's pseudo-headers; the context below makes Headers of them.
     const header: Record<string, string> = {};
     for (const [k, v] of Object.entries(req.headers)) {
       if (k.charCodeAt(0) === 58 /* ':' */ || v === undefined) continue;
       header[k] = Array.isArray(v) ? v.join(', ') : v;
     }
     const authority = (req as http2.Http2ServerRequest).authority ?? req.headers.host ?? 'localhost';
-    const context = createHandlerContext({
-      ...entry.spec,
+    // What Connect's createHandlerContext makes, less its two AbortControllers per call (a deadline's
+    // and one linking it to the request's): the fast path serves no call with a deadline, so the
+    // handler's signal is the client's going away, and nothing else aborts it.
+    const context: HandlerContext = {
+      method: entry.method,
       service: entry.method.parent,
       requestMethod: 'POST',
       protocolName: protocol.name,
-      timeoutMs: undefined,
-      shutdownSignal: undefined,
-      requestSignal: gone.signal,
-      requestHeader: header,
+      timeoutMs: noTimeout,
+      signal: gone.signal,
+      requestHeader: new Headers(header),
       url: `http://${authority}${req.url}`,
-      responseHeader: { 'content-type': call.contentType },
-      responseTrailer: protocol === grpc ? { 'grpc-status': '0' } : {},
-      contextValues,
-    });
+      responseHeader: new Headers({ 'content-type': call.contentType }),
+      responseTrailer: new Headers(protocol === grpc ? { 'grpc-status': '0' } : {}),
+      values: contextValues,
+    };
     let output: Uint8Array;
     try {
       const result = await invokeUnaryImplementation(entry.spec, context, message as never, entry.interceptors);
