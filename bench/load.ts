@@ -225,6 +225,10 @@ async function main(p: LoadParams): Promise<void> {
   const open: Record<string, PhaseStats & { rate: number; p99BySecond: number[] }> = {};
   for (const t of targets) {
     const phase = t.phase === 'login' ? 'open-loop' : 'open-loop-baseline';
+    // Each server sat idle while the other was measured, long enough for its database pool to close
+    // idle connections (after 10 s): warm it again, as the closed-loop phases were, so the phase
+    // measures a steady rate rather than reconnecting (and re-preparing statements on each connection).
+    await drive(p.concurrency, Math.min(3, p.warmupSeconds), closedLoop(t.sessions));
     const free = registered.map((_, i) => i);
     let k = 0;
     await ask({ type: 'phase-start', phase });
