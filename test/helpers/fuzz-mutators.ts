@@ -152,7 +152,7 @@ export function mutateFrame(rnd: Rnd, message: Uint8Array): { body: Buffer; flag
 export const SIGNED_MEMBERS = ['authenticatorData', 'clientDataJSON', 'signature'] as const;
 
 /** A copy of a credential JSON with one base64url member's bytes damaged (bytes decoded, mutated, re-encoded). */
-export function mutateCredentialBytes(rnd: Rnd, credential: JsonObject, members: readonly string[]): { credential: JsonObject; member: string; appendedOnly: boolean } {
+export function mutateCredentialBytes(rnd: Rnd, credential: JsonObject, members: readonly string[]): { credential: JsonObject; member: string } {
   const copy = structuredClone(credential);
   const response = copy.response as JsonObject;
   const present = members.filter((m) => typeof response[m] === 'string');
@@ -162,6 +162,5 @@ export function mutateCredentialBytes(rnd: Rnd, credential: JsonObject, members:
   // A mutation must change the bytes (a truncation at the end, say, may not).
   if (after.equals(before)) after = Buffer.concat([before, Buffer.from([0])]);
   response[member] = after.toString('base64url');
-  // Bytes added after the original (a DER signature followed by junk): the signed bytes are unchanged.
-  return { credential: copy, member, appendedOnly: after.length > before.length && after.subarray(0, before.length).equals(before) };
+  return { credential: copy, member };
 }
