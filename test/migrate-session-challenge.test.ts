@@ -22,8 +22,9 @@ describe(`migration 011: a login's challenge in its session's row (${BACKEND})`,
     const { error } = await before.migrateTo('2026-12-01-010-ready-passkeys');
     expect(error).toBeUndefined();
 
-    // Two sessions: one with two login challenges (an older one replaced in the old scheme would be
-    // gone; the newest counts), one without; and a registration ceremony.
+    // Two sessions, one with two login challenges and one with none, and a registration ceremony. (The
+    // old scheme deleted a session's challenge before adding the next, so two should not exist; if they
+    // do, the newest is the open one.)
     const soon = new Date(Date.now() + 60_000);
     for (const id of ['s1', 's2']) {
       await sql`insert into sessions (id, token_hash, created_at, updated_at, expires_at, sequence) values (${id}, '\\x00'::bytea, now(), now(), ${soon}, 1)`.execute(db);
