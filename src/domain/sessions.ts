@@ -2,7 +2,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import { managesSessionsOf, type Principal } from '../auth/callers.js';
 import { denied, notFound } from '../errors.js';
-import { appendEvents, type AggregateRef } from '../store/events.js';
+import { appendEvents, lockAggregate, type AggregateRef } from '../store/events.js';
 import type { ListResult, Page } from '../store/lists.js';
 import type { Database } from '../store/schema.js';
 import * as store from '../store/sessions.js';
@@ -55,12 +55,13 @@ export function listSessions(db: Kysely<Database>, filters: store.SessionFilter[
 }
 
 /**
- * Ends a session (logout): `session.terminated`, the row and its open challenges go. Access tokens
+ * Ends a session (logout): `session.terminated`, and its row goes (its open challenge with it). Access tokens
  * carrying its id are refused by this service from then on.
  */
 export async function terminateSession(db: Kysely<Database>, id: string, creator: string): Promise<ChangeDetails> {
   return inTransaction(db, async (trx) => {
-    const owner = await store.lockSessionForEnd(trx, id);
+    // The session's aggregate first: the lock a login takes first (its challenge goes with its row).
+    const owner = await lockAggregate(trx, 'session', id);
     if (owner === undefined) throw notFound(`session ${id}`);
     const details = await appendEvents(trx, sessionAggregate(id, owner), [event('session.terminated', {})], creator);
     if (!(await store.deleteSessionRow(trx, id))) throw notFound(`session ${id}`);
@@ -75,7 +76,7 @@ export async function terminateSession(db: Kysely<Database>, id: string, creator
  */
 export async function terminateOtherSessions(db: Kysely<Database>, userId: string, keep: string | undefined, creator: string): Promise<{ ids: string[]; at: Date }> {
   return inTransaction(db, async (trx) => {
-    const sessions = await store.lockOtherSessions(trx, userId, keep);
+    const sessions = await store.otherSessions(trx, userId, keep);
     const ended = event('session.terminated.others', { user_id: userId, kept_session_id: keep ?? null });
     for (const s of sessions) {
       await appendEvents(trx, sessionAggregate(s.id, s.owner), [ended], creator);

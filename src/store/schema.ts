@@ -142,7 +142,7 @@ export interface PasskeysTable {
 export interface ChallengesTable {
   id: string;
   /** Registration ceremonies only; a login's challenge is kept in its session's row (migration 011). */
-  kind: 'registration' | 'authentication';
+  kind: 'registration';
   challenge: string;
   user_id: string | null;
   passkey_id: string | null;

@@ -1,6 +1,6 @@
 import { sql, type Kysely, type Selectable, type Transaction } from 'kysely';
 import { newId } from '../ids.js';
-import { appendResultOf, appendSteps, lockAggregate, type AggregateRef, type AppendedRow, type AppendResult, type NewEvent } from './events.js';
+import { appendResultOf, appendSteps, type AggregateRef, type AppendedRow, type AppendResult, type NewEvent } from './events.js';
 import { listPage, type ListResult, type Page } from './lists.js';
 import { contextAssignments, METADATA_FULL, type NewChallenge, type SessionContextChange } from './login.js';
 import { runSteps } from './statement.js';
@@ -107,7 +107,7 @@ export async function changeSessionContext(
 }
 
 /** The sessions of a user but one, with their owners, in id order (the order the caller locks their aggregates in). */
-export async function lockOtherSessions(trx: Transaction<Database>, userId: string, keep: string | undefined): Promise<{ id: string; owner: string }[]> {
+export async function otherSessions(trx: Transaction<Database>, userId: string, keep: string | undefined): Promise<{ id: string; owner: string }[]> {
   let q = trx
     .selectFrom('sessions as s')
     .innerJoin('aggregates as a', (j) => j.on('a.aggregate_type', '=', 'session').onRef('a.aggregate_id', '=', 's.id'))
@@ -115,14 +115,6 @@ export async function lockOtherSessions(trx: Transaction<Database>, userId: stri
     .where('s.user_id', '=', userId);
   if (keep !== undefined) q = q.where('s.id', '<>', keep);
   return q.orderBy('s.id').execute();
-}
-
-/**
- * Locks a session for ending it: its aggregate row, the lock a login takes first (its challenge goes
- * with its row). Returns the aggregate's owner, or undefined when it never existed.
- */
-export async function lockSessionForEnd(trx: Transaction<Database>, id: string): Promise<string | undefined> {
-  return lockAggregate(trx, 'session', id);
 }
 
 /** Deletes a session's row; false when there was none. */
