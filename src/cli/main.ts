@@ -189,7 +189,7 @@ async function startWorkerApp(config: Config, log: Logger): Promise<App> {
 
 async function serve(config: Config): Promise<void> {
   const log = createLogger(config.logLevel);
-  const workers = workerCount(config.workers, !config.databaseUrl);
+  const workers = workerCount(config.workers, config.databaseUrl);
   if (workers > 1 && cluster.isPrimary) {
     // Migrate once here, so the workers start against an up-to-date schema without racing.
     await withStore(config, async () => undefined);

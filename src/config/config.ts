@@ -202,7 +202,7 @@ export const settings: Setting<keyof Config>[] = [
     env: 'PASSKEYD_WORKERS',
     flag: 'workers',
     parse: int('PASSKEYD_WORKERS', 0, 256),
-    doc: 'worker processes for `serve` with PostgreSQL (0 = one per core); PGlite always runs one',
+    doc: 'worker processes for `serve` with PostgreSQL (0 = one per core, one fewer when PostgreSQL is on this machine); PGlite always runs one',
   },
   { key: 'shutdownGraceSeconds', env: 'PASSKEYD_SHUTDOWN_GRACE', flag: 'shutdown-grace', parse: parseDuration, doc: 'how long SIGTERM waits for in-flight requests' },
   {
