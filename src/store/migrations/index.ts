@@ -9,6 +9,7 @@ import * as loginPolicy from './2026-11-30-008-login-policy.js';
 import * as keyRetirement from './2026-11-30-009-key-retirement.js';
 import * as readyPasskeys from './2026-12-01-010-ready-passkeys.js';
 import * as sessionChallenge from './2026-12-01-011-session-challenge.js';
+import * as dropEventTypeIndex from './2026-12-01-012-drop-event-type-index.js';
 
 /** Every migration, by date-prefixed name; Kysely applies them in name order. */
 export const migrations: Record<string, Migration> = {
@@ -22,4 +23,5 @@ export const migrations: Record<string, Migration> = {
   '2026-11-30-009-key-retirement': keyRetirement,
   '2026-12-01-010-ready-passkeys': readyPasskeys,
   '2026-12-01-011-session-challenge': sessionChallenge,
+  '2026-12-01-012-drop-event-type-index': dropEventTypeIndex,
 };
