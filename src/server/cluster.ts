@@ -6,8 +6,8 @@ import type { Logger } from '../log.js';
 /**
  * How many processes `serve` runs: PGlite (no database URL) is single-process by nature. 0 means one
  * per core, less one when PostgreSQL runs on this machine (a loopback host or a Unix socket), since it
- * needs a core of its own: on two cores shared with PostgreSQL, one worker served 12% more logins than
- * two, at a quarter less CPU per login (README, Performance).
+ * needs a core of its own: on two cores shared with PostgreSQL, one worker spent about a quarter less
+ * CPU per login than two, with a shorter tail at a steady rate (README, Performance).
  */
 export function workerCount(requested: number, databaseUrl: string | undefined, cores = os.availableParallelism()): number {
   if (!databaseUrl) return 1;
