@@ -2,10 +2,11 @@ import { Code } from '@connectrpc/connect';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { execFile } from 'node:child_process';
 import { createPrivateKey } from 'node:crypto';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
 import { UserService } from '../gen/passkeyd/user/v2/user_service_pb.js';
 import { bearer, clientFor } from './helpers/clients.js';
@@ -160,19 +161,40 @@ describe(`passkeyd CLI (${BACKEND})`, () => {
     }
   }, 180_000);
 
+  // Five CLI processes of about 2.5 s start-up each here; a loaded round (both suites at once) took this
+  // test past 60 s while one of them still opened and migrated the database before refusing.
   it('mistakes get a clear message and exit code 2, no stack trace', async () => {
     const { env, cleanup } = await scenarioEnv();
     try {
-      for (const args of [['admin', 'token'], ['admin', 'token', '--role', 'root'], ['serve', '--prot', '1'], ['frobnicate']]) {
+      const mistakes = [
+        ['admin', 'token'],
+        ['admin', 'token', '--role', 'root'],
+        ['admin', 'machine-user', 'create', '--name', 'ci', '--role', 'root'],
+        ['serve', '--prot', '1'],
+        ['frobnicate'],
+      ];
+      for (const args of mistakes) {
         const err = await cliFails(env, ...args);
         expect(err?.code, args.join(' ')).toBe(2);
         expect(err?.stderr).toMatch(/^passkeyd: /);
         expect(err?.stderr).not.toMatch(/\n\s+at /);
       }
+      // Each was refused before the database was opened: nothing was created or migrated.
+      if (env.PASSKEYD_DATA_DIR) expect(readdirSync(env.PASSKEYD_DATA_DIR)).toEqual([]);
+      else {
+        const client = new pg.Client({ connectionString: TEST_DATABASE_URL });
+        await client.connect();
+        try {
+          const tables = await client.query<{ n: number }>('select count(*)::int as n from information_schema.tables where table_schema = $1', [env.PASSKEYD_DATABASE_SCHEMA]);
+          expect(tables.rows[0]?.n).toBe(0);
+        } finally {
+          await client.end();
+        }
+      }
     } finally {
       await cleanup();
     }
-  });
+  }, 120_000);
 
   it('admin machine-user create prints only a key file or a PAT that works as a Bearer token; admin token is capped at 24h', async () => {
     const { env, cleanup } = await scenarioEnv();

@@ -1,5 +1,6 @@
 import { loadConfig, parseDuration, ConfigError, type Config } from '../config/config.js';
 import {
+  checkAdminRole,
   checkAdminTokenTtl,
   createMachineUserWithRole,
   inviteUser,
@@ -115,7 +116,8 @@ async function admin(words: string[], flags: Record<string, string>): Promise<st
     const cfg = loadConfig(flags);
     if (!opts.role) throw new ConfigError('admin token needs --role instance_admin|org_admin|session_manager');
     const request = { role: opts.role, org: opts.org, user: opts.user, ttlSeconds: opts.ttl ? parseDuration(opts.ttl) : undefined };
-    // Refused here too, before any database or socket: the server checks it again.
+    // Refused here too, before any database or socket: the server checks them again.
+    checkAdminRole(request.role);
     if (request.ttlSeconds !== undefined) checkAdminTokenTtl(request.ttlSeconds);
     return viaServerOrStore(cfg, '/token', request, async (store) => {
       const tokens = await createTokenService(store.db, { issuer: cfg.issuer, audience: cfg.audience });
@@ -128,6 +130,7 @@ async function admin(words: string[], flags: Record<string, string>): Promise<st
   }
   if (what === 'machine-user' && sub === 'create' && words.length === 2) {
     const request = machineUserRequest(flags);
+    checkAdminRole(request.role);
     const cfg = loadConfig(flags);
     return viaServerOrStore(cfg, '/machine-users', request, async (store) => (await createMachineUserWithRole(store.db, request, 'cli')).secret);
   }

@@ -44,9 +44,14 @@ export function checkAdminTokenTtl(ttlSeconds: number): void {
   }
 }
 
+/** A role an admin credential can carry; checked by the CLI before it opens anything, and again here. */
+export function checkAdminRole(role: string): void {
+  if (!ROLES.includes(role as Role)) throw invalid(`--role must be one of ${ROLES.join(', ')}`);
+}
+
 /** Signs a development credential: an admin access token for the given role and organization, at most 24h long. */
 export async function mintAdminToken(db: Kysely<Database>, tokens: TokenService, req: AdminTokenRequest): Promise<string> {
-  if (!ROLES.includes(req.role as Role)) throw invalid(`--role must be one of ${ROLES.join(', ')}`);
+  checkAdminRole(req.role);
   const ttl = req.ttlSeconds ?? ADMIN_TOKEN_DEFAULT_TTL_SECONDS;
   checkAdminTokenTtl(ttl);
   const orgId = req.org ?? (await defaultOrgId(db));
@@ -176,7 +181,7 @@ const MACHINE_CREDENTIAL_DEFAULT_TTL_SECONDS = 365 * 86400;
 export async function createMachineUserWithRole(db: Kysely<Database>, req: MachineUserRequest, creator: string): Promise<CreatedMachineUser> {
   const name = typeof req.name === 'string' ? req.name.trim() : '';
   if (name.length < 1 || name.length > 200) throw invalid('--name must be 1 to 200 characters');
-  if (!ROLES.includes(req.role as Role)) throw invalid(`--role must be one of ${ROLES.join(', ')}`);
+  checkAdminRole(req.role);
   if (req.credential !== 'key' && req.credential !== 'pat') throw invalid('the credential must be --key or --pat');
   const ttl = req.ttlSeconds ?? MACHINE_CREDENTIAL_DEFAULT_TTL_SECONDS;
   if (!Number.isFinite(ttl) || ttl <= 0) throw invalid('--ttl must be a positive duration');
