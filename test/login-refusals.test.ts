@@ -2,7 +2,7 @@ import { Code } from '@connectrpc/connect';
 import { describe, expect, it } from 'vitest';
 import { UserVerificationRequirement } from '../gen/passkeyd/session/v2/session_pb.js';
 import { event } from '../src/domain/events.js';
-import { completeLogin } from '../src/store/login.js';
+import { completeLogin } from '../src/store/login-complete.js';
 import { createSoftAuthenticator, type SoftAuthenticator } from './helpers/authenticator.js';
 import { beginLogin, codeOf, errorOf, finishLogin, flipByte, login, sign } from './helpers/login.js';
 import { createUser, registerPasskey } from './helpers/passkeys.js';
@@ -59,9 +59,9 @@ describe(`login refusals, each with its code (${BACKEND})`, () => {
     const { userId } = await userWithPasskey();
     const begun = await beginLogin(srv.url, { userId });
     const db = srv.app.store.db;
-    const session = await db.selectFrom('sessions').select(['id', 'challenge_id', 'org_id']).where('id', '=', begun.sessionId).executeTakeFirstOrThrow();
+    const session = await db.selectFrom('sessions').select(['id', 'challenge', 'org_id']).where('id', '=', begun.sessionId).executeTakeFirstOrThrow();
     const owner = (await db.selectFrom('aggregates').select('resource_owner').where('aggregate_id', '=', session.id).executeTakeFirstOrThrow()).resource_owner;
-    const passkey = await db.selectFrom('passkeys').select(['id', 'org_id']).where('user_id', '=', userId).executeTakeFirstOrThrow();
+    const passkey = await db.selectFrom('passkeys').select(['id', 'org_id', 'rp_id']).where('user_id', '=', userId).executeTakeFirstOrThrow();
     const sequence = async () => (await db.selectFrom('aggregates').select('sequence').where('aggregate_id', '=', session.id).executeTakeFirstOrThrow()).sequence;
     const refusals = {
       consumed: () => new Error('consumed'),
@@ -69,12 +69,14 @@ describe(`login refusals, each with its code (${BACKEND})`, () => {
       metadataFull: () => new Error('full'),
       notAccepted: () => new Error('not accepted'),
     };
-    const complete = (challengeId: string) =>
+    const complete = (challenge: string) =>
       completeLogin(
         db,
         {
           session: { type: 'session', id: session.id, owner },
-          challengeId,
+          challenge,
+          rpId: passkey.rp_id,
+          userHandle: undefined,
           tokenHash: Buffer.alloc(32, 1),
           passkey: { id: passkey.id, userId, orgId: passkey.org_id },
           at: new Date(),
@@ -94,17 +96,17 @@ describe(`login refusals, each with its code (${BACKEND})`, () => {
       .set({ expires_at: new Date(Date.now() - 1000) })
       .where('id', '=', session.id)
       .execute();
-    await expect(complete(session.challenge_id!)).rejects.toThrow('ended');
+    await expect(complete(session.challenge!)).rejects.toThrow('ended');
     expect(await sequence()).toBe(before);
     await db
       .updateTable('sessions')
       .set({ expires_at: new Date(Date.now() + 60_000) })
       .where('id', '=', session.id)
       .execute();
-    await complete(session.challenge_id!);
+    await complete(session.challenge!);
     expect(await sequence()).toBe(before + 1);
     expect((await db.selectFrom('sessions').select(['challenge_id', 'challenge']).where('id', '=', session.id).executeTakeFirstOrThrow()).challenge_id).toBeNull();
-    await expect(complete(session.challenge_id!)).rejects.toThrow('consumed');
+    await expect(complete(session.challenge!)).rejects.toThrow('consumed');
     expect(await sequence()).toBe(before + 1);
   });
 

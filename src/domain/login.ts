@@ -2,29 +2,26 @@ import type { Kysely } from 'kysely';
 import type { TokenService } from '../auth/tokens.js';
 import type { Config } from '../config/config.js';
 import { managesSessionsOf, type Principal } from '../auth/callers.js';
-import { PasskeydError, denied, invalid, notFound, precondition, unauthenticated } from '../errors.js';
+import { denied, invalid, notFound } from '../errors.js';
 import { appendEvents } from '../store/events.js';
-import { completeLogin, insertSession } from '../store/login.js';
-import { findAllowList, findOrgOfLogin, findSessionAndPasskey, findSessionContext, type LoginPasskey, type SessionContext } from '../store/login-reads.js';
+import { insertSession } from '../store/login.js';
+import { findAllowList, findOrgOfLogin, findSessionContext } from '../store/login-reads.js';
 import type { ChallengesTable, Database, SessionUserAgent } from '../store/schema.js';
 import { replaceChallenge } from '../store/sessions.js';
 import { inTransaction } from '../store/transaction.js';
 import { newId, randomBytesPooled } from '../ids.js';
-import { parseAssertion, requestOptions, type ParsedAssertion } from '../webauthn/authentication-response.js';
-import { verifyAssertionWith } from '../webauthn/assertion-verifier.js';
+import { requestOptions } from '../webauthn/authentication-response.js';
 import { resolveRpId } from '../webauthn/relying-party.js';
 import { defaultOrgId } from './bootstrap.js';
-import { event, type EventOf } from './events.js';
-import { refuseWhenSso, ssoRefusal } from './login-policy.js';
+import { event } from './events.js';
+import { createFinishLogin, knownCredentials, type FinishedLogin, type FinishLoginInput } from './login-finish.js';
+import { ssoRefusal } from './login-policy.js';
 import { createPseudoCredentials, type CredentialDescriptor, type LoginLookup } from './pseudo-credentials.js';
 import { checkSessionCaller, contextChangeOf, isSessionManager, lifetimeOf, METADATA_MAX_KEYS, metadataChange, metadataFull, setSessionContext } from './session-context.js';
-import { hashSessionToken, recordLoginFailure, sessionAggregate } from './sessions.js';
+import { hashSessionToken, sessionAggregate } from './sessions.js';
 import type { ChangeDetails } from './types.js';
 
 type UserVerification = ChallengesTable['user_verification'];
-
-/** One message for every "this credential cannot finish this session", so refusals reveal nothing. */
-const NOT_ACCEPTED = 'this credential cannot sign in to this session';
 
 /** What CreateSession asks for. */
 interface StartLoginInput {
@@ -47,26 +44,6 @@ interface StartedLogin {
   details: ChangeDetails;
   /** `{"publicKey": PublicKeyCredentialRequestOptionsJSON}` when a challenge was asked for. */
   requestOptions: Record<string, unknown> | undefined;
-}
-
-/** What SetSession brings. */
-interface FinishLoginInput {
-  sessionId: string;
-  sessionToken: string | undefined;
-  /** checks.web_auth_n.credential_assertion_data (AuthenticationResponseJSON). */
-  assertion: unknown;
-  /** The caller, when it sent a Bearer credential: a session manager needs no session token. */
-  caller?: Principal | undefined;
-  lifetimeSeconds?: number | undefined;
-  metadata?: Record<string, Uint8Array> | undefined;
-}
-
-interface FinishedLogin {
-  details: ChangeDetails;
-  /** A fresh session token: the one handed out before the login stops working (no session fixation). */
-  sessionToken: string;
-  accessToken: string;
-  accessTokenExpiresAt: Date;
 }
 
 interface ChallengeInput {
@@ -110,6 +87,7 @@ export interface LoginDeps {
  */
 export function createLogin({ db, config, tokens }: LoginDeps): Login {
   const pseudo = createPseudoCredentials(db);
+  const known = knownCredentials();
   let owner: Promise<string> | undefined;
   // Sessions belong to the instance's default organization from the start: owning them by the user's
   // organization would put that organization into CreateSession's `details` and tell an anonymous
@@ -197,7 +175,11 @@ export function createLogin({ db, config, tokens }: LoginDeps): Login {
       if (challenge) {
         // No passkey for this name and RP ID (or no such user): stand-in credentials, the same every time.
         const allow: CredentialDescriptor[] = opened.credentials.length
-          ? opened.credentials.map((c) => ({ id: Buffer.from(c.id).toString('base64url'), transports: c.transports }))
+          ? opened.credentials.map((c) => {
+              const id = Buffer.from(c.id).toString('base64url');
+              if (c.publicKey && !known.has(id)) known.set(id, { passkeyId: c.passkeyId, userId: opened.userId!, orgId: opened.orgId!, rpId, publicKey: c.publicKey });
+              return { id, transports: c.transports };
+            })
           : digest
             ? await pseudo.derive(rpId, digest)
             : [];
@@ -236,6 +218,8 @@ export function createLogin({ db, config, tokens }: LoginDeps): Login {
       return { details, requestOptions: { publicKey: options.publicKey } };
     },
 
+    finish: createFinishLogin({ db, config, tokens, known, sessionOwner }),
+
     async setContext(input, creator) {
       const session = await findSessionContext(db, input.sessionId);
       if (!session || session.expires_at.getTime() <= Date.now()) throw notFound(`session ${input.sessionId}`);
@@ -244,154 +228,5 @@ export function createLogin({ db, config, tokens }: LoginDeps): Login {
       if (!change) throw invalid('checks.web_auth_n, challenges.web_auth_n, lifetime or metadata is required');
       return setSessionContext(db, session, change, events, creator);
     },
-
-    async finish(input, creator) {
-      let parsed: ParsedAssertion | undefined;
-      let parseError: unknown;
-      try {
-        parsed = parseAssertion(input.assertion);
-      } catch (err) {
-        parseError = err;
-      }
-      const [session, passkey] = parsed ? await findSessionAndPasskey(db, input.sessionId, parsed.credentialId) : [await findSessionContext(db, input.sessionId), undefined];
-      if (!session) throw notFound(`session ${input.sessionId}`);
-      // Only the holder of the session token (or its organization's session manager) may check it;
-      // anyone else is refused before anything is recorded (no failure events on someone else's session).
-      checkSessionCaller(session, input.sessionToken, input.caller, 'session_token is missing or does not match this session');
-      // Lifetime and metadata ride on the login's own statement; their bounds are checked before anything runs.
-      const context = contextChangeOf(session, input, config, Date.now());
-      try {
-        const now = Date.now();
-        if (session.expires_at.getTime() <= now) throw precondition('the session has expired; start a new login');
-        if (!parsed) throw parseError;
-        if (session.challenge_id === null) {
-          // The challenge row goes with the first success: an assertion arriving after it is a replay.
-          if (session.webauthn_checked_at !== null) throw unauthenticated('this assertion was already used');
-          throw precondition('no WebAuthn challenge is open for this session; request one with challenges.web_auth_n');
-        }
-        if (session.challenge_expires_at!.getTime() <= now) throw precondition('the WebAuthn challenge has expired; start a new login');
-        if (!passkey?.public_key) throw unauthenticated(NOT_ACCEPTED);
-        if (session.user_id !== null) {
-          if (passkey.user_id !== session.user_id) throw unauthenticated(NOT_ACCEPTED);
-        } else if (session.login_digest !== null) {
-          // Opened for a login name that does not exist: no credential completes it.
-          throw unauthenticated(NOT_ACCEPTED);
-        } else if (!parsed.userHandle) {
-          throw invalid('checks.web_auth_n.credential_assertion_data.response.userHandle: is required for a login without a user');
-        }
-        if (parsed.userHandle && !parsed.userHandle.equals(Buffer.from(passkey.webauthn_user_handle))) throw new Refused('userHandle does not belong to this credential');
-        // The credential's stored RP ID decides; a challenge issued for another RP ID cannot be used with it.
-        if (passkey.rp_id !== session.rp_id) throw new Refused(`this credential is registered for another relying party than "${session.rp_id}"`);
-        let verified: Awaited<ReturnType<typeof verifyAssertionWith>>;
-        try {
-          // SimpleWebAuthn's checks with a cached node:crypto key (test/assertion-verifier.test.ts proves
-          // it accepts and refuses exactly what SimpleWebAuthn does); odd key types go to SimpleWebAuthn.
-          verified = await verifyAssertionWith(parsed, {
-            challenge: session.challenge!,
-            origins: config.origins,
-            rpId: passkey.rp_id,
-            requireUserVerification: session.user_verification === 'required',
-            publicKey: passkey.public_key,
-          });
-        } catch (err) {
-          // Before the signature is known good, every refusal reads the same to the caller: a different
-          // message for a real credential would tell an anonymous caller that the login name exists.
-          if (err instanceof PasskeydError && err.kind === 'unauthenticated') throw new Refused(err.message);
-          throw err;
-        }
-        // Also a usernameless login, or a session opened before the organization turned to SSO.
-        refuseWhenSso(passkey);
-        const stored = Number(passkey.sign_count);
-        const regressed = (verified.signCount > 0 || stored > 0) && verified.signCount <= stored;
-        const counterEvent = regressed
-          ? event('user.passkey.signcount.rejected', { passkey_id: passkey.id, session_id: session.id, stored, received: verified.signCount, policy: config.signCountPolicy })
-          : undefined;
-        if (regressed && config.signCountPolicy === 'reject') {
-          throw new CounterRegression(stored, verified.signCount, counterEvent!);
-        }
-        return await complete(session, passkey, verified, counterEvent, now, context);
-      } catch (err) {
-        if (err instanceof PasskeydError) {
-          const userEvent = err instanceof CounterRegression && passkey ? { userId: passkey.user_id, orgId: passkey.org_id, event: err.event } : undefined;
-          // The reason may quote client text (origin, challenge): no NUL into jsonb.
-          const reason = (err instanceof Refused ? err.reason : err.message).replace(/\u0000/g, '');
-          try {
-            const failed = event('session.webauthn.failed', { reason, code: err.kind, passkey_id: passkey?.id ?? null });
-            await recordLoginFailure(db, { id: session.id, owner: session.owner }, failed, creator, userEvent);
-          } catch {
-            // Failing to record must not replace the refusal the caller is owed.
-          }
-        }
-        throw err;
-      }
-    },
   };
-
-  /**
-   * Stores a verified login (one statement: see completeLogin in src/store/login.ts), then signs the
-   * access token. The counter policy is checked again by the statement against the row as it is now:
-   * two logins racing with one credential cannot both pass with the same counter.
-   */
-  async function complete(
-    session: SessionContext,
-    passkey: LoginPasskey,
-    verified: { signCount: number; userVerified: boolean; backedUp: boolean },
-    counterEvent: EventOf<'user'> | undefined,
-    now: number,
-    context: ReturnType<typeof contextChangeOf>,
-  ): Promise<FinishedLogin> {
-    const userId = passkey.user_id;
-    const sessionToken = randomBytesPooled(32).toString('base64url');
-    const checked = event('session.webauthn.checked', { user_id: userId, passkey_id: passkey.id, user_verified: verified.userVerified });
-    const used = event('user.passkey.used', {
-      passkey_id: passkey.id,
-      session_id: session.id,
-      sign_count: verified.signCount,
-      backed_up: verified.backedUp,
-      user_verified: verified.userVerified,
-    });
-    const details = await completeLogin(
-      db,
-      {
-        session: sessionAggregate(session.id, session.owner),
-        challengeId: session.challenge_id!,
-        tokenHash: hashSessionToken(sessionToken),
-        passkey: { id: passkey.id, userId, orgId: passkey.org_id },
-        at: new Date(now),
-        ...verified,
-        rejectCounterRegression: config.signCountPolicy === 'reject',
-        context: context.change,
-      },
-      [checked, ...context.events],
-      counterEvent ? [counterEvent, used] : [used],
-      {
-        consumed: () => unauthenticated('this assertion was already used'),
-        ended: () => precondition('the session has ended; start a new login'),
-        notAccepted: () => unauthenticated(NOT_ACCEPTED),
-        metadataFull,
-      },
-    );
-    const expiresAt = context.change?.expiresAt ?? session.expires_at;
-    const remaining = Math.floor((expiresAt.getTime() - Date.now()) / 1000);
-    const issued = await tokens.issue({ subject: userId, orgId: passkey.org_id, sessionId: session.id, ttlSeconds: Math.max(1, Math.min(config.tokenTtlSeconds, remaining)) });
-    return { details, sessionToken, accessToken: issued.token, accessTokenExpiresAt: issued.expiresAt };
-  }
-}
-
-/** A refusal the caller sees as NOT_ACCEPTED, whatever its reason; the reason goes to the audit event only. */
-class Refused extends PasskeydError {
-  constructor(readonly reason: string) {
-    super('unauthenticated', NOT_ACCEPTED);
-  }
-}
-
-/** A sign counter that did not increase, under the 'reject' policy. */
-class CounterRegression extends PasskeydError {
-  constructor(
-    stored: number,
-    received: number,
-    readonly event: EventOf<'user'>,
-  ) {
-    super('unauthenticated', `the authenticator's sign counter did not increase (stored ${stored}, received ${received}); the credential may be cloned`);
-  }
 }

@@ -2,7 +2,7 @@ import type { Kysely } from 'kysely';
 import { managesSessionsOf, type Principal } from '../auth/callers.js';
 import type { Config } from '../config/config.js';
 import { denied, invalid, precondition, unauthenticated } from '../errors.js';
-import type { SessionContextChange } from '../store/login.js';
+import type { SessionContextChange } from '../store/login-complete.js';
 import type { SessionContext } from '../store/login-reads.js';
 import { changeSessionContext } from '../store/sessions.js';
 import type { Database, SessionUserAgent } from '../store/schema.js';

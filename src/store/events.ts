@@ -59,10 +59,11 @@ export interface AppendOptions {
    * The current-state row: by default its `sequence` and `updated_at` follow the aggregate's (the one
    * place that bookkeeping is written). `set` adds columns to that same update and `where` a condition
    * (PostgreSQL updates a row once per statement, so a command's own change to the row goes here);
-   * `name`/`refusal` make the row update a named step that refuses the statement when it finds no row.
+   * `name`/`refusal` make the row update a named step that refuses the statement when it finds no row;
+   * `returning` adds columns of the updated row to what that step returns (its `id` always).
    * `false`: the statement inserts the row itself (a new aggregate), from the append's RETURNING.
    */
-  row?: false | { set?: RawBuilder<unknown>; where?: RawBuilder<boolean>; name?: string; refusal?: () => Error } | undefined;
+  row?: false | { set?: RawBuilder<unknown>; where?: RawBuilder<boolean>; name?: string; refusal?: () => Error; returning?: RawBuilder<unknown> } | undefined;
   /** Refuse the statement when the append did not happen (its `when` was false). */
   refusal?: (() => Error) | undefined;
   /** The events' payloads as one jsonb[] value (a compiled statement's placeholder); by default, from `events`. */
@@ -119,7 +120,7 @@ export function appendSteps(name: string, agg: AggregateRef, events: readonly Ne
       refusal: row?.refusal,
       body: sql`update ${table} r set ${row?.set ? sql`${row.set}, ` : sql``}sequence = x.sequence, updated_at = x.updated_at
         from ${self} x where r.id = ${agg.id}::text${row?.where ? sql` and ${row.where}` : sql``}
-        returning r.id`,
+        returning r.id${row?.returning ? sql`, ${row.returning}` : sql``}`,
     });
   }
   return steps;

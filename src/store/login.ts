@@ -1,13 +1,12 @@
 import { sql, type Kysely } from 'kysely';
 import { newId } from '../ids.js';
-import { appendResultOf, appendSteps, payloadsOf, type AggregateRef, type AppendResult, type AppendedRow, type NewEvent } from './events.js';
+import { appendResultOf, appendSteps, payloadsOf, type AppendResult, type AppendedRow, type NewEvent } from './events.js';
 import type { ChallengesTable, Database, SessionUserAgent } from './schema.js';
 import { compiledSteps, refusedByRun, type Step } from './statement.js';
 
 /**
- * The login's hot statements (CreateSession and SetSession): each one round trip, written as steps
- * of one statement where they change anything. Session aggregates, then user aggregates: every
- * statement takes its locks in that order, so concurrent logins cannot deadlock on them.
+ * CreateSession's statement: one round trip, written as steps of one statement. SetSession's are in
+ * login-complete.ts.
  */
 
 type UserVerification = ChallengesTable['user_verification'];
@@ -49,8 +48,8 @@ export interface InsertedSession {
   /** The active user the lookup found, if any. */
   userId: string | undefined;
   orgId: string | undefined;
-  /** That user's READY passkeys for the RP ID, oldest first. */
-  credentials: { id: Uint8Array; transports: string[] }[];
+  /** That user's READY passkeys for the RP ID, oldest first, with what never changes about each (see finishing a login). */
+  credentials: { id: Uint8Array; transports: string[]; passkeyId: string; publicKey: Uint8Array | null }[];
   /** The user verification the challenge was stored with. */
   userVerification: UserVerification | undefined;
 }
@@ -101,7 +100,9 @@ export async function insertSession(db: Kysely<Database>, s: NewSession, events:
     details: appendResultOf(first),
     userId: first.user_id ?? undefined,
     orgId: first.org_id ?? undefined,
-    credentials: rows.filter((r) => r.credential_id !== null).map((r) => ({ id: r.credential_id!, transports: r.transports ?? [] })),
+    credentials: rows
+      .filter((r) => r.credential_id !== null)
+      .map((r) => ({ id: r.credential_id!, transports: r.transports ?? [], passkeyId: r.passkey_id!, publicKey: r.public_key })),
   };
 }
 
@@ -133,6 +134,8 @@ type InsertedRow = AppendedRow & {
   org_id: string | null;
   credential_id: Uint8Array | null;
   transports: string[] | null;
+  passkey_id: string | null;
+  public_key: Uint8Array | null;
   user_verification: UserVerification | null;
 };
 
@@ -145,7 +148,8 @@ const insertSessionStatement = compiledSteps<InsertSessionValues, InsertedRow, {
       { name: 'u', body: sql`select id, org_id from users where state = 'active' and type = 'human' and ${found}` },
       {
         name: 'creds',
-        body: sql`select p.credential_id, p.transports, p.created_at from passkeys p join u on p.user_id = u.id where p.state = 'ready' and p.rp_id = ${v.rpId}::text`,
+        body: sql`select p.credential_id, p.transports, p.created_at, p.id as passkey_id, p.public_key from passkeys p join u on p.user_id = u.id
+          where p.state = 'ready' and p.rp_id = ${v.rpId}::text`,
       },
     ];
     if (shape.policy) {
@@ -189,187 +193,9 @@ const insertSessionStatement = compiledSteps<InsertSessionValues, InsertedRow, {
         from agg`,
       },
     );
-    const tail = sql`agg.sequence, agg.created_at, agg.updated_at, agg.resource_owner, u.id as user_id, u.org_id, creds.credential_id, creds.transports,
+    const tail = sql`agg.sequence, agg.created_at, agg.updated_at, agg.resource_owner, u.id as user_id, u.org_id, creds.credential_id, creds.transports, creds.passkey_id, creds.public_key,
       ${shape.policy ? sql`(select user_verification from pol)` : sql`null::text`} as user_verification
       from agg left join u on true left join creds on true order by creds.created_at`;
     return { steps, tail };
   },
 );
-
-/** What a verified assertion changes. */
-export interface CompletedLogin {
-  session: AggregateRef;
-  challengeId: string;
-  /** The new session token's hash: the token handed out before stops working. */
-  tokenHash: Buffer;
-  passkey: { id: string; userId: string; orgId: string };
-  at: Date;
-  signCount: number;
-  userVerified: boolean;
-  backedUp: boolean;
-  /** Refuse a counter that did not increase (checked again against the row as it is now). */
-  rejectCounterRegression: boolean;
-  /** SetSession's lifetime and metadata, changed by the same statement. */
-  context?: SessionContextChange | undefined;
-}
-
-/** A change of a session's lifetime or metadata. */
-export interface SessionContextChange {
-  expiresAt?: Date | undefined;
-  /** Keys to set (base64 values) and keys to delete, and how many keys the session may hold after. */
-  metadata?: { set: Record<string, string>; delete: string[]; maxKeys: number } | undefined;
-}
-
-/** What a statement with a metadata change raises (passkeyd_refuse) when the session would hold too many keys. */
-export const METADATA_FULL = 'metadata_full';
-
-/** The SQL assignments of a context change (none when nothing changes), for a session row aliased `r`. */
-export function contextAssignments(c: SessionContextChange | undefined) {
-  return contextSet(c?.expiresAt, c?.metadata && JSON.stringify(c.metadata.set), c?.metadata?.delete, c?.metadata?.maxKeys);
-}
-
-/**
- * The assignments for a new expiry and metadata keys to set (JSON) and delete; each part only when
- * given. The key count is checked on the row as the UPDATE finds it (after any concurrent change to
- * the same session), so two changes at once cannot together pass the bound: too many raises METADATA_FULL.
- */
-function contextSet(expiresAt: Date | undefined, metadataSet: string | undefined, metadataDelete: string[] | undefined, maxKeys: number | undefined) {
-  const parts = [];
-  if (expiresAt) parts.push(sql`expires_at = ${expiresAt}::timestamptz`);
-  if (metadataSet) {
-    const next = sql`(r.metadata || ${metadataSet}::jsonb) - ${metadataDelete}::text[]`;
-    parts.push(
-      sql`metadata = case when (select count(*) from jsonb_object_keys(${next})) > ${maxKeys}::int then passkeyd_refuse(${METADATA_FULL}::text)::text::jsonb else ${next} end`,
-    );
-  }
-  return parts;
-}
-
-export interface LoginRefusals {
-  /** The challenge was consumed meanwhile: a replay. */
-  consumed: () => Error;
-  /** The session ended or expired meanwhile. */
-  ended: () => Error;
-  /** The metadata change would leave the session with more keys than it may hold. */
-  metadataFull: () => Error;
-  /** The passkey went away, or its counter did not increase (two logins raced with one credential). */
-  notAccepted: () => Error;
-}
-
-/**
- * A verified login in ONE statement, atomic on its own (no BEGIN or COMMIT): record the factor on the
- * session while closing its challenge (a second use finds it closed), then update the passkey; each
- * step conditioned on the one before. The CTEs of one statement run in no documented order, but each
- * needs rows of the one before, so the executor runs them as a chain: session aggregate, session row,
- * user aggregate, then the passkey and users rows.
- */
-export async function completeLogin(
-  db: Kysely<Database>,
-  l: CompletedLogin,
-  sessionEvents: readonly NewEvent[],
-  userEvents: readonly NewEvent[],
-  refusals: LoginRefusals,
-): Promise<AppendResult> {
-  const rows = await completeLoginStatement(
-    db,
-    {
-      challengeId: l.challengeId,
-      sessionId: l.session.id,
-      sessionOwner: l.session.owner,
-      sessionPayloads: payloadsOf(sessionEvents),
-      userPayloads: payloadsOf(userEvents),
-      tokenHash: l.tokenHash,
-      userId: l.passkey.userId,
-      orgId: l.passkey.orgId,
-      passkeyId: l.passkey.id,
-      at: l.at,
-      userVerified: l.userVerified,
-      backedUp: l.backedUp,
-      signCount: l.signCount,
-      expiresAt: l.context?.expiresAt ?? null,
-      metadataSet: l.context?.metadata ? JSON.stringify(l.context.metadata.set) : null,
-      metadataDelete: l.context?.metadata?.delete ?? null,
-      metadataMaxKeys: l.context?.metadata?.maxKeys ?? null,
-    },
-    {
-      reject: l.rejectCounterRegression,
-      lifetime: l.context?.expiresAt !== undefined,
-      metadata: l.context?.metadata !== undefined,
-      sessionEvents: sessionEvents.map((e) => e.type).join(','),
-      userEvents: userEvents.map((e) => e.type).join(','),
-    },
-    { consumed: refusals.consumed, live: refusals.ended, accepted: refusals.notAccepted, [METADATA_FULL]: refusals.metadataFull },
-  );
-  return appendResultOf(rows[0]!);
-}
-
-/** The values of SetSession's login statement (see {@link compiledSteps}). */
-interface CompleteLoginValues {
-  challengeId: string;
-  sessionId: string;
-  sessionOwner: string;
-  sessionPayloads: string[];
-  userPayloads: string[];
-  tokenHash: Buffer;
-  userId: string;
-  orgId: string;
-  passkeyId: string;
-  at: Date;
-  userVerified: boolean;
-  backedUp: boolean;
-  signCount: number;
-  expiresAt: Date | null;
-  metadataSet: string | null;
-  metadataDelete: string[] | null;
-  metadataMaxKeys: number | null;
-}
-
-const eventsOfShape = (types: string) => (types ? types.split(',') : []).map((type) => ({ type, payload: {} }));
-
-const completeLoginStatement = compiledSteps<
-  CompleteLoginValues,
-  AppendedRow,
-  { reject: boolean; lifetime: boolean; metadata: boolean; sessionEvents: string; userEvents: string }
->((v, shape) => {
-  const counterGuard = shape.reject ? sql<boolean>`(sign_count < ${v.signCount} or (${v.signCount} = 0 and sign_count = 0))` : sql<boolean>`true`;
-  const context = contextSet(
-    shape.lifetime ? v.expiresAt! : undefined,
-    shape.metadata ? v.metadataSet! : undefined,
-    shape.metadata ? v.metadataDelete! : undefined,
-    shape.metadata ? v.metadataMaxKeys! : undefined,
-  );
-  const steps: Step[] = [
-    // The session's aggregate first (its lock queues logins to one session), then its row: the update
-    // that records the login also closes the challenge, and re-checks it against the row as the last
-    // writer left it, so of two uses at once only one finds it (a statement that refuses is undone
-    // whole, the aggregate's bump with it). A wrong or used challenge is `consumed`; the right one on
-    // a session that has ended refuses the statement as `live`.
-    ...appendSteps('sess', { type: 'session', id: v.sessionId, owner: v.sessionOwner }, eventsOfShape(shape.sessionEvents), v.userId, {
-      payloads: v.sessionPayloads,
-      row: {
-        name: 'consumed',
-        refusal: refusedByRun,
-        set: sql`token_hash = ${v.tokenHash}::bytea, user_id = ${v.userId}::text, org_id = ${v.orgId}::text,
-          user_checked_at = ${v.at}::timestamptz, webauthn_checked_at = ${v.at}::timestamptz, webauthn_user_verified = ${v.userVerified}::boolean,
-          passkey_id = ${v.passkeyId}::text, challenge_id = null, challenge = null, challenge_rp_id = null, challenge_user_verification = null,
-          challenge_expires_at = null${sql.join([sql``, ...context], sql`, `)}`,
-        // (The id again inside the CASE: however the planner orders the conditions, only this session's row can refuse.)
-        where: sql<boolean>`case when r.id <> ${v.sessionId}::text or r.challenge_id is distinct from ${v.challengeId}::text then false
-          when r.expires_at > ${v.at}::timestamptz then true else passkeyd_refuse('live') end`,
-      },
-    }),
-    ...appendSteps('usr', { type: 'user', id: v.userId, owner: v.orgId }, eventsOfShape(shape.userEvents), v.userId, {
-      when: sql<boolean>`exists (select 1 from consumed)`,
-      payloads: v.userPayloads,
-    }),
-    {
-      name: 'accepted',
-      refusal: refusedByRun,
-      body: sql`update passkeys set sign_count = greatest(sign_count, ${v.signCount}::bigint), backed_up = ${v.backedUp}::boolean,
-          last_used_at = ${v.at}::timestamptz, updated_at = ${v.at}::timestamptz
-        where id = ${v.passkeyId}::text and state = 'ready' and ${counterGuard} and exists (select 1 from usr)
-        returning id`,
-    },
-  ];
-  return { steps, tail: sql`sess.sequence, sess.created_at, sess.updated_at, sess.resource_owner from (select 1) one left join sess on true` };
-});

@@ -2,7 +2,8 @@ import { sql, type Kysely, type Selectable, type Transaction } from 'kysely';
 import { newId } from '../ids.js';
 import { appendResultOf, appendSteps, type AggregateRef, type AppendedRow, type AppendResult, type NewEvent } from './events.js';
 import { listPage, type ListResult, type Page } from './lists.js';
-import { contextAssignments, METADATA_FULL, type NewChallenge, type SessionContextChange } from './login.js';
+import { contextAssignments, METADATA_FULL, type SessionContextChange } from './login-complete.js';
+import type { NewChallenge } from './login.js';
 import { runSteps } from './statement.js';
 import type { Database, SessionsTable } from './schema.js';
 

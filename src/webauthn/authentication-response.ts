@@ -28,6 +28,8 @@ export interface ParsedAssertion {
   credentialId: Buffer;
   /** response.userHandle decoded, when the authenticator sent one (discoverable credentials do). */
   userHandle: Buffer | undefined;
+  /** The challenge member of clientDataJSON as sent (a login is refused unless it is the session's). */
+  challenge: string;
 }
 
 /**
@@ -77,6 +79,7 @@ export function parseAssertion(json: unknown): ParsedAssertion {
     },
     credentialId,
     userHandle: userHandle === undefined ? undefined : Buffer.from(userHandle, 'base64url'),
+    challenge: clientData.challenge,
   };
 }
 

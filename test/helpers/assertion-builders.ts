@@ -218,7 +218,7 @@ export class Differential {
     } catch (err) {
       if (!(err instanceof PasskeydError && err.kind === 'invalid_argument')) throw err;
       this.unparsed++;
-      parsed = { json: json as AuthenticationResponseJSON, credentialId: Buffer.alloc(0), userHandle: undefined };
+      parsed = { json: json as AuthenticationResponseJSON, credentialId: Buffer.alloc(0), userHandle: undefined, challenge: '' };
     }
     const oracle = await settle(() => verifyAssertion(parsed, expected));
     const withOutcome = await settle(() => verifyAssertionWith(parsed, expected));
