@@ -98,7 +98,7 @@ export function createFinishLogin({ db, config, tokens, known, sessionOwner }: F
     }
     const credentialKey = parsed?.credentialId.toString('base64url');
     if (parsed) {
-      const done = await finishKnown(parsed, known.get(credentialKey!), input, creator);
+      const done = await finishKnown(parsed, known.get(credentialKey!), input);
       if (done) return done;
     }
     finishes.read++;
@@ -197,7 +197,7 @@ export function createFinishLogin({ db, config, tokens, known, sessionOwner }: F
    * statement (or the verification) refused: the caller then reads and decides, and records any failure,
    * the slow way. A login with a lifetime or metadata change always reads (it needs the session's keys).
    */
-  async function finishKnown(parsed: ParsedAssertion, credential: KnownCredential | undefined, input: FinishLoginInput, _creator: string): Promise<FinishedLogin | undefined> {
+  async function finishKnown(parsed: ParsedAssertion, credential: KnownCredential | undefined, input: FinishLoginInput): Promise<FinishedLogin | undefined> {
     if (!credential || input.sessionToken === undefined || input.lifetimeSeconds !== undefined || (input.metadata && Object.keys(input.metadata).length)) return undefined;
     let verified: ReturnType<typeof verifyAssertionFast>;
     try {
