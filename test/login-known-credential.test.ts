@@ -4,7 +4,7 @@ import { OrganizationService } from '../gen/passkeyd/org/v2/org_service_pb.js';
 import { UserService } from '../gen/passkeyd/user/v2/user_service_pb.js';
 import { loginFinishStats } from '../src/domain/login-finish.js';
 import { bearer, clientFor } from './helpers/clients.js';
-import { beginLogin, codeOf, errorOf, finishLogin, login, sign } from './helpers/login.js';
+import { beginLogin, codeOf, errorOf, finishLogin, login, loginFailures, sign } from './helpers/login.js';
 import { restOk, uniqueName } from './helpers/machine.js';
 import { createUser, registerPasskey } from './helpers/passkeys.js';
 import { BACKEND, useTestServer } from './helpers/server.js';
@@ -46,14 +46,7 @@ async function userWithPasskey(orgId?: string) {
 }
 
 async function failureReasons(sessionId: string): Promise<string[]> {
-  const rows = await srv.app.store.db
-    .selectFrom('events')
-    .select('payload')
-    .where('aggregate_id', '=', sessionId)
-    .where('event_type', '=', 'session.webauthn.failed')
-    .orderBy('sequence')
-    .execute();
-  return rows.map((r) => (r.payload as { reason: string }).reason);
+  return (await loginFailures(srv.app.store.db, sessionId)).map((f) => f.reason);
 }
 
 describe(`SetSession with a credential this process knows (${BACKEND})`, () => {

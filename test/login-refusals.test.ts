@@ -4,7 +4,7 @@ import { UserVerificationRequirement } from '../gen/passkeyd/session/v2/session_
 import { event } from '../src/domain/events.js';
 import { completeLogin } from '../src/store/login-complete.js';
 import { createSoftAuthenticator, type SoftAuthenticator } from './helpers/authenticator.js';
-import { beginLogin, codeOf, errorOf, finishLogin, flipByte, login, sign } from './helpers/login.js';
+import { beginLogin, codeOf, errorOf, finishLogin, flipByte, login, loginFailures, sign } from './helpers/login.js';
 import { createUser, registerPasskey } from './helpers/passkeys.js';
 
 /** What SetSession tells the caller for every credential it refuses before the signature is known good. */
@@ -22,16 +22,7 @@ async function userWithPasskey(authenticator?: SoftAuthenticator) {
   return { userId, ...registered };
 }
 
-async function failures(sessionId: string) {
-  const rows = await srv.app.store.db
-    .selectFrom('events')
-    .select(['payload'])
-    .where('aggregate_id', '=', sessionId)
-    .where('event_type', '=', 'session.webauthn.failed')
-    .orderBy('sequence')
-    .execute();
-  return rows.map((r) => r.payload as { reason: string; code: string });
-}
+const failures = (sessionId: string) => loginFailures(srv.app.store.db, sessionId);
 
 describe(`login refusals, each with its code (${BACKEND})`, () => {
   it('a successful assertion cannot be used again: not on its session, not on another, not twice at once', async () => {

@@ -4,10 +4,12 @@
  */
 import type { JsonObject } from '@bufbuild/protobuf';
 import type { AuthenticationResponseJSON, PublicKeyCredentialRequestOptionsJSON } from '@simplewebauthn/server';
+import type { Kysely } from 'kysely';
 import { SessionService } from '../../gen/passkeyd/session/v2/session_service_pb.js';
 import { UserVerificationRequirement } from '../../gen/passkeyd/session/v2/session_pb.js';
 import type { CeremonyOverrides, SoftAuthenticator } from './authenticator.js';
 import { clientFor, type Protocol } from './clients.js';
+import type { Database } from '../../src/store/schema.js';
 import { DEFAULT_ORIGIN } from './passkeys.js';
 
 /** The `publicKey` member of CreateSession's request options Struct. */
@@ -73,6 +75,18 @@ export async function login(baseUrl: string, authenticator: SoftAuthenticator, o
   const assertion = await sign(authenticator, begun, o.overrides);
   const done = await finishLogin(baseUrl, begun.sessionId, assertion, { protocol: o.protocol });
   return { begun, assertion, done };
+}
+
+/** The session.webauthn.failed events of a session, oldest first: what the audit trail says about its refusals. */
+export async function loginFailures(db: Kysely<Database>, sessionId: string): Promise<{ reason: string; code: string }[]> {
+  const rows = await db
+    .selectFrom('events')
+    .select('payload')
+    .where('aggregate_id', '=', sessionId)
+    .where('event_type', '=', 'session.webauthn.failed')
+    .orderBy('sequence')
+    .execute();
+  return rows.map((r) => r.payload as { reason: string; code: string });
 }
 
 // Tests that import codeOf/errorOf from here get the shared ones.
