@@ -202,11 +202,12 @@ const completeLoginStatement = compiledSteps<
           passkey_id = ${v.passkeyId}::text, challenge_id = null, challenge = null, challenge_rp_id = null, challenge_user_verification = null,
           challenge_expires_at = null${sql.join([sql``, ...context], sql`, `)}`,
         // (The id again inside the CASE: however the planner orders the conditions, only this session's row can refuse.)
-        where: sql<boolean>`case when r.id <> ${v.sessionId}::text or r.challenge is distinct from ${v.challenge}::text
-            or r.challenge_rp_id is distinct from ${v.rpId}::text or not (r.challenge_expires_at > ${v.at}::timestamptz)
-            or (r.challenge_user_verification = 'required' and not ${v.userVerified}::boolean)
-            or not (r.user_id is not distinct from ${v.userId}::text or (r.user_id is null and r.login_digest is null and ${v.userHandle}::bytea is not null))
-            ${shape.token ? sql`or r.token_hash <> ${v.presentedTokenHash}::bytea` : sql``} then false
+        // Every condition must hold as TRUE: a NULL anywhere (a column left empty) refuses too.
+        where: sql<boolean>`case when not coalesce(r.id = ${v.sessionId}::text and r.challenge = ${v.challenge}::text
+              and r.challenge_rp_id = ${v.rpId}::text and r.challenge_expires_at > ${v.at}::timestamptz
+              and (r.challenge_user_verification <> 'required' or ${v.userVerified}::boolean)
+              and (r.user_id = ${v.userId}::text or (r.user_id is null and r.login_digest is null and ${v.userHandle}::bytea is not null))
+              ${shape.token ? sql`and r.token_hash = ${v.presentedTokenHash}::bytea` : sql``}, false) then false
           when r.expires_at > ${v.at}::timestamptz then true else passkeyd_refuse('live') end`,
         returning: sql`r.expires_at`,
       },
