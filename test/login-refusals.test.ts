@@ -4,7 +4,7 @@ import { UserVerificationRequirement } from '../gen/passkeyd/session/v2/session_
 import { event } from '../src/domain/events.js';
 import { completeLogin } from '../src/store/login-complete.js';
 import { createSoftAuthenticator, type SoftAuthenticator } from './helpers/authenticator.js';
-import { beginLogin, codeOf, errorOf, finishLogin, flipByte, login, loginFailures, sign } from './helpers/login.js';
+import { beginLogin, codeOf, errorOf, eventPayloads, finishLogin, flipByte, login, loginFailures, sign } from './helpers/login.js';
 import { createUser, registerPasskey } from './helpers/passkeys.js';
 
 /** What SetSession tells the caller for every credential it refuses before the signature is known good. */
@@ -211,14 +211,7 @@ describe(`login refusals, each with its code (${BACKEND})`, () => {
       expect(err.code).toBe(Code.Unauthenticated);
       expect(err.rawMessage).toMatch(/sign counter/);
     }
-    const rejected = await srv.app.store.db
-      .selectFrom('events')
-      .select('payload')
-      .where('aggregate_id', '=', userId)
-      .where('event_type', '=', 'user.passkey.signcount.rejected')
-      .orderBy('sequence')
-      .execute();
-    expect(rejected.map((r) => r.payload)).toEqual([
+    expect(await eventPayloads(srv.app.store.db, userId, 'user.passkey.signcount.rejected')).toEqual([
       expect.objectContaining({ passkey_id: passkeyId, stored: 1, received: 1, policy: 'reject' }),
       expect.objectContaining({ passkey_id: passkeyId, stored: 1, received: 0, policy: 'reject' }),
     ]);

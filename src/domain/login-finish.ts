@@ -163,16 +163,15 @@ export function createFinishLogin({ db, config, tokens, known, sessionOwner }: F
       if (regressed && config.signCountPolicy === 'reject') {
         throw new CounterRegression(stored, verified.signCount, counterEvent!);
       }
-      return await complete(
-        { id: session.id, owner: session.owner, challenge: session.challenge! },
-        { id: passkey.id, userId: passkey.user_id, orgId: passkey.org_id, rpId: passkey.rp_id },
-        parsed.userHandle,
+      return await complete({
+        session: { id: session.id, owner: session.owner, challenge: session.challenge! },
+        passkey: { id: passkey.id, userId: passkey.user_id, orgId: passkey.org_id, rpId: passkey.rp_id },
+        userHandle: parsed.userHandle,
         verified,
         counterEvent,
         now,
         context,
-        undefined,
-      );
+      });
     } catch (err) {
       if (err instanceof PasskeydError) {
         const userEvent = err instanceof CounterRegression && passkey ? { userId: passkey.user_id, orgId: passkey.org_id, event: err.event } : undefined;
@@ -213,16 +212,14 @@ export function createFinishLogin({ db, config, tokens, known, sessionOwner }: F
       return undefined;
     }
     try {
-      const done = await complete(
-        { id: input.sessionId, owner: await sessionOwner(), challenge: parsed.challenge },
-        { id: credential.passkeyId, userId: credential.userId, orgId: credential.orgId, rpId: credential.rpId },
-        parsed.userHandle,
+      const done = await complete({
+        session: { id: input.sessionId, owner: await sessionOwner(), challenge: parsed.challenge },
+        passkey: { id: credential.passkeyId, userId: credential.userId, orgId: credential.orgId, rpId: credential.rpId },
+        userHandle: parsed.userHandle,
         verified,
-        undefined,
-        Date.now(),
-        { change: undefined, events: [] },
-        hashSessionToken(input.sessionToken),
-      );
+        now: Date.now(),
+        presentedTokenHash: hashSessionToken(input.sessionToken),
+      });
       finishes.known++;
       return done;
     } catch (err) {
@@ -238,16 +235,7 @@ export function createFinishLogin({ db, config, tokens, known, sessionOwner }: F
    * `presentedTokenHash` (no read came first) every refusal is ReadFirst, and a counter that did not
    * increase is refused whatever the policy, so the read path records it.
    */
-  async function complete(
-    session: { id: string; owner: string; challenge: string },
-    passkey: { id: string; userId: string; orgId: string; rpId: string },
-    userHandle: Buffer | undefined,
-    verified: { signCount: number; userVerified: boolean; backedUp: boolean },
-    counterEvent: EventOf<'user'> | undefined,
-    now: number,
-    context: ReturnType<typeof contextChangeOf>,
-    presentedTokenHash: Buffer | undefined,
-  ): Promise<FinishedLogin> {
+  async function complete({ session, passkey, userHandle, verified, counterEvent, now, context, presentedTokenHash }: VerifiedLogin): Promise<FinishedLogin> {
     const userId = passkey.userId;
     const sessionToken = randomBytesPooled(32).toString('base64url');
     const checked = event('session.webauthn.checked', { user_id: userId, passkey_id: passkey.id, user_verified: verified.userVerified });
@@ -271,9 +259,9 @@ export function createFinishLogin({ db, config, tokens, known, sessionOwner }: F
         at: new Date(now),
         ...verified,
         rejectCounterRegression: presentedTokenHash !== undefined || config.signCountPolicy === 'reject',
-        context: context.change,
+        context: context?.change,
       },
-      [checked, ...context.events],
+      [checked, ...(context?.events ?? [])],
       counterEvent ? [counterEvent, used] : [used],
       presentedTokenHash
         ? readFirstRefusals
@@ -288,6 +276,21 @@ export function createFinishLogin({ db, config, tokens, known, sessionOwner }: F
     const issued = await tokens.issue({ subject: userId, orgId: passkey.orgId, sessionId: session.id, ttlSeconds: Math.max(1, Math.min(config.tokenTtlSeconds, remaining)) });
     return { details, sessionToken, accessToken: issued.token, accessTokenExpiresAt: issued.expiresAt };
   }
+}
+
+/** A verified assertion on its way to the login statement. */
+interface VerifiedLogin {
+  session: { id: string; owner: string; challenge: string };
+  passkey: { id: string; userId: string; orgId: string; rpId: string };
+  userHandle: Buffer | undefined;
+  verified: { signCount: number; userVerified: boolean; backedUp: boolean };
+  /** The counter went backwards under a policy that lets the login through: recorded with it. */
+  counterEvent?: EventOf<'user'> | undefined;
+  now: number;
+  /** SetSession's lifetime and metadata change, if any (read path only). */
+  context?: ReturnType<typeof contextChangeOf> | undefined;
+  /** Set when no read came first (the known-credential path): the statement checks this session token. */
+  presentedTokenHash?: Buffer | undefined;
 }
 
 /** A refusal the caller sees as NOT_ACCEPTED, whatever its reason; the reason goes to the audit event only. */

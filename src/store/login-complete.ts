@@ -1,5 +1,6 @@
 import { sql, type Kysely } from 'kysely';
 import { appendResultOf, appendSteps, payloadsOf, type AggregateRef, type AppendResult, type AppendedRow, type NewEvent } from './events.js';
+import { ssoRequiredOf } from './orgs.js';
 import type { Database } from './schema.js';
 import { compiledSteps, refusedByRun, type Step } from './statement.js';
 
@@ -225,7 +226,7 @@ const completeLoginStatement = compiledSteps<
       body: sql`update passkeys set sign_count = greatest(sign_count, ${v.signCount}::bigint), backed_up = ${v.backedUp}::boolean,
           last_used_at = ${v.at}::timestamptz, updated_at = ${v.at}::timestamptz
         where id = ${v.passkeyId}::text and state = 'ready' and rp_id = ${v.rpId}::text and ${counterGuard} and exists (select 1 from active)
-          and not coalesce((select lp.sso_required from login_policies lp where lp.org_id in (${v.orgId}::text, '') order by lp.org_id desc limit 1), false)
+          and not ${ssoRequiredOf(sql`${v.orgId}::text`)}
         returning id`,
     },
   ];

@@ -1,5 +1,6 @@
 import { sql, type Kysely } from 'kysely';
 import type { ChallengesTable, Database } from './schema.js';
+import { ssoRequiredOf } from './orgs.js';
 import { compiledStatement } from './statement.js';
 
 /** The login's reads: the session with its open challenge, the passkey an assertion names, the allow list. */
@@ -66,7 +67,7 @@ function passkeyQuery(db: Kysely<Database>, credentialId: Buffer) {
     .selectFrom('passkeys as p')
     .innerJoin('users as u', 'u.id', 'p.user_id')
     .select(['p.id', 'p.user_id', 'p.org_id', 'p.public_key', 'p.sign_count', 'p.rp_id', 'u.webauthn_user_handle'])
-    .select(sql<boolean>`coalesce((select lp.sso_required from login_policies lp where lp.org_id in (p.org_id, '') order by lp.org_id desc limit 1), false)`.as('sso_required'))
+    .select(ssoRequiredOf(sql.ref('p.org_id')).as('sso_required'))
     .where('p.credential_id', '=', credentialId)
     .where('p.state', '=', 'ready')
     .where('u.state', '=', 'active');

@@ -70,6 +70,14 @@ export function loginPolicyOf(orgId: RawBuilder<unknown>): RawBuilder<LoginPolic
   return sql<LoginPolicyFields | null>`(select to_jsonb(lp) from login_policies lp where lp.org_id in (${orgId}, '') order by lp.org_id desc limit 1)`;
 }
 
+/**
+ * Whether the login policy that applies to the organization `orgId` names (its own, else the instance
+ * default) requires SSO; false when there is none. One column, for the login path's statements.
+ */
+export function ssoRequiredOf(orgId: RawBuilder<unknown>): RawBuilder<boolean> {
+  return sql<boolean>`coalesce((select lp.sso_required from login_policies lp where lp.org_id in (${orgId}, '') order by lp.org_id desc limit 1), false)`;
+}
+
 /** The policy of the organization of an active user found by login name or id (undefined: no such user). */
 export async function findLoginPolicyOfLogin(db: Db, lookup: { loginName: string } | { userId: string }): Promise<{ orgId: string; policy: LoginPolicyFields | null } | undefined> {
   const where = 'loginName' in lookup ? sql`u.username_lower = ${lookup.loginName.toLowerCase()}` : sql`u.id = ${lookup.userId}`;

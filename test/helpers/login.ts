@@ -77,16 +77,15 @@ export async function login(baseUrl: string, authenticator: SoftAuthenticator, o
   return { begun, assertion, done };
 }
 
+/** The payloads of one aggregate's events of one type, oldest first. */
+export async function eventPayloads<T = Record<string, unknown>>(db: Kysely<Database>, aggregateId: string, eventType: string): Promise<T[]> {
+  const rows = await db.selectFrom('events').select('payload').where('aggregate_id', '=', aggregateId).where('event_type', '=', eventType).orderBy('sequence').execute();
+  return rows.map((r) => r.payload as T);
+}
+
 /** The session.webauthn.failed events of a session, oldest first: what the audit trail says about its refusals. */
-export async function loginFailures(db: Kysely<Database>, sessionId: string): Promise<{ reason: string; code: string }[]> {
-  const rows = await db
-    .selectFrom('events')
-    .select('payload')
-    .where('aggregate_id', '=', sessionId)
-    .where('event_type', '=', 'session.webauthn.failed')
-    .orderBy('sequence')
-    .execute();
-  return rows.map((r) => r.payload as { reason: string; code: string });
+export function loginFailures(db: Kysely<Database>, sessionId: string): Promise<{ reason: string; code: string }[]> {
+  return eventPayloads(db, sessionId, 'session.webauthn.failed');
 }
 
 // Tests that import codeOf/errorOf from here get the shared ones.
