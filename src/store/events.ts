@@ -76,6 +76,14 @@ export function payloadsOf(events: readonly NewEvent[]): string[] {
 }
 
 /**
+ * Placeholder events of the given types (comma-separated), for building a compiled append: the types
+ * fix the statement's text, the payloads are bound at each run (`AppendOptions.payloads`).
+ */
+export function eventsOfShape(types: string): NewEvent[] {
+  return (types ? types.split(',') : []).map((type) => ({ type, payload: {} }));
+}
+
+/**
  * The steps of one statement that append events to one aggregate (every round trip costs more client
  * CPU than the SQL, so commands do their whole change in one statement where they can):
  * - `<name>` bumps the aggregate row with an upsert, which takes its row lock, so concurrent writers to

@@ -1,5 +1,5 @@
 import { sql, type Kysely } from 'kysely';
-import { appendResultOf, appendSteps, payloadsOf, type AggregateRef, type AppendResult, type AppendedRow, type NewEvent } from './events.js';
+import { appendResultOf, appendSteps, eventsOfShape, payloadsOf, type AggregateRef, type AppendResult, type AppendedRow, type NewEvent } from './events.js';
 import { ssoRequiredOf } from './orgs.js';
 import type { Database } from './schema.js';
 import { compiledSteps, refusedByRun, type Step } from './statement.js';
@@ -171,8 +171,6 @@ interface CompleteLoginValues {
   metadataDelete: string[] | null;
   metadataMaxKeys: number | null;
 }
-
-const eventsOfShape = (types: string) => (types ? types.split(',') : []).map((type) => ({ type, payload: {} }));
 
 const completeLoginStatement = compiledSteps<
   CompleteLoginValues,

@@ -1,10 +1,10 @@
-import { sql, type Kysely, type RawBuilder, type Selectable, type Transaction } from 'kysely';
+import { sql, type Kysely, type Selectable, type Transaction } from 'kysely';
 import { newId } from '../ids.js';
-import { appendResultOf, appendSteps, type AppendResult, type AppendedRow, type NewEvent } from './events.js';
+import { appendResultOf, appendSteps, eventsOfShape, payloadsOf, type AppendResult, type AppendedRow, type NewEvent } from './events.js';
 import { listPage, type ListResult, type Page } from './lists.js';
 import { loginPolicyOf, type LoginPolicyFields } from './orgs.js';
 import type { ChallengesTable, Database, PasskeysTable } from './schema.js';
-import { compiledStatement, runSteps, type Step } from './statement.js';
+import { compiledStatement, compiledSteps, refusedByRun, runSteps, type Step } from './statement.js';
 
 /** A passkey as stored (current state). */
 export type PasskeyRow = Selectable<PasskeysTable>;
@@ -100,29 +100,41 @@ export async function insertPendingRegistration(
   creator: string,
   userGone: () => Error,
 ): Promise<AppendResult> {
-  const steps: Step[] = [
-    ...staleRegistrationSteps(p.userId, p.now),
-    ...appendSteps('usr', { type: 'user', id: p.userId, owner: p.orgId }, events, creator, {
-      when: sql<boolean>`exists (select 1 from users where id = ${p.userId}::text)`,
-      refusal: userGone,
-    }),
-    {
-      name: 'passkey',
-      body: sql`insert into passkeys (id, user_id, org_id, state, rp_id, authenticator_attachment, registration_code_id, created_at, updated_at)
-        select ${p.passkeyId}::text, ${p.userId}::text, ${p.orgId}::text, 'not_ready', ${p.rpId}::text, ${p.attachment}::text, ${p.registrationCodeId}::text, usr.updated_at, usr.updated_at
-        from usr`,
-    },
-    {
-      name: 'challenge',
-      body: sql`insert into challenges (id, kind, challenge, user_id, passkey_id, session_id, rp_id, user_verification, registration_code_id, created_at, expires_at)
-        select ${newId()}::text, 'registration', ${p.challenge}::text, ${p.userId}::text, ${p.passkeyId}::text, null, ${p.rpId}::text, ${p.userVerification}::text,
-          ${p.registrationCodeId}::text, ${p.now}::timestamptz, ${p.expiresAt}::timestamptz
-        from usr`,
-    },
-  ];
-  const rows = await runSteps<AppendedRow>(db, steps, sql`usr.sequence, usr.created_at, usr.updated_at, usr.resource_owner from (select 1) one left join usr on true`);
+  const rows = await pendingRegistrationStatement(
+    db,
+    { ...p, challengeId: newId(), payloads: payloadsOf(events), creator },
+    { events: events.map((e) => e.type).join(',') },
+    { usr: userGone },
+  );
   return appendResultOf(rows[0]!);
 }
+
+const pendingRegistrationStatement = compiledSteps<PendingRegistration & { challengeId: string; payloads: string[]; creator: string }, AppendedRow, { events: string }>(
+  (v, shape) => ({
+    steps: [
+      ...staleRegistrationSteps(v.userId, v.now),
+      ...appendSteps('usr', { type: 'user', id: v.userId, owner: v.orgId }, eventsOfShape(shape.events), v.creator, {
+        when: sql<boolean>`exists (select 1 from users where id = ${v.userId}::text)`,
+        refusal: refusedByRun,
+        payloads: v.payloads,
+      }),
+      {
+        name: 'passkey',
+        body: sql`insert into passkeys (id, user_id, org_id, state, rp_id, authenticator_attachment, registration_code_id, created_at, updated_at)
+        select ${v.passkeyId}::text, ${v.userId}::text, ${v.orgId}::text, 'not_ready', ${v.rpId}::text, ${v.attachment}::text, ${v.registrationCodeId}::text, usr.updated_at, usr.updated_at
+        from usr`,
+      },
+      {
+        name: 'challenge',
+        body: sql`insert into challenges (id, kind, challenge, user_id, passkey_id, session_id, rp_id, user_verification, registration_code_id, created_at, expires_at)
+        select ${v.challengeId}::text, 'registration', ${v.challenge}::text, ${v.userId}::text, ${v.passkeyId}::text, null, ${v.rpId}::text, ${v.userVerification}::text,
+          ${v.registrationCodeId}::text, ${v.now}::timestamptz, ${v.expiresAt}::timestamptz
+        from usr`,
+      },
+    ],
+    tail: sql`usr.sequence, usr.created_at, usr.updated_at, usr.resource_owner from (select 1) one left join usr on true`,
+  }),
+);
 
 /** A pending (or finished) registration: the passkey row with its registration challenge, if any. */
 export type RegistrationRow = PasskeyRow & {
@@ -214,47 +226,55 @@ export async function storeVerifiedCredential(
   creator: string,
   refusals: RegistrationRefusals,
 ): Promise<AppendResult> {
-  const code: RawBuilder<unknown> = r.codeId
-    ? sql`update registration_codes set used_at = ${r.now}::timestamptz
-        where id = ${r.codeId}::text and used_at is null and expires_at > ${r.now}::timestamptz and exists (select 1 from consumed) returning id`
-    : sql`select 1 as id`;
-  const store = db
-    .updateTable('passkeys')
-    .set({
-      state: 'ready',
-      name: credential.name,
-      credential_id: Buffer.from(credential.credentialId),
-      public_key: Buffer.from(credential.publicKey),
-      algorithm: credential.algorithm,
-      sign_count: credential.signCount,
-      aaguid: credential.aaguid,
-      authenticator_name: credential.authenticatorName,
-      backup_eligible: credential.backupEligible,
-      backed_up: credential.backedUp,
-      device_type: credential.deviceType,
-      transports: credential.transports,
-      attestation_format: credential.attestationFormat,
-      ...(credential.authenticatorAttachment ? { authenticator_attachment: credential.authenticatorAttachment } : {}),
-      updated_at: sql<Date>`(select updated_at from usr)`,
-    })
-    .where('id', '=', r.passkeyId)
-    .where('state', '=', 'not_ready')
-    .where(sql<boolean>`exists (select 1 from usr)`)
-    .returning('id');
-  const steps: Step[] = [
-    { name: 'consumed', body: sql`delete from challenges where id = ${r.challengeId}::text and expires_at > ${r.now}::timestamptz returning id`, refusal: refusals.gone },
-    { name: 'code', body: code, refusal: refusals.codeTaken },
-    ...appendSteps('usr', { type: 'user', id: r.userId, owner: r.orgId }, events, creator, {
-      when: sql<boolean>`exists (select 1 from consumed) and exists (select 1 from code) and exists (select 1 from users where id = ${r.userId}::text)`,
-      refusal: refusals.userGone,
-      // The user's row counts READY passkeys; its UPDATE waits for a concurrent one and re-checks.
-      row: { name: 'room', set: sql`ready_passkeys = r.ready_passkeys + 1`, where: sql<boolean>`r.ready_passkeys < ${r.maxReady}::int`, refusal: refusals.full },
-    }),
-    { name: 'stored', body: sql`${store}`, refusal: refusals.gone },
-  ];
-  const rows = await runSteps<AppendedRow>(db, steps, sql`usr.sequence, usr.created_at, usr.updated_at, usr.resource_owner from (select 1) one left join usr on true`);
+  const rows = await verifiedCredentialStatement(
+    db,
+    {
+      ...r,
+      ...credential,
+      credentialId: Buffer.from(credential.credentialId),
+      publicKey: Buffer.from(credential.publicKey),
+      payloads: payloadsOf(events),
+      creator,
+    },
+    { code: r.codeId !== null, attachment: credential.authenticatorAttachment !== '', events: events.map((e) => e.type).join(',') },
+    { consumed: refusals.gone, code: refusals.codeTaken, usr: refusals.userGone, room: refusals.full, stored: refusals.gone },
+  );
   return appendResultOf(rows[0]!);
 }
+
+type VerifiedCredentialValues = FinishedRegistration & StoredCredential & { credentialId: Buffer; publicKey: Buffer; payloads: string[]; creator: string };
+
+const verifiedCredentialStatement = compiledSteps<VerifiedCredentialValues, AppendedRow, { code: boolean; attachment: boolean; events: string }>((v, shape) => {
+  const code = shape.code
+    ? sql`update registration_codes set used_at = ${v.now}::timestamptz
+        where id = ${v.codeId}::text and used_at is null and expires_at > ${v.now}::timestamptz and exists (select 1 from consumed) returning id`
+    : sql`select 1 as id`;
+  const attachment = shape.attachment ? sql`, authenticator_attachment = ${v.authenticatorAttachment}::text` : sql``;
+  return {
+    steps: [
+      { name: 'consumed', body: sql`delete from challenges where id = ${v.challengeId}::text and expires_at > ${v.now}::timestamptz returning id`, refusal: refusedByRun },
+      { name: 'code', body: code, refusal: refusedByRun },
+      ...appendSteps('usr', { type: 'user', id: v.userId, owner: v.orgId }, eventsOfShape(shape.events), v.creator, {
+        when: sql<boolean>`exists (select 1 from consumed) and exists (select 1 from code) and exists (select 1 from users where id = ${v.userId}::text)`,
+        refusal: refusedByRun,
+        payloads: v.payloads,
+        // The user's row counts READY passkeys; its UPDATE waits for a concurrent one and re-checks.
+        row: { name: 'room', set: sql`ready_passkeys = r.ready_passkeys + 1`, where: sql<boolean>`r.ready_passkeys < ${v.maxReady}::int`, refusal: refusedByRun },
+      }),
+      {
+        name: 'stored',
+        refusal: refusedByRun,
+        body: sql`update passkeys set state = 'ready', name = ${v.name}::text, credential_id = ${v.credentialId}::bytea, public_key = ${v.publicKey}::bytea,
+          algorithm = ${v.algorithm}::int, sign_count = ${v.signCount}::bigint, aaguid = ${v.aaguid}::text, authenticator_name = ${v.authenticatorName}::text,
+          backup_eligible = ${v.backupEligible}::boolean, backed_up = ${v.backedUp}::boolean, device_type = ${v.deviceType}::text,
+          transports = ${v.transports}::text[], attestation_format = ${v.attestationFormat}::text${attachment}, updated_at = (select updated_at from usr)
+        where id = ${v.passkeyId}::text and state = 'not_ready' and exists (select 1 from usr)
+        returning id`,
+      },
+    ],
+    tail: sql`usr.sequence, usr.created_at, usr.updated_at, usr.resource_owner from (select 1) one left join usr on true`,
+  };
+});
 
 /** A user's READY passkeys, one page, with the total. */
 export async function listReadyPasskeys(db: Kysely<Database>, userId: string, page: Page): Promise<ListResult<PasskeyRow>> {
