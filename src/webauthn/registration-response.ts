@@ -3,6 +3,7 @@ import { cose, decodeCredentialPublicKey, isoCBOR } from '@simplewebauthn/server
 import { invalid } from '../errors.js';
 import { authenticatorNameOf } from './authenticator-names.js';
 import { cborItemLength } from './cbor-length.js';
+import { verifyNoneRegistration, type RegisteredCredential } from './none-attestation.js';
 import { SUPPORTED_ALGORITHMS } from './relying-party.js';
 
 // Unpadded or padded base64url; some authenticators' JSON (and old browsers) keep the padding.
@@ -120,41 +121,31 @@ function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
 }
 
 /**
- * Verifies a registration response with SimpleWebAuthn: client data type, challenge, origin, RP ID
- * hash, user presence (and verification when required), the algorithm, and the attestation
- * statement of whichever format was sent. The attestation object must be exactly one CBOR item (extra
- * bytes after it are not covered by any signature). Everything refused, including undecodable CBOR or
- * keys, is the client's mistake: INVALID_ARGUMENT with a message that is safe to show.
+ * Verifies a registration response: client data type, challenge, origin, RP ID hash, user presence
+ * (and verification when required), the algorithm, and the attestation statement of whichever format
+ * was sent ("none" synchronously in {@link verifyNoneRegistration}, every other format with
+ * SimpleWebAuthn). The attestation object must be exactly one CBOR item (extra bytes after it are not
+ * covered by any signature). Everything refused, including undecodable CBOR or keys, is the client's
+ * mistake: INVALID_ARGUMENT with a message that is safe to show.
  */
 export async function verifyRegistration(response: RegistrationResponseJSON, expected: RegistrationExpectation): Promise<VerifiedCredential> {
   const attestationObject = Buffer.from(response.response.attestationObject, 'base64url');
   const cborLength = cborItemLength(attestationObject);
   if (cborLength === undefined) throw invalid('registration response refused: response.attestationObject is not well-formed CBOR');
   if (cborLength !== attestationObject.length) throw invalid('registration response refused: response.attestationObject has bytes after its CBOR map');
-  let result: Awaited<ReturnType<typeof verifyRegistrationResponse>>;
+  let info: RegisteredCredential;
   try {
-    result = await verifyRegistrationResponse({
-      response,
-      expectedChallenge: expected.challenge,
-      expectedOrigin: expected.origins,
-      expectedRPID: expected.rpId,
-      expectedType: 'webauthn.create',
-      requireUserPresence: true,
-      requireUserVerification: expected.requireUserVerification,
-      supportedAlgorithmIDs: [...SUPPORTED_ALGORITHMS],
-    });
+    info = verifyNoneRegistration(response, { ...expected, supportedAlgorithms: SUPPORTED_ALGORITHMS }) ?? (await verifyWithSimpleWebAuthn(response, expected));
   } catch (err) {
     const message = err instanceof Error ? err.message : String(err);
     throw invalid(`registration response refused: ${message.slice(0, 300)}`);
   }
-  if (!result.verified) throw invalid('registration response refused: the attestation statement did not verify');
-  const info = result.registrationInfo;
-  const credentialId = Buffer.from(info.credential.id, 'base64url');
-  // SimpleWebAuthn takes the credential id from authenticator data; the JSON's id must name the same one.
+  const credentialId = Buffer.from(info.credentialId);
+  // The credential id comes from authenticator data; the JSON's id must name the same one.
   if (!equalBytes(credentialId, Buffer.from(response.id, 'base64url')) || !equalBytes(credentialId, Buffer.from(response.rawId, 'base64url'))) {
     throw invalid('registration response refused: id does not match the credential id in the authenticator data');
   }
-  const algorithm = coseAlgorithmOf(info.credential.publicKey);
+  const algorithm = coseAlgorithmOf(info.publicKey);
   const stmt =
     info.fmt === 'none' ? undefined : (isoCBOR.decodeFirst<Map<string, unknown>>(new Uint8Array(info.attestationObject)).get('attStmt') as Map<string, unknown> | undefined);
   if (info.fmt === 'packed') {
@@ -167,19 +158,46 @@ export async function verifyRegistration(response: RegistrationResponseJSON, exp
   return {
     credentialId,
     credentialIdText: credentialId.toString('base64url'),
-    publicKey: info.credential.publicKey,
+    publicKey: info.publicKey,
     algorithm,
-    signCount: info.credential.counter,
+    signCount: info.counter,
     aaguid: info.aaguid,
     authenticatorName: authenticatorNameOf(info.aaguid),
-    backupEligible: info.credentialDeviceType === 'multiDevice',
-    backedUp: info.credentialBackedUp,
-    deviceType: info.credentialDeviceType === 'multiDevice' ? 'multi_device' : 'single_device',
+    backupEligible: info.multiDevice,
+    backedUp: info.backedUp,
+    deviceType: info.multiDevice ? 'multi_device' : 'single_device',
     transports: response.response.transports ?? [],
     attestationFormat: info.fmt,
     attestationCertified: stmt instanceof Map && Array.isArray(stmt.get('x5c')) && (stmt.get('x5c') as unknown[]).length > 0,
     userVerified: info.userVerified,
     authenticatorAttachment: response.authenticatorAttachment ?? '',
+  };
+}
+
+/** Any attestation format, with SimpleWebAuthn; throws its Error when the response is refused. */
+async function verifyWithSimpleWebAuthn(response: RegistrationResponseJSON, expected: RegistrationExpectation): Promise<RegisteredCredential> {
+  const result = await verifyRegistrationResponse({
+    response,
+    expectedChallenge: expected.challenge,
+    expectedOrigin: expected.origins,
+    expectedRPID: expected.rpId,
+    expectedType: 'webauthn.create',
+    requireUserPresence: true,
+    requireUserVerification: expected.requireUserVerification,
+    supportedAlgorithmIDs: [...SUPPORTED_ALGORITHMS],
+  });
+  if (!result.verified) throw new Error('the attestation statement did not verify');
+  const info = result.registrationInfo;
+  return {
+    fmt: info.fmt,
+    aaguid: info.aaguid,
+    credentialId: Buffer.from(info.credential.id, 'base64url'),
+    publicKey: info.credential.publicKey,
+    counter: info.credential.counter,
+    userVerified: info.userVerified,
+    multiDevice: info.credentialDeviceType === 'multiDevice',
+    backedUp: info.credentialBackedUp,
+    attestationObject: info.attestationObject,
   };
 }
 
