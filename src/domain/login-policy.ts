@@ -14,7 +14,7 @@ export type { LoginPolicyFields } from '../store/orgs.js';
 const INSTANCE = '';
 
 /** Passkeys a user may have when no policy says otherwise (Hanko's default). */
-const DEFAULT_MAX_PASSKEYS = 10;
+export const DEFAULT_MAX_PASSKEYS = 10;
 
 /** The policy fields before anyone set them. */
 const BUILT_IN: LoginPolicyFields = {

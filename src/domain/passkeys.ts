@@ -6,6 +6,7 @@ import { newId, randomBytesPooled } from '../ids.js';
 import { appendEvents, lockAggregate } from '../store/events.js';
 import type { ListResult, Page } from '../store/lists.js';
 import * as store from '../store/passkeys.js';
+import * as registrations from '../store/registrations.js';
 import type { Database } from '../store/schema.js';
 import { inTransaction, mappingDuplicates } from '../store/transaction.js';
 import { findUser } from '../store/users.js';
@@ -13,7 +14,7 @@ import { creationOptions, type AuthenticatorAttachment } from '../webauthn/creat
 import type { TrustedMetadata } from '../webauthn/metadata.js';
 import { parseRegistrationResponse, verifyRegistration } from '../webauthn/registration-response.js';
 import { event } from './events.js';
-import { beyondLimit, effective, policyOfOrg, refuseAuthenticator, refuseBeyondLimit, refuseWhenSso } from './login-policy.js';
+import { beyondLimit, DEFAULT_MAX_PASSKEYS, effective, policyOfOrg, refuseAuthenticator, refuseBeyondLimit, refuseWhenSso, type EffectivePolicy } from './login-policy.js';
 import { CODE_REFUSED, isCodeUsable, readRegistrationCode, recordCodeFailure } from './registration-codes.js';
 import type { ChangeDetails } from './types.js';
 import { getUser } from './users.js';
@@ -43,13 +44,48 @@ export interface BegunRegistration {
   details: ChangeDetails;
 }
 
+/** How RegisterPasskey calls went since the process started (for tests): in one statement, or read first. */
+const beginStats = { oneStatement: 0, read: 0 };
+export function registrationBeginStats(): { oneStatement: number; read: number } {
+  return { ...beginStats };
+}
+
 /**
  * Begins a passkey registration: a NOT_READY passkey, its challenge (32 random bytes, stored with the
- * RP ID, user-verification requirement and expiry) and `user.passkey.added`, in one statement.
+ * RP ID, user-verification requirement and expiry) and `user.passkey.added`. The usual case is one
+ * statement that finds the user and its login policy as it writes ({@link registrations.beginRegistration});
+ * when that statement finds something in the way (no such user, a machine user, SSO required, no room
+ * for another passkey), the user is read and the refusal decided and worded here.
  */
 export async function beginPasskeyRegistration(db: Kysely<Database>, input: BeginRegistrationInput, creator: string): Promise<BegunRegistration> {
   const now = new Date();
-  const user = await store.findRegisteringUser(db, input.userId);
+  const challenge = randomBytesPooled(32);
+  const passkeyId = newId();
+  const code = input.registrationCodeId ?? null;
+  const added = event('user.passkey.added', { passkey_id: passkeyId, rp_id: input.rpId, authenticator_attachment: input.attachment ?? '', registration_code_id: code });
+  const pending = {
+    passkeyId,
+    userId: input.userId,
+    rpId: input.rpId,
+    attachment: input.attachment ?? '',
+    registrationCodeId: code,
+    challenge: challenge.toString('base64url'),
+    now,
+    expiresAt: new Date(now.getTime() + input.challengeTtlSeconds * 1000),
+  };
+  const begun = await registrations.beginRegistration(
+    db,
+    { ...pending, defaultUserVerification: input.config.userVerification, defaultMaxPasskeys: DEFAULT_MAX_PASSKEYS },
+    [added],
+    creator,
+  );
+  if (begun) {
+    beginStats.oneStatement++;
+    const options = await registrationOptions(input, begun.user, effective(begun.user.policy, input.config), begun.userVerification, challenge);
+    return { passkeyId, options, details: begun.details };
+  }
+  beginStats.read++;
+  const user = await registrations.findRegisteringUser(db, input.userId);
   if (!user) throw notFound(`user ${input.userId}`);
   if (user.type === 'machine') throw precondition(`user ${input.userId} is a machine user: machine users have no passkeys (they use keys, tokens or secrets)`);
   const policy = effective(user.policy, input.config);
@@ -57,8 +93,20 @@ export async function beginPasskeyRegistration(db: Kysely<Database>, input: Begi
   refuseBeyondLimit(policy, user.credentials.length);
   // Asked for REQUIRED or PREFERRED only: the stored requirement decides what verification demands.
   const userVerification = policy.userVerification;
-  const challenge = randomBytesPooled(32);
-  const options = await creationOptions({
+  const options = await registrationOptions(input, user, policy, userVerification, challenge);
+  const details = await registrations.insertPendingRegistration(db, { ...pending, orgId: user.org_id, userVerification }, [added], creator, () => notFound(`user ${input.userId}`));
+  return { passkeyId, options, details };
+}
+
+/** The creation options for a user, asking for the user verification the challenge was stored with. */
+function registrationOptions(
+  input: BeginRegistrationInput,
+  user: registrations.RegisteringUser,
+  policy: EffectivePolicy,
+  userVerification: Config['userVerification'],
+  challenge: Uint8Array,
+): Promise<PublicKeyCredentialCreationOptionsJSON> {
+  return creationOptions({
     rpId: input.rpId,
     rpName: input.rpName,
     userHandle: user.webauthn_user_handle,
@@ -71,28 +119,6 @@ export async function beginPasskeyRegistration(db: Kysely<Database>, input: Begi
     challenge,
     timeoutMs: input.challengeTtlSeconds * 1000,
   });
-  const passkeyId = newId();
-  const code = input.registrationCodeId ?? null;
-  const added = event('user.passkey.added', { passkey_id: passkeyId, rp_id: input.rpId, authenticator_attachment: input.attachment ?? '', registration_code_id: code });
-  const details = await store.insertPendingRegistration(
-    db,
-    {
-      passkeyId,
-      userId: user.id,
-      orgId: user.org_id,
-      rpId: input.rpId,
-      attachment: input.attachment ?? '',
-      registrationCodeId: code,
-      challenge: options.challenge,
-      userVerification,
-      now,
-      expiresAt: new Date(now.getTime() + input.challengeTtlSeconds * 1000),
-    },
-    [added],
-    creator,
-    () => notFound(`user ${input.userId}`),
-  );
-  return { passkeyId, options, details };
 }
 
 export interface CompleteRegistrationInput {
@@ -125,7 +151,7 @@ const NEEDS_TOKEN = 'this call needs a Bearer access token, or a registration be
  */
 export async function completePasskeyRegistration(db: Kysely<Database>, input: CompleteRegistrationInput): Promise<ChangeDetails> {
   const now = new Date();
-  const passkey = await store.findRegistration(db, input.passkeyId);
+  const passkey = await registrations.findRegistration(db, input.passkeyId);
   const owned = passkey !== undefined && passkey.user_id === input.userId;
   if (input.anonymous) {
     // Say nothing about passkeys to a caller without a token unless it holds the registration's code.
@@ -145,7 +171,7 @@ export async function completePasskeyRegistration(db: Kysely<Database>, input: C
   const response = parseRegistrationResponse(input.credential);
 
   if (!passkey.challenge_id || new Date(passkey.challenge_expires_at!).getTime() <= now.getTime()) {
-    await store.dropStaleRegistrations(db, input.userId, now);
+    await registrations.dropStaleRegistrations(db, input.userId, now);
     throw precondition('the registration has expired or was already completed; begin a new one with RegisterPasskey');
   }
   const challenge = { id: passkey.challenge_id, rpId: passkey.challenge_rp_id!, codeId: passkey.challenge_code_id };
@@ -182,7 +208,7 @@ export async function completePasskeyRegistration(db: Kysely<Database>, input: C
       registration_code_id: codeId,
     });
     const gone = () => precondition('registration already completed or expired');
-    return store.storeVerifiedCredential(
+    return registrations.storeVerifiedCredential(
       db,
       { userId: input.userId, orgId: passkey.org_id, passkeyId: passkey.id, challengeId: challenge.id, codeId, now, maxReady: policy.max_passkeys_per_user },
       { name: input.name, ...credential },

@@ -68,6 +68,11 @@ export interface AppendOptions {
   refusal?: (() => Error) | undefined;
   /** The events' payloads as one jsonb[] value (a compiled statement's placeholder); by default, from `events`. */
   payloads?: unknown;
+  /**
+   * The owner as an SQL expression, for a statement that finds it itself (in place of `agg.owner`).
+   * Only a new aggregate's row takes it: an existing one keeps the owner it has.
+   */
+  owner?: RawBuilder<unknown> | undefined;
 }
 
 /** Events' payloads as the one jsonb[] value an append binds. */
@@ -106,7 +111,7 @@ export function appendSteps(name: string, agg: AggregateRef, events: readonly Ne
       // INSERT ... SELECT (not VALUES) so the append can be conditional; the WHERE is always written, as
       // a SELECT without it would let the parser read ON CONFLICT as a join condition.
       body: sql`insert into aggregates as a (aggregate_type, aggregate_id, sequence, resource_owner)
-        select ${agg.type}::text, ${agg.id}::text, ${n}::bigint, ${agg.owner}::text
+        select ${agg.type}::text, ${agg.id}::text, ${n}::bigint, ${options.owner ?? sql`${agg.owner}::text`}
         where ${options.when ?? sql`true`}
         on conflict (aggregate_type, aggregate_id)
         do update set sequence = a.sequence + ${n}::bigint, updated_at = now()

@@ -1,6 +1,6 @@
 import type { Insertable, Kysely, Selectable, Transaction } from 'kysely';
 import { stampOf, type AppendResult } from './events.js';
-import type { StoredCredential } from './passkeys.js';
+import type { StoredCredential } from './registrations.js';
 import type { Database, SignUpsTable } from './schema.js';
 
 /** A pending self-service sign-up. */

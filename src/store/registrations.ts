@@ -1,0 +1,381 @@
+import { sql, type Kysely } from 'kysely';
+import { newId } from '../ids.js';
+import { appendResultOf, appendSteps, eventsOfShape, payloadsOf, type AppendResult, type AppendedRow, type NewEvent } from './events.js';
+import { loginPolicyOf, type LoginPolicyFields } from './orgs.js';
+import type { PasskeyRow } from './passkeys.js';
+import type { ChallengesTable, Database } from './schema.js';
+import { compiledStatement, compiledSteps, refusedByRun, runSteps, type Step } from './statement.js';
+
+/**
+ * The statements of the registration ceremony: RegisterPasskey's (a NOT_READY passkey with its
+ * challenge and `user.passkey.added`) and VerifyPasskeyRegistration's (the verified credential stored,
+ * the challenge consumed), and the clean-up of registrations that can no longer complete.
+ */
+
+/** A user with what a new registration needs: the user handle and the READY credentials to exclude. */
+export interface RegisteringUser {
+  id: string;
+  org_id: string;
+  username: string;
+  display_name: string;
+  webauthn_user_handle: Uint8Array;
+  type: 'human' | 'machine';
+  credentials: { id: Uint8Array; transports: string[] }[];
+  /** The login policy that applies to the user's organization (null: the built-in one). */
+  policy: LoginPolicyFields | null;
+}
+
+const registeringUserStatement = compiledStatement((v: { userId: string }, db) =>
+  db
+    .selectFrom('users as u')
+    .leftJoin('passkeys as p', (j) => j.onRef('p.user_id', '=', 'u.id').on('p.state', '=', 'ready'))
+    .select(['u.id', 'u.org_id', 'u.username', 'u.display_name', 'u.webauthn_user_handle', 'u.type', 'p.credential_id', 'p.transports'])
+    .select(loginPolicyOf(sql`u.org_id`).as('policy'))
+    .where('u.id', '=', v.userId),
+);
+
+/** A row of a read of a registering user: the user's columns, and one READY credential (or none). */
+type RegisteringUserRow = Omit<RegisteringUser, 'credentials'> & { credential_id: Uint8Array | null; transports: string[] | null };
+
+/** The user of such rows (one per READY credential, at least one). */
+function registeringUserOf(rows: readonly RegisteringUserRow[]): RegisteringUser {
+  const user = rows[0]!;
+  const credentials = rows.filter((r) => r.credential_id).map((r) => ({ id: r.credential_id!, transports: r.transports ?? [] }));
+  return {
+    id: user.id,
+    org_id: user.org_id,
+    username: user.username,
+    display_name: user.display_name,
+    webauthn_user_handle: user.webauthn_user_handle,
+    type: user.type,
+    credentials,
+    policy: user.policy,
+  };
+}
+
+/** The user, its READY credentials and its organization's login policy, in one read; undefined for an unknown user. */
+export async function findRegisteringUser(db: Kysely<Database>, userId: string): Promise<RegisteringUser | undefined> {
+  const rows = await registeringUserStatement(db, { userId });
+  return rows.length ? registeringUserOf(rows) : undefined;
+}
+
+/**
+ * The steps that drop a user's registrations that can no longer complete: expired registration
+ * challenges and NOT_READY passkeys without a live challenge. They were never visible (lists show READY
+ * passkeys only), so no event is written: `user.passkey.added` without `.verified` says "never finished".
+ * The steps see one snapshot, so the passkey step names the challenges the first one deletes.
+ */
+function staleRegistrationSteps(userId: string, now: Date): Step[] {
+  const expired = (c: string) =>
+    sql`${sql.ref(`${c}.user_id`)} = ${userId}::text and ${sql.ref(`${c}.kind`)} = 'registration' and ${sql.ref(`${c}.expires_at`)} <= ${now}::timestamptz`;
+  return [
+    { name: 'stale_challenges', body: sql`delete from challenges c where ${expired('c')}` },
+    {
+      name: 'stale_passkeys',
+      body: sql`delete from passkeys p where p.user_id = ${userId}::text and p.state = 'not_ready'
+        and not exists (select 1 from challenges c where c.passkey_id = p.id and not (${expired('c')}))`,
+    },
+  ];
+}
+
+/** Drops the user's registrations that can no longer complete (see {@link staleRegistrationSteps}). */
+export async function dropStaleRegistrations(db: Kysely<Database>, userId: string, now: Date): Promise<void> {
+  await runSteps(db, staleRegistrationSteps(userId, now), sql`1`);
+}
+
+export interface PendingRegistration {
+  passkeyId: string;
+  userId: string;
+  orgId: string;
+  rpId: string;
+  attachment: string;
+  registrationCodeId: string | null;
+  challenge: string;
+  userVerification: ChallengesTable['user_verification'];
+  now: Date;
+  expiresAt: Date;
+}
+
+/**
+ * Begins a registration in ONE statement: drops stale registrations, appends the events, stores the
+ * NOT_READY passkey and its challenge. Refused with `userGone` when the user no longer exists.
+ */
+export async function insertPendingRegistration(
+  db: Kysely<Database>,
+  p: PendingRegistration,
+  events: readonly NewEvent[],
+  creator: string,
+  userGone: () => Error,
+): Promise<AppendResult> {
+  const rows = await pendingRegistrationStatement(
+    db,
+    { ...p, challengeId: newId(), payloads: payloadsOf(events), creator },
+    { events: events.map((e) => e.type).join(',') },
+    { usr: userGone },
+  );
+  return appendResultOf(rows[0]!);
+}
+
+const pendingRegistrationStatement = compiledSteps<PendingRegistration & { challengeId: string; payloads: string[]; creator: string }, AppendedRow, { events: string }>(
+  (v, shape) => ({
+    steps: [
+      ...staleRegistrationSteps(v.userId, v.now),
+      ...appendSteps('usr', { type: 'user', id: v.userId, owner: v.orgId }, eventsOfShape(shape.events), v.creator, {
+        when: sql<boolean>`exists (select 1 from users where id = ${v.userId}::text)`,
+        refusal: refusedByRun,
+        payloads: v.payloads,
+      }),
+      {
+        name: 'passkey',
+        body: sql`insert into passkeys (id, user_id, org_id, state, rp_id, authenticator_attachment, registration_code_id, created_at, updated_at)
+        select ${v.passkeyId}::text, ${v.userId}::text, ${v.orgId}::text, 'not_ready', ${v.rpId}::text, ${v.attachment}::text, ${v.registrationCodeId}::text, usr.updated_at, usr.updated_at
+        from usr`,
+      },
+      {
+        name: 'challenge',
+        body: sql`insert into challenges (id, kind, challenge, user_id, passkey_id, session_id, rp_id, user_verification, registration_code_id, created_at, expires_at)
+        select ${v.challengeId}::text, 'registration', ${v.challenge}::text, ${v.userId}::text, ${v.passkeyId}::text, null, ${v.rpId}::text, ${v.userVerification}::text,
+          ${v.registrationCodeId}::text, ${v.now}::timestamptz, ${v.expiresAt}::timestamptz
+        from usr`,
+      },
+    ],
+    tail: sql`usr.sequence, usr.created_at, usr.updated_at, usr.resource_owner from (select 1) one left join usr on true`,
+  }),
+);
+
+/** What {@link beginRegistration} needs: a pending registration whose user's organization the statement finds. */
+export interface RegistrationStart {
+  passkeyId: string;
+  userId: string;
+  rpId: string;
+  attachment: string;
+  registrationCodeId: string | null;
+  challenge: string;
+  now: Date;
+  expiresAt: Date;
+  /** The server's defaults for what the login policy leaves to them. */
+  defaultUserVerification: ChallengesTable['user_verification'];
+  defaultMaxPasskeys: number;
+}
+
+/** A registration begun by {@link beginRegistration}: the user as the options need it, and the stored requirement. */
+export interface BegunRegistrationRow {
+  details: AppendResult;
+  user: RegisteringUser;
+  /** The user verification the challenge was stored with (the options must ask for the same). */
+  userVerification: ChallengesTable['user_verification'];
+}
+
+/**
+ * Begins a registration with no read before it: ONE statement finds the user with its organization's
+ * login policy, and goes on only when the user is a human, the policy does not require SSO and the user
+ * has fewer READY passkeys than it allows; it then does what {@link insertPendingRegistration} does,
+ * with the organization and the user-verification requirement (the policy's, else
+ * `defaultUserVerification`, as `effective()` in the domain takes them) it found. Returns the user and
+ * its READY credentials from the same snapshot, or undefined when anything did not hold: the caller then
+ * reads and decides the slow way, which words the refusal.
+ */
+export async function beginRegistration(db: Kysely<Database>, r: RegistrationStart, events: readonly NewEvent[], creator: string): Promise<BegunRegistrationRow | undefined> {
+  let rows: (AppendedRow & RegisteringUserRow & { user_verification: ChallengesTable['user_verification'] })[];
+  try {
+    rows = await beginRegistrationStatement(
+      db,
+      { ...r, challengeId: newId(), payloads: payloadsOf(events), creator },
+      { events: events.map((e) => e.type).join(',') },
+      {
+        allowed: notBegun,
+        usr: notBegun,
+      },
+    );
+  } catch (err) {
+    if (err instanceof NotBegun) return undefined;
+    throw err;
+  }
+  const row = rows[0]!;
+  return { details: appendResultOf(row), user: registeringUserOf(rows), userVerification: row.user_verification };
+}
+
+class NotBegun extends Error {}
+const notBegun = () => new NotBegun();
+
+const beginRegistrationStatement = compiledSteps<
+  RegistrationStart & { challengeId: string; payloads: string[]; creator: string },
+  AppendedRow & RegisteringUserRow & { user_verification: ChallengesTable['user_verification'] },
+  { events: string }
+>((v, shape) => ({
+  steps: [
+    ...staleRegistrationSteps(v.userId, v.now),
+    {
+      name: 'allowed',
+      refusal: refusedByRun,
+      body: sql`select u.id, u.org_id, coalesce(nullif(u.policy->>'user_verification', ''), ${v.defaultUserVerification}::text) as user_verification
+        from (select u.id, u.org_id, ${loginPolicyOf(sql`u.org_id`)} as policy from users u where u.id = ${v.userId}::text and u.type = 'human') u
+        where not coalesce((u.policy->>'sso_required')::boolean, false)
+          and (select count(*) from passkeys p where p.user_id = u.id and p.state = 'ready') < coalesce((u.policy->>'max_passkeys_per_user')::int, ${v.defaultMaxPasskeys}::int)`,
+    },
+    ...appendSteps('usr', { type: 'user', id: v.userId, owner: '' }, eventsOfShape(shape.events), v.creator, {
+      when: sql<boolean>`exists (select 1 from allowed)`,
+      owner: sql`(select org_id from allowed)`,
+      refusal: refusedByRun,
+      payloads: v.payloads,
+    }),
+    {
+      name: 'passkey',
+      body: sql`insert into passkeys (id, user_id, org_id, state, rp_id, authenticator_attachment, registration_code_id, created_at, updated_at)
+        select ${v.passkeyId}::text, ${v.userId}::text, a.org_id, 'not_ready', ${v.rpId}::text, ${v.attachment}::text, ${v.registrationCodeId}::text, usr.updated_at, usr.updated_at
+        from usr, allowed a`,
+    },
+    {
+      name: 'challenge',
+      body: sql`insert into challenges (id, kind, challenge, user_id, passkey_id, session_id, rp_id, user_verification, registration_code_id, created_at, expires_at)
+        select ${v.challengeId}::text, 'registration', ${v.challenge}::text, ${v.userId}::text, ${v.passkeyId}::text, null, ${v.rpId}::text, a.user_verification,
+          ${v.registrationCodeId}::text, ${v.now}::timestamptz, ${v.expiresAt}::timestamptz
+        from usr, allowed a`,
+    },
+  ],
+  // The user and its READY credentials as the statement found them (its own changes are not in that snapshot).
+  tail: sql`usr.sequence, usr.created_at, usr.updated_at, usr.resource_owner, a.user_verification,
+      u.id, u.org_id, u.username, u.display_name, u.webauthn_user_handle, u.type, p.credential_id, p.transports, ${loginPolicyOf(sql`u.org_id`)} as policy
+    from (select 1) one left join usr on true left join allowed a on true left join users u on u.id = a.id
+      left join passkeys p on p.user_id = u.id and p.state = 'ready'`,
+}));
+
+/** A pending (or finished) registration: the passkey row with its registration challenge, if any. */
+export type RegistrationRow = PasskeyRow & {
+  challenge_id: string | null;
+  challenge: string | null;
+  challenge_rp_id: string | null;
+  user_verification: ChallengesTable['user_verification'] | null;
+  challenge_expires_at: Date | null;
+  challenge_code_id: string | null;
+  /** The login policy of the passkey's organization as it is now (null: the built-in one). */
+  policy: LoginPolicyFields | null;
+  /** The user's READY passkeys now (users.ready_passkeys). */
+  ready_count: number;
+};
+
+/** The passkey with its registration challenge, its organization's login policy and the user's READY count, in one read. */
+export async function findRegistration(db: Kysely<Database>, passkeyId: string): Promise<RegistrationRow | undefined> {
+  return (await registrationStatement(db, { passkeyId }))[0] as RegistrationRow | undefined;
+}
+
+const registrationStatement = compiledStatement((v: { passkeyId: string }, db) =>
+  db
+    .selectFrom('passkeys as p')
+    .leftJoin('challenges as c', (j) => j.onRef('c.passkey_id', '=', 'p.id').on('c.kind', '=', 'registration'))
+    .selectAll('p')
+    .select([
+      'c.id as challenge_id',
+      'c.challenge',
+      'c.rp_id as challenge_rp_id',
+      'c.user_verification',
+      'c.expires_at as challenge_expires_at',
+      'c.registration_code_id as challenge_code_id',
+    ])
+    .select(loginPolicyOf(sql`p.org_id`).as('policy'))
+    .select(sql<number>`(select u.ready_passkeys from users u where u.id = p.user_id)`.as('ready_count'))
+    .where('p.id', '=', v.passkeyId),
+);
+
+/** The verified credential's columns, as the passkey row stores them. */
+export interface StoredCredential {
+  name: string;
+  credentialId: Uint8Array;
+  publicKey: Uint8Array;
+  algorithm: number;
+  signCount: number;
+  aaguid: string;
+  authenticatorName: string;
+  backupEligible: boolean;
+  backedUp: boolean;
+  deviceType: string;
+  transports: string[];
+  attestationFormat: string;
+  authenticatorAttachment: string;
+}
+
+export interface FinishedRegistration {
+  userId: string;
+  orgId: string;
+  passkeyId: string;
+  challengeId: string;
+  /** The registration code to mark used, or null. */
+  codeId: string | null;
+  now: Date;
+  /** The most READY passkeys the user may have (the login policy's max_passkeys_per_user). */
+  maxReady: number;
+}
+
+/** Why a registration's one statement was refused: the step that found nothing. */
+export interface RegistrationRefusals {
+  /** The challenge was consumed meanwhile, or expired; or the passkey is no longer NOT_READY. */
+  gone: () => Error;
+  /** The registration code was used by another registration meanwhile. */
+  codeTaken: () => Error;
+  userGone: () => Error;
+  /** The user has as many READY passkeys as the policy allows (counted on the user's row, as it is now). */
+  full: () => Error;
+}
+
+/**
+ * Completes a registration in ONE statement: consume the challenge (one success per challenge, on any
+ * number of instances), mark the registration code used, append the events, store the credential
+ * (READY). A step that finds nothing refuses the whole statement with its refusal.
+ */
+export async function storeVerifiedCredential(
+  db: Kysely<Database>,
+  r: FinishedRegistration,
+  credential: StoredCredential,
+  events: readonly NewEvent[],
+  creator: string,
+  refusals: RegistrationRefusals,
+): Promise<AppendResult> {
+  const rows = await verifiedCredentialStatement(
+    db,
+    {
+      ...r,
+      ...credential,
+      credentialId: Buffer.from(credential.credentialId),
+      publicKey: Buffer.from(credential.publicKey),
+      payloads: payloadsOf(events),
+      creator,
+    },
+    { code: r.codeId !== null, attachment: credential.authenticatorAttachment !== '', events: events.map((e) => e.type).join(',') },
+    { consumed: refusals.gone, code: refusals.codeTaken, usr: refusals.userGone, room: refusals.full, stored: refusals.gone },
+  );
+  return appendResultOf(rows[0]!);
+}
+
+type VerifiedCredentialValues = FinishedRegistration & StoredCredential & { credentialId: Buffer; publicKey: Buffer; payloads: string[]; creator: string };
+
+const verifiedCredentialStatement = compiledSteps<VerifiedCredentialValues, AppendedRow, { code: boolean; attachment: boolean; events: string }>((v, shape) => {
+  const code = shape.code
+    ? sql`update registration_codes set used_at = ${v.now}::timestamptz
+        where id = ${v.codeId}::text and used_at is null and expires_at > ${v.now}::timestamptz and exists (select 1 from consumed) returning id`
+    : sql`select 1 as id`;
+  const attachment = shape.attachment ? sql`, authenticator_attachment = ${v.authenticatorAttachment}::text` : sql``;
+  return {
+    steps: [
+      { name: 'consumed', body: sql`delete from challenges where id = ${v.challengeId}::text and expires_at > ${v.now}::timestamptz returning id`, refusal: refusedByRun },
+      { name: 'code', body: code, refusal: refusedByRun },
+      ...appendSteps('usr', { type: 'user', id: v.userId, owner: v.orgId }, eventsOfShape(shape.events), v.creator, {
+        when: sql<boolean>`exists (select 1 from consumed) and exists (select 1 from code) and exists (select 1 from users where id = ${v.userId}::text)`,
+        refusal: refusedByRun,
+        payloads: v.payloads,
+        // The user's row counts READY passkeys; its UPDATE waits for a concurrent one and re-checks.
+        row: { name: 'room', set: sql`ready_passkeys = r.ready_passkeys + 1`, where: sql<boolean>`r.ready_passkeys < ${v.maxReady}::int`, refusal: refusedByRun },
+      }),
+      {
+        name: 'stored',
+        refusal: refusedByRun,
+        body: sql`update passkeys set state = 'ready', name = ${v.name}::text, credential_id = ${v.credentialId}::bytea, public_key = ${v.publicKey}::bytea,
+          algorithm = ${v.algorithm}::int, sign_count = ${v.signCount}::bigint, aaguid = ${v.aaguid}::text, authenticator_name = ${v.authenticatorName}::text,
+          backup_eligible = ${v.backupEligible}::boolean, backed_up = ${v.backedUp}::boolean, device_type = ${v.deviceType}::text,
+          transports = ${v.transports}::text[], attestation_format = ${v.attestationFormat}::text${attachment}, updated_at = (select updated_at from usr)
+        where id = ${v.passkeyId}::text and state = 'not_ready' and exists (select 1 from usr)
+        returning id`,
+      },
+    ],
+    tail: sql`usr.sequence, usr.created_at, usr.updated_at, usr.resource_owner from (select 1) one left join usr on true`,
+  };
+});

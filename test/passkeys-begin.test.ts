@@ -1,0 +1,103 @@
+import { Code } from '@connectrpc/connect';
+import { describe, expect, it } from 'vitest';
+import { UserVerificationPolicy } from '../gen/passkeyd/org/v2/org_pb.js';
+import { OrganizationService } from '../gen/passkeyd/org/v2/org_service_pb.js';
+import { UserService } from '../gen/passkeyd/user/v2/user_service_pb.js';
+import { registrationBeginStats } from '../src/domain/passkeys.js';
+import { bearer, clientFor } from './helpers/clients.js';
+import { errorOf } from './helpers/codes.js';
+import { createMachineUser, restOk, uniqueName } from './helpers/machine.js';
+import { creationOptionsOf, registerPasskey } from './helpers/passkeys.js';
+import { BACKEND, useTestServer } from './helpers/server.js';
+
+/**
+ * RegisterPasskey in one statement: the statement finds the user and its login policy as it writes, and
+ * goes on only when nothing is in the way; anything that is (no user, a machine user, SSO required, no
+ * room for another passkey) sends the call to the read path, which refuses with the same answer as
+ * before. These tests watch which way each call went (registrationBeginStats) and what was stored.
+ */
+// The server's default is preferred here, so a policy's REQUIRED is told apart from it.
+const srv = useTestServer({ config: { 'user-verification': 'preferred' } });
+const users = () => clientFor(UserService, 'grpc', srv.url);
+const orgs = () => clientFor(OrganizationService, 'grpc', srv.url);
+
+async function counted<T>(f: () => Promise<T>): Promise<{ result: T; oneStatement: number; read: number }> {
+  const before = registrationBeginStats();
+  const result = await f();
+  const after = registrationBeginStats();
+  return { result, oneStatement: after.oneStatement - before.oneStatement, read: after.read - before.read };
+}
+
+async function userIn(orgId: string): Promise<string> {
+  const username = uniqueName('user');
+  const body = { username, organization: { orgId }, profile: { givenName: 'A', familyName: 'B' }, email: { email: `${username}@example.com` } };
+  return (await restOk(srv.url, 'POST', '/v2/users/human', body, srv.admin)).userId;
+}
+
+/** The registration challenges and NOT_READY passkeys a user has. */
+async function pending(userId: string) {
+  const db = srv.app.store.db;
+  const challenges = await db.selectFrom('challenges').select(['passkey_id', 'challenge', 'user_verification']).where('user_id', '=', userId).execute();
+  const passkeys = await db.selectFrom('passkeys').select(['id', 'org_id']).where('user_id', '=', userId).where('state', '=', 'not_ready').execute();
+  return { challenges, passkeys };
+}
+
+describe(`RegisterPasskey in one statement (${BACKEND})`, () => {
+  it("stores the challenge the options carry, with the policy's user verification, and excludes the user's passkeys", async () => {
+    const { organizationId: orgId } = await orgs().addOrganization({ name: uniqueName('org') }, bearer(srv.admin));
+    const userId = await userIn(orgId);
+    const first = await counted(() => registerPasskey(srv.url, { userId, token: srv.admin }));
+    expect({ oneStatement: first.oneStatement, read: first.read }).toEqual({ oneStatement: 1, read: 0 });
+
+    const begun = await counted(() => users().registerPasskey({ userId }, bearer(srv.admin)));
+    expect({ oneStatement: begun.oneStatement, read: begun.read }).toEqual({ oneStatement: 1, read: 0 });
+    const options = creationOptionsOf(begun.result.publicKeyCredentialCreationOptions);
+    expect(options.excludeCredentials?.map((c) => c.id)).toEqual([first.result.authenticator.credentials[0]!.id]);
+    // The server's default where the organization has no policy.
+    expect(options.authenticatorSelection?.userVerification).toBe('preferred');
+    const stored = await pending(userId);
+    expect(stored.challenges).toEqual([{ passkey_id: begun.result.passkeyId, challenge: options.challenge, user_verification: 'preferred' }]);
+    expect(stored.passkeys).toEqual([{ id: begun.result.passkeyId, org_id: orgId }]);
+    const added = await srv.app.store.db
+      .selectFrom('events')
+      .select(['resource_owner', 'payload'])
+      .where('aggregate_id', '=', userId)
+      .where('event_type', '=', 'user.passkey.added')
+      .orderBy('sequence', 'desc')
+      .executeTakeFirstOrThrow();
+    expect(added).toMatchObject({ resource_owner: orgId, payload: { passkey_id: begun.result.passkeyId } });
+
+    await orgs().setLoginPolicy({ organizationId: orgId, policy: { userVerification: UserVerificationPolicy.REQUIRED } }, bearer(srv.admin));
+    const strict = await counted(() => users().registerPasskey({ userId }, bearer(srv.admin)));
+    expect(strict.oneStatement).toBe(1);
+    expect(creationOptionsOf(strict.result.publicKeyCredentialCreationOptions).authenticatorSelection?.userVerification).toBe('required');
+    expect((await pending(userId)).challenges.find((c) => c.passkey_id === strict.result.passkeyId)?.user_verification).toBe('required');
+  });
+
+  it('what is in the way sends the call to the read path, which refuses as before and leaves nothing behind', async () => {
+    const { organizationId: orgId } = await orgs().addOrganization({ name: uniqueName('org') }, bearer(srv.admin));
+    const unknown = await counted(() => errorOf(users().registerPasskey({ userId: 'no-such-user' }, bearer(srv.admin))));
+    expect({ code: unknown.result.code, oneStatement: unknown.oneStatement, read: unknown.read }).toEqual({ code: Code.NotFound, oneStatement: 0, read: 1 });
+
+    const machine = await createMachineUser(srv.url, srv.admin, orgId);
+    const refusedMachine = await counted(() => errorOf(users().registerPasskey({ userId: machine.id }, bearer(srv.admin))));
+    expect({ code: refusedMachine.result.code, read: refusedMachine.read }).toEqual({ code: Code.FailedPrecondition, read: 1 });
+    expect(refusedMachine.result.rawMessage).toContain('machine user');
+
+    const userId = await userIn(orgId);
+    await orgs().setLoginPolicy({ organizationId: orgId, policy: { maxPasskeysPerUser: 1 } }, bearer(srv.admin));
+    await registerPasskey(srv.url, { userId, token: srv.admin });
+    const full = await counted(() => errorOf(users().registerPasskey({ userId }, bearer(srv.admin))));
+    expect({ code: full.result.code, oneStatement: full.oneStatement, read: full.read }).toEqual({ code: Code.AlreadyExists, oneStatement: 0, read: 1 });
+    expect(full.result.rawMessage).toContain('max_passkeys_per_user 1');
+
+    await orgs().setLoginPolicy({ organizationId: orgId, policy: { ssoRequired: true, maxPasskeysPerUser: 5 } }, bearer(srv.admin));
+    const sso = await counted(() => errorOf(users().registerPasskey({ userId }, bearer(srv.admin))));
+    expect({ code: sso.result.code, read: sso.read }).toEqual({ code: Code.PermissionDenied, read: 1 });
+    expect(sso.result.rawMessage).toContain('sso_required');
+    // The refused statements were undone whole: no challenge, no NOT_READY passkey, no event.
+    expect(await pending(userId)).toEqual({ challenges: [], passkeys: [] });
+    const added = await srv.app.store.db.selectFrom('events').select('event_type').where('aggregate_id', '=', userId).where('event_type', '=', 'user.passkey.added').execute();
+    expect(added).toHaveLength(1);
+  });
+});
