@@ -4,17 +4,21 @@ import { UserVerificationPolicy } from '../gen/passkeyd/org/v2/org_pb.js';
 import { OrganizationService } from '../gen/passkeyd/org/v2/org_service_pb.js';
 import { UserService } from '../gen/passkeyd/user/v2/user_service_pb.js';
 import { registrationBeginStats } from '../src/domain/passkeys.js';
+import { registrationCompleteStats } from '../src/domain/registration-finish.js';
+import { createSoftAuthenticator } from './helpers/authenticator.js';
 import { bearer, clientFor } from './helpers/clients.js';
-import { errorOf } from './helpers/codes.js';
+import { errorOf, outcomeOf } from './helpers/codes.js';
 import { createMachineUser, restOk, uniqueName } from './helpers/machine.js';
-import { creationOptionsOf, registerPasskey } from './helpers/passkeys.js';
+import { creationOptionsOf, DEFAULT_ORIGIN, registerPasskey } from './helpers/passkeys.js';
 import { BACKEND, useTestServer } from './helpers/server.js';
 
 /**
- * RegisterPasskey in one statement: the statement finds the user and its login policy as it writes, and
+ * Registration with one statement per call. RegisterPasskey in one statement: the statement finds the user and its login policy as it writes, and
  * goes on only when nothing is in the way; anything that is (no user, a machine user, SSO required, no
  * room for another passkey) sends the call to the read path, which refuses with the same answer as
- * before. These tests watch which way each call went (registrationBeginStats) and what was stored.
+ * before. VerifyPasskeyRegistration of a registration this process began (with a token, no code) skips
+ * its read: its statement checks the login policy as it is now, and anything that does not go through
+ * sends it to the read path. These tests watch which way each call went and what was stored.
  */
 // The server's default is preferred here, so a policy's REQUIRED is told apart from it.
 const srv = useTestServer({ config: { 'user-verification': 'preferred' } });
@@ -99,5 +103,99 @@ describe(`RegisterPasskey in one statement (${BACKEND})`, () => {
     expect(await pending(userId)).toEqual({ challenges: [], passkeys: [] });
     const added = await srv.app.store.db.selectFrom('events').select('event_type').where('aggregate_id', '=', userId).where('event_type', '=', 'user.passkey.added').execute();
     expect(added).toHaveLength(1);
+  });
+});
+
+describe(`VerifyPasskeyRegistration with no read (${BACKEND})`, () => {
+  /** RegisterPasskey, and a response to it from a new authenticator (not sent yet). */
+  async function begin(userId: string, origin = DEFAULT_ORIGIN) {
+    const begun = await users().registerPasskey({ userId }, bearer(srv.admin));
+    const credential = await createSoftAuthenticator().register(creationOptionsOf(begun.publicKeyCredentialCreationOptions), { origin });
+    return { passkeyId: begun.passkeyId, credential };
+  }
+  async function complete(userId: string, b: Awaited<ReturnType<typeof begin>>) {
+    const before = registrationCompleteStats();
+    const outcome = await outcomeOf(
+      users().verifyPasskeyRegistration({ userId, passkeyId: b.passkeyId, publicKeyCredential: b.credential as never, passkeyName: 'p' }, bearer(srv.admin)),
+    );
+    const after = registrationCompleteStats();
+    return { ...outcome, known: after.known - before.known, read: after.read - before.read };
+  }
+  async function listed(userId: string): Promise<string[]> {
+    return (await users().listPasskeys({ userId }, bearer(srv.admin))).result.map((p) => p.id);
+  }
+  async function orgUser() {
+    const { organizationId: orgId } = await orgs().addOrganization({ name: uniqueName('org') }, bearer(srv.admin));
+    return { orgId, userId: await userIn(orgId) };
+  }
+
+  it('a registration begun here completes with no read, and stores and records what the read path does', async () => {
+    const { orgId, userId } = await orgUser();
+    const b = await begin(userId);
+    expect(await complete(userId, b)).toMatchObject({ code: 'ok', known: 1, read: 0 });
+    expect(await listed(userId)).toEqual([b.passkeyId]);
+    const row = await srv.app.store.db.selectFrom('passkeys').select(['state', 'credential_id', 'org_id']).where('id', '=', b.passkeyId).executeTakeFirstOrThrow();
+    expect({ state: row.state, credential: Buffer.from(row.credential_id!).toString('base64url'), org: row.org_id }).toEqual({
+      state: 'ready',
+      credential: b.credential.id,
+      org: orgId,
+    });
+    const verified = await srv.app.store.db
+      .selectFrom('events')
+      .select(['payload', 'creator'])
+      .where('aggregate_id', '=', userId)
+      .where('event_type', '=', 'user.passkey.verified')
+      .executeTakeFirstOrThrow();
+    expect(verified.payload).toMatchObject({ passkey_id: b.passkeyId, credential_id: b.credential.id, attestation_format: 'none' });
+    expect((await srv.app.store.db.selectFrom('challenges').select('id').where('passkey_id', '=', b.passkeyId).execute()).length).toBe(0);
+    // The same response again: the process forgot the registration, and the read path answers.
+    expect(await complete(userId, b)).toMatchObject({ code: Code.FailedPrecondition, known: 0, read: 1 });
+  });
+
+  it('a response that does not verify goes to the read path, which refuses it and lets the user try again', async () => {
+    const { userId } = await orgUser();
+    const b = await begin(userId, 'https://evil.example');
+    const refused = await complete(userId, b);
+    expect(refused).toMatchObject({ code: Code.InvalidArgument, known: 0, read: 1 });
+    expect(refused.message).toContain('origin');
+    expect(await listed(userId)).toEqual([]);
+  });
+
+  it('a login policy changed after RegisterPasskey is applied: SSO, a denied AAGUID, trusted attestation and the passkey limit', async () => {
+    const { orgId, userId } = await orgUser();
+    const setPolicy = (policy: Record<string, unknown>) => orgs().setLoginPolicy({ organizationId: orgId, policy }, bearer(srv.admin));
+
+    const sso = await begin(userId);
+    await setPolicy({ ssoRequired: true });
+    expect(await complete(userId, sso)).toMatchObject({ code: Code.PermissionDenied, known: 0, read: 1 });
+
+    await setPolicy({});
+    const denied = await begin(userId);
+    // The soft authenticator's AAGUID is all zeros.
+    await setPolicy({ deniedAaguids: ['00000000-0000-0000-0000-000000000000'] });
+    const deniedResult = await complete(userId, denied);
+    expect(deniedResult).toMatchObject({ code: Code.PermissionDenied, known: 0, read: 1 });
+    expect(deniedResult.message).toContain('AAGUID');
+
+    await setPolicy({ allowedAaguids: ['aaaaaaaa-0000-0000-0000-000000000001'] });
+    const notAllowed = await begin(userId);
+    expect(await complete(userId, notAllowed)).toMatchObject({ code: Code.PermissionDenied, known: 0, read: 1 });
+
+    await setPolicy({});
+    const trusted = await begin(userId);
+    await setPolicy({ requireTrustedAttestation: true });
+    // Checking an attestation needs the metadata: the read path decides (a "none" attestation is not trusted).
+    expect(await complete(userId, trusted)).toMatchObject({ known: 0, read: 1 });
+    expect(await listed(userId)).toEqual([]);
+
+    await setPolicy({ maxPasskeysPerUser: 2 });
+    const first = await begin(userId);
+    const second = await begin(userId);
+    await setPolicy({ maxPasskeysPerUser: 1 });
+    expect(await complete(userId, first)).toMatchObject({ code: 'ok', known: 1 });
+    const full = await complete(userId, second);
+    expect(full).toMatchObject({ code: Code.AlreadyExists, known: 0, read: 1 });
+    expect(full.message).toContain('max_passkeys_per_user 1');
+    expect(await listed(userId)).toEqual([first.passkeyId]);
   });
 });

@@ -18,6 +18,7 @@ import { beyondLimit, DEFAULT_MAX_PASSKEYS, effective, policyOfOrg, refuseAuthen
 import { CODE_REFUSED, isCodeUsable, readRegistrationCode, recordCodeFailure } from './registration-codes.js';
 import type { ChangeDetails } from './types.js';
 import { getUser } from './users.js';
+import { completeKnownRegistration, countReadCompletion, verifiedEvent, type BegunChallenges } from './registration-finish.js';
 
 export type { PasskeyRow } from '../store/passkeys.js';
 
@@ -36,6 +37,8 @@ export interface BeginRegistrationInput {
   challengeTtlSeconds: number;
   /** Set when a registration code authorized the request: the registration is bound to it. */
   registrationCodeId?: string | undefined;
+  /** What the process remembers of the registrations it begins (one without a code is added). */
+  begun?: BegunChallenges | undefined;
 }
 
 export interface BegunRegistration {
@@ -65,6 +68,7 @@ export async function beginPasskeyRegistration(db: Kysely<Database>, input: Begi
   const added = event('user.passkey.added', { passkey_id: passkeyId, rp_id: input.rpId, authenticator_attachment: input.attachment ?? '', registration_code_id: code });
   const pending = {
     passkeyId,
+    challengeId: newId(),
     userId: input.userId,
     rpId: input.rpId,
     attachment: input.attachment ?? '',
@@ -79,9 +83,15 @@ export async function beginPasskeyRegistration(db: Kysely<Database>, input: Begi
     [added],
     creator,
   );
+  const remember = (orgId: string, userVerification: string) => {
+    if (code !== null) return;
+    const { userId, challengeId, challenge: text, rpId, expiresAt } = pending;
+    input.begun?.set(passkeyId, { userId, orgId, challengeId, challenge: text, rpId, userVerification, expiresAt: expiresAt.getTime() });
+  };
   if (begun) {
     beginStats.oneStatement++;
     const options = await registrationOptions(input, begun.user, effective(begun.user.policy, input.config), begun.userVerification, challenge);
+    remember(begun.user.org_id, begun.userVerification);
     return { passkeyId, options, details: begun.details };
   }
   beginStats.read++;
@@ -95,6 +105,7 @@ export async function beginPasskeyRegistration(db: Kysely<Database>, input: Begi
   const userVerification = policy.userVerification;
   const options = await registrationOptions(input, user, policy, userVerification, challenge);
   const details = await registrations.insertPendingRegistration(db, { ...pending, orgId: user.org_id, userVerification }, [added], creator, () => notFound(`user ${input.userId}`));
+  remember(user.org_id, userVerification);
   return { passkeyId, options, details };
 }
 
@@ -139,6 +150,8 @@ export interface CompleteRegistrationInput {
   anonymous: boolean;
   /** The caller's subject; undefined for a token-less caller. */
   creator: string | undefined;
+  /** What the process remembers of the registrations it began: a caller with a token completes one with no read. */
+  begun?: BegunChallenges | undefined;
 }
 
 const NEEDS_TOKEN = 'this call needs a Bearer access token, or a registration begun with a valid registration code';
@@ -150,6 +163,16 @@ const NEEDS_TOKEN = 'this call needs a Bearer access token, or a registration be
  * `user.passkey.verified`. A response that fails verification consumes nothing, so the user can retry.
  */
 export async function completePasskeyRegistration(db: Kysely<Database>, input: CompleteRegistrationInput): Promise<ChangeDetails> {
+  const remembered = input.begun?.get(input.passkeyId);
+  if (remembered) {
+    input.begun!.delete(input.passkeyId);
+    if (input.creator !== undefined && !input.anonymous && remembered.userId === input.userId && remembered.expiresAt > Date.now()) {
+      const { passkeyId, credential, name, origins, creator } = input;
+      const done = await completeKnownRegistration(db, { passkeyId, credential, name, origins, creator }, remembered);
+      if (done) return done;
+    }
+  }
+  countReadCompletion();
   const now = new Date();
   const passkey = await registrations.findRegistration(db, input.passkeyId);
   const owned = passkey !== undefined && passkey.user_id === input.userId;
@@ -192,21 +215,7 @@ export async function completePasskeyRegistration(db: Kysely<Database>, input: C
   /** `withCode`: the event names the code as used, and the statement refuses if it could not be. */
   const write = (withCode: boolean) => {
     const codeId = withCode ? challenge.codeId : null;
-    const verified = event('user.passkey.verified', {
-      passkey_id: passkey.id,
-      name: input.name,
-      credential_id: credential.credentialIdText,
-      aaguid: credential.aaguid,
-      authenticator_name: credential.authenticatorName,
-      algorithm: credential.algorithm,
-      attestation_format: credential.attestationFormat,
-      backup_eligible: credential.backupEligible,
-      backed_up: credential.backedUp,
-      transports: credential.transports,
-      rp_id: challenge.rpId,
-      user_verified: credential.userVerified,
-      registration_code_id: codeId,
-    });
+    const verified = verifiedEvent(passkey.id, input.name, credential, challenge.rpId, codeId);
     const gone = () => precondition('registration already completed or expired');
     return registrations.storeVerifiedCredential(
       db,

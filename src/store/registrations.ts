@@ -1,16 +1,12 @@
 import { sql, type Kysely } from 'kysely';
-import { newId } from '../ids.js';
 import { appendResultOf, appendSteps, eventsOfShape, payloadsOf, type AppendResult, type AppendedRow, type NewEvent } from './events.js';
 import { loginPolicyOf, type LoginPolicyFields } from './orgs.js';
 import type { PasskeyRow } from './passkeys.js';
 import type { ChallengesTable, Database } from './schema.js';
 import { compiledStatement, compiledSteps, refusedByRun, runSteps, type Step } from './statement.js';
 
-/**
- * The statements of the registration ceremony: RegisterPasskey's (a NOT_READY passkey with its
- * challenge and `user.passkey.added`) and VerifyPasskeyRegistration's (the verified credential stored,
- * the challenge consumed), and the clean-up of registrations that can no longer complete.
- */
+// The registration ceremony's statements: RegisterPasskey's, VerifyPasskeyRegistration's, and the clean-up
+// of registrations that can no longer complete.
 
 /** A user with what a new registration needs: the user handle and the READY credentials to exclude. */
 export interface RegisteringUser {
@@ -85,6 +81,7 @@ export async function dropStaleRegistrations(db: Kysely<Database>, userId: strin
 
 export interface PendingRegistration {
   passkeyId: string;
+  challengeId: string;
   userId: string;
   orgId: string;
   rpId: string;
@@ -107,45 +104,39 @@ export async function insertPendingRegistration(
   creator: string,
   userGone: () => Error,
 ): Promise<AppendResult> {
-  const rows = await pendingRegistrationStatement(
-    db,
-    { ...p, challengeId: newId(), payloads: payloadsOf(events), creator },
-    { events: events.map((e) => e.type).join(',') },
-    { usr: userGone },
-  );
+  const rows = await pendingRegistrationStatement(db, { ...p, payloads: payloadsOf(events), creator }, { events: events.map((e) => e.type).join(',') }, { usr: userGone });
   return appendResultOf(rows[0]!);
 }
 
-const pendingRegistrationStatement = compiledSteps<PendingRegistration & { challengeId: string; payloads: string[]; creator: string }, AppendedRow, { events: string }>(
-  (v, shape) => ({
-    steps: [
-      ...staleRegistrationSteps(v.userId, v.now),
-      ...appendSteps('usr', { type: 'user', id: v.userId, owner: v.orgId }, eventsOfShape(shape.events), v.creator, {
-        when: sql<boolean>`exists (select 1 from users where id = ${v.userId}::text)`,
-        refusal: refusedByRun,
-        payloads: v.payloads,
-      }),
-      {
-        name: 'passkey',
-        body: sql`insert into passkeys (id, user_id, org_id, state, rp_id, authenticator_attachment, registration_code_id, created_at, updated_at)
+const pendingRegistrationStatement = compiledSteps<PendingRegistration & { payloads: string[]; creator: string }, AppendedRow, { events: string }>((v, shape) => ({
+  steps: [
+    ...staleRegistrationSteps(v.userId, v.now),
+    ...appendSteps('usr', { type: 'user', id: v.userId, owner: v.orgId }, eventsOfShape(shape.events), v.creator, {
+      when: sql<boolean>`exists (select 1 from users where id = ${v.userId}::text)`,
+      refusal: refusedByRun,
+      payloads: v.payloads,
+    }),
+    {
+      name: 'passkey',
+      body: sql`insert into passkeys (id, user_id, org_id, state, rp_id, authenticator_attachment, registration_code_id, created_at, updated_at)
         select ${v.passkeyId}::text, ${v.userId}::text, ${v.orgId}::text, 'not_ready', ${v.rpId}::text, ${v.attachment}::text, ${v.registrationCodeId}::text, usr.updated_at, usr.updated_at
         from usr`,
-      },
-      {
-        name: 'challenge',
-        body: sql`insert into challenges (id, kind, challenge, user_id, passkey_id, session_id, rp_id, user_verification, registration_code_id, created_at, expires_at)
+    },
+    {
+      name: 'challenge',
+      body: sql`insert into challenges (id, kind, challenge, user_id, passkey_id, session_id, rp_id, user_verification, registration_code_id, created_at, expires_at)
         select ${v.challengeId}::text, 'registration', ${v.challenge}::text, ${v.userId}::text, ${v.passkeyId}::text, null, ${v.rpId}::text, ${v.userVerification}::text,
           ${v.registrationCodeId}::text, ${v.now}::timestamptz, ${v.expiresAt}::timestamptz
         from usr`,
-      },
-    ],
-    tail: sql`usr.sequence, usr.created_at, usr.updated_at, usr.resource_owner from (select 1) one left join usr on true`,
-  }),
-);
+    },
+  ],
+  tail: sql`usr.sequence, usr.created_at, usr.updated_at, usr.resource_owner from (select 1) one left join usr on true`,
+}));
 
 /** What {@link beginRegistration} needs: a pending registration whose user's organization the statement finds. */
 export interface RegistrationStart {
   passkeyId: string;
+  challengeId: string;
   userId: string;
   rpId: string;
   attachment: string;
@@ -180,7 +171,7 @@ export async function beginRegistration(db: Kysely<Database>, r: RegistrationSta
   try {
     rows = await beginRegistrationStatement(
       db,
-      { ...r, challengeId: newId(), payloads: payloadsOf(events), creator },
+      { ...r, payloads: payloadsOf(events), creator },
       { events: events.map((e) => e.type).join(',') },
       {
         allowed: notBegun,
@@ -199,7 +190,7 @@ class NotBegun extends Error {}
 const notBegun = () => new NotBegun();
 
 const beginRegistrationStatement = compiledSteps<
-  RegistrationStart & { challengeId: string; payloads: string[]; creator: string },
+  RegistrationStart & { payloads: string[]; creator: string },
   AppendedRow & RegisteringUserRow & { user_verification: ChallengesTable['user_verification'] },
   { events: string }
 >((v, shape) => ({
@@ -304,6 +295,12 @@ export interface FinishedRegistration {
   now: Date;
   /** The most READY passkeys the user may have (the login policy's max_passkeys_per_user). */
   maxReady: number;
+  /**
+   * No read came first: the statement checks the login policy as it is now itself. It goes on only when
+   * the policy does not require SSO or trusted attestation (that check needs the metadata) and allows
+   * the credential's AAGUID, and it takes the policy's max_passkeys_per_user (else `maxReady`).
+   */
+  checkPolicy?: boolean;
 }
 
 /** Why a registration's one statement was refused: the step that found nothing. */
@@ -315,6 +312,8 @@ export interface RegistrationRefusals {
   userGone: () => Error;
   /** The user has as many READY passkeys as the policy allows (counted on the user's row, as it is now). */
   full: () => Error;
+  /** With `checkPolicy`: the login policy as it is now does not let the statement decide (see there). */
+  policy?: (() => Error) | undefined;
 }
 
 /**
@@ -340,30 +339,49 @@ export async function storeVerifiedCredential(
       payloads: payloadsOf(events),
       creator,
     },
-    { code: r.codeId !== null, attachment: credential.authenticatorAttachment !== '', events: events.map((e) => e.type).join(',') },
-    { consumed: refusals.gone, code: refusals.codeTaken, usr: refusals.userGone, room: refusals.full, stored: refusals.gone },
+    { code: r.codeId !== null, attachment: credential.authenticatorAttachment !== '', policy: r.checkPolicy === true, events: events.map((e) => e.type).join(',') },
+    { consumed: refusals.gone, code: refusals.codeTaken, usr: refusals.userGone, room: refusals.full, stored: refusals.gone, policy: refusals.policy ?? refusedByRun },
   );
   return appendResultOf(rows[0]!);
 }
 
 type VerifiedCredentialValues = FinishedRegistration & StoredCredential & { credentialId: Buffer; publicKey: Buffer; payloads: string[]; creator: string };
 
-const verifiedCredentialStatement = compiledSteps<VerifiedCredentialValues, AppendedRow, { code: boolean; attachment: boolean; events: string }>((v, shape) => {
+const verifiedCredentialStatement = compiledSteps<VerifiedCredentialValues, AppendedRow, { code: boolean; attachment: boolean; policy: boolean; events: string }>((v, shape) => {
   const code = shape.code
     ? sql`update registration_codes set used_at = ${v.now}::timestamptz
         where id = ${v.codeId}::text and used_at is null and expires_at > ${v.now}::timestamptz and exists (select 1 from consumed) returning id`
     : sql`select 1 as id`;
   const attachment = shape.attachment ? sql`, authenticator_attachment = ${v.authenticatorAttachment}::text` : sql``;
+  // The organization's login policy as `effective()` in the domain applies it (see FinishedRegistration.checkPolicy).
+  const policy: Step[] = shape.policy
+    ? [
+        {
+          name: 'policy',
+          refusal: refusedByRun,
+          body: sql`select (x.p->>'max_passkeys_per_user')::int as max_passkeys from (select ${loginPolicyOf(sql`${v.orgId}::text`)} as p) x
+            where not coalesce((x.p->>'sso_required')::boolean, false) and not coalesce((x.p->>'require_trusted_attestation')::boolean, false)
+              and not coalesce(x.p->'denied_aaguids' @> to_jsonb(${v.aaguid}::text), false)
+              and coalesce(jsonb_array_length(x.p->'allowed_aaguids') = 0 or x.p->'allowed_aaguids' @> to_jsonb(${v.aaguid}::text), true)`,
+        },
+      ]
+    : [];
+  const max = shape.policy ? sql`coalesce((select max_passkeys from policy), ${v.maxReady}::int)` : sql`${v.maxReady}::int`;
   return {
     steps: [
+      ...policy,
       { name: 'consumed', body: sql`delete from challenges where id = ${v.challengeId}::text and expires_at > ${v.now}::timestamptz returning id`, refusal: refusedByRun },
       { name: 'code', body: code, refusal: refusedByRun },
       ...appendSteps('usr', { type: 'user', id: v.userId, owner: v.orgId }, eventsOfShape(shape.events), v.creator, {
-        when: sql<boolean>`exists (select 1 from consumed) and exists (select 1 from code) and exists (select 1 from users where id = ${v.userId}::text)`,
+        // (With the policy checked here, nothing is written unless it allows the registration: a credential
+        // registered twice then meets the unique key only when the policy would not have refused first.)
+        when: sql<boolean>`exists (select 1 from consumed) and exists (select 1 from code) and exists (select 1 from users where id = ${v.userId}::text)${
+          shape.policy ? sql` and exists (select 1 from policy)` : sql``
+        }`,
         refusal: refusedByRun,
         payloads: v.payloads,
         // The user's row counts READY passkeys; its UPDATE waits for a concurrent one and re-checks.
-        row: { name: 'room', set: sql`ready_passkeys = r.ready_passkeys + 1`, where: sql<boolean>`r.ready_passkeys < ${v.maxReady}::int`, refusal: refusedByRun },
+        row: { name: 'room', set: sql`ready_passkeys = r.ready_passkeys + 1`, where: sql<boolean>`r.ready_passkeys < ${max}`, refusal: refusedByRun },
       }),
       {
         name: 'stored',

@@ -6,6 +6,7 @@ import type { UserService } from '../../../gen/passkeyd/user/v2/user_service_pb.
 import { precondition, unauthenticated } from '../../errors.js';
 import { checkLinkTemplate, defaultLinkTemplate, webhookDelivery } from '../../domain/link-delivery.js';
 import { beginPasskeyRegistration, completePasskeyRegistration, listPasskeys, removePasskey, renamePasskey, type PasskeyRow } from '../../domain/passkeys.js';
+import { begunChallenges } from '../../domain/registration-finish.js';
 import { checkRegistrationCode, createRegistrationCode } from '../../domain/registration-codes.js';
 import { pageFrom } from '../../domain/types.js';
 import type { AuthenticatorAttachment } from '../../webauthn/creation-options.js';
@@ -54,6 +55,8 @@ export function createPasskeyService({
   ServiceImpl<typeof UserService>,
   'registerPasskey' | 'verifyPasskeyRegistration' | 'createPasskeyRegistrationLink' | 'listPasskeys' | 'renamePasskey' | 'removePasskey'
 > {
+  // The registrations this process begins, so that their VerifyPasskeyRegistration needs no read.
+  const begunHere = begunChallenges();
   return {
     async registerPasskey(req, ctx) {
       const principal = ctx.values.get(principalKey);
@@ -71,6 +74,7 @@ export function createPasskeyService({
           attachment: ATTACHMENTS[req.authenticator],
           challengeTtlSeconds: config.challengeTtlSeconds,
           registrationCodeId: code?.id,
+          begun: begunHere,
         },
         principal?.subject ?? `registration_code:${code!.id}`,
       );
@@ -93,6 +97,7 @@ export function createPasskeyService({
         metadata,
         anonymous: !principal,
         creator: principal?.subject,
+        begun: begunHere,
       });
       return { details: detailsOf(details) };
     },
