@@ -17,6 +17,7 @@ import type { TrustedMetadata } from '../webauthn/metadata.js';
 import { parseRegistrationResponse, verifyRegistration } from '../webauthn/registration-response.js';
 import { defaultOrgId } from './bootstrap.js';
 import { event } from './events.js';
+import { verifiedEvent } from './registration-finish.js';
 import { policyOfOrg, refuseAuthenticator, type EffectivePolicy } from './login-policy.js';
 import { hashSessionToken, sessionAggregate } from './sessions.js';
 import type { ChangeDetails } from './types.js';
@@ -155,21 +156,7 @@ export function createSignUp({ db, config, tokens, metadata }: { db: Kysely<Data
             authenticator_attachment: credential.authenticatorAttachment,
             registration_code_id: null,
           });
-          const verified = event('user.passkey.verified', {
-            passkey_id: passkeyId,
-            name: input.name,
-            credential_id: credential.credentialIdText,
-            aaguid: credential.aaguid,
-            authenticator_name: credential.authenticatorName,
-            algorithm: credential.algorithm,
-            attestation_format: credential.attestationFormat,
-            backup_eligible: credential.backupEligible,
-            backed_up: credential.backedUp,
-            transports: credential.transports,
-            rp_id: pending.rp_id,
-            user_verified: credential.userVerified,
-            registration_code_id: null,
-          });
+          const verified = verifiedEvent(passkeyId, input.name, credential, pending.rp_id, null);
           const details = await appendEvents(trx, { type: 'user', id: userId, owner: pending.org_id }, [human, added, verified], userId);
           const { username: _u, email: _e, email_verified: _v, ...profile } = human.payload;
           await insertUser(trx, {
