@@ -204,6 +204,7 @@ const beginRegistrationStatement = compiledSteps<
         where not coalesce((u.policy->>'sso_required')::boolean, false)
           and (select count(*) from passkeys p where p.user_id = u.id and p.state = 'ready') < coalesce((u.policy->>'max_passkeys_per_user')::int, ${v.defaultMaxPasskeys}::int)`,
     },
+    // The owner is the one the statement found (`owner`), not known before it.
     ...appendSteps('usr', { type: 'user', id: v.userId, owner: '' }, eventsOfShape(shape.events), v.creator, {
       when: sql<boolean>`exists (select 1 from allowed)`,
       owner: sql`(select org_id from allowed)`,
