@@ -152,6 +152,14 @@ describe(`VerifyPasskeyRegistration with no read (${BACKEND})`, () => {
     expect(await complete(userId, b)).toMatchObject({ code: Code.FailedPrecondition, known: 0, read: 1 });
   });
 
+  it('a call naming another user is answered by the read path and leaves the registration to its user', async () => {
+    const { orgId, userId } = await orgUser();
+    const other = await userIn(orgId);
+    const b = await begin(userId);
+    expect(await complete(other, b)).toMatchObject({ code: Code.NotFound, known: 0, read: 1 });
+    expect(await complete(userId, b)).toMatchObject({ code: 'ok', known: 1, read: 0 });
+  });
+
   it('a response that does not verify goes to the read path, which refuses it and lets the user try again', async () => {
     const { userId } = await orgUser();
     const b = await begin(userId, 'https://evil.example');

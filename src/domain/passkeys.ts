@@ -164,9 +164,10 @@ const NEEDS_TOKEN = 'this call needs a Bearer access token, or a registration be
  */
 export async function completePasskeyRegistration(db: Kysely<Database>, input: CompleteRegistrationInput): Promise<ChangeDetails> {
   const remembered = input.begun?.get(input.passkeyId);
-  if (remembered) {
+  // Only the call that can use it takes the entry: a call naming another user (or none) cannot evict it.
+  if (remembered && input.creator !== undefined && !input.anonymous && remembered.userId === input.userId) {
     input.begun!.delete(input.passkeyId);
-    if (input.creator !== undefined && !input.anonymous && remembered.userId === input.userId && remembered.expiresAt > Date.now()) {
+    if (remembered.expiresAt > Date.now()) {
       const { passkeyId, credential, name, origins, creator } = input;
       const done = await completeKnownRegistration(db, { passkeyId, credential, name, origins, creator }, remembered);
       if (done) return done;
