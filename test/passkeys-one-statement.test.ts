@@ -3,8 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { UserVerificationPolicy } from '../gen/passkeyd/org/v2/org_pb.js';
 import { OrganizationService } from '../gen/passkeyd/org/v2/org_service_pb.js';
 import { UserService } from '../gen/passkeyd/user/v2/user_service_pb.js';
-import { registrationBeginStats } from '../src/domain/passkeys.js';
-import { registrationCompleteStats } from '../src/domain/registration-finish.js';
+import { registrationStats } from '../src/domain/registration-finish.js';
 import { createSoftAuthenticator } from './helpers/authenticator.js';
 import { bearer, clientFor } from './helpers/clients.js';
 import { errorOf, outcomeOf } from './helpers/codes.js';
@@ -26,10 +25,10 @@ const users = () => clientFor(UserService, 'grpc', srv.url);
 const orgs = () => clientFor(OrganizationService, 'grpc', srv.url);
 
 async function counted<T>(f: () => Promise<T>): Promise<{ result: T; oneStatement: number; read: number }> {
-  const before = registrationBeginStats();
+  const before = registrationStats();
   const result = await f();
-  const after = registrationBeginStats();
-  return { result, oneStatement: after.oneStatement - before.oneStatement, read: after.read - before.read };
+  const after = registrationStats();
+  return { result, oneStatement: after.beginOneStatement - before.beginOneStatement, read: after.beginRead - before.beginRead };
 }
 
 async function userIn(orgId: string): Promise<string> {
@@ -114,12 +113,12 @@ describe(`VerifyPasskeyRegistration with no read (${BACKEND})`, () => {
     return { passkeyId: begun.passkeyId, credential };
   }
   async function complete(userId: string, b: Awaited<ReturnType<typeof begin>>) {
-    const before = registrationCompleteStats();
+    const before = registrationStats();
     const outcome = await outcomeOf(
       users().verifyPasskeyRegistration({ userId, passkeyId: b.passkeyId, publicKeyCredential: b.credential as never, passkeyName: 'p' }, bearer(srv.admin)),
     );
-    const after = registrationCompleteStats();
-    return { ...outcome, known: after.known - before.known, read: after.read - before.read };
+    const after = registrationStats();
+    return { ...outcome, known: after.completeKnown - before.completeKnown, read: after.completeRead - before.completeRead };
   }
   async function listed(userId: string): Promise<string[]> {
     return (await users().listPasskeys({ userId }, bearer(srv.admin))).result.map((p) => p.id);

@@ -1,7 +1,7 @@
 import type { PublicKeyCredentialCreationOptionsJSON } from '@simplewebauthn/server';
 import type { Kysely } from 'kysely';
 import type { Config } from '../config/config.js';
-import { alreadyExists, denied, invalid, notFound, precondition, unauthenticated } from '../errors.js';
+import { denied, invalid, notFound, precondition, unauthenticated } from '../errors.js';
 import { newId, randomBytesPooled } from '../ids.js';
 import { appendEvents, lockAggregate } from '../store/events.js';
 import type { ListResult, Page } from '../store/lists.js';
@@ -18,7 +18,7 @@ import { beyondLimit, DEFAULT_MAX_PASSKEYS, effective, policyOfOrg, refuseAuthen
 import { CODE_REFUSED, isCodeUsable, readRegistrationCode, recordCodeFailure } from './registration-codes.js';
 import type { ChangeDetails } from './types.js';
 import { getUser } from './users.js';
-import { completeKnownRegistration, countReadCompletion, verifiedEvent, type BegunChallenges } from './registration-finish.js';
+import { completeKnownRegistration, countRegistration, DUPLICATE_CREDENTIAL, verifiedEvent, type BegunChallenges } from './registration-finish.js';
 
 export type { PasskeyRow } from '../store/passkeys.js';
 
@@ -45,12 +45,6 @@ export interface BegunRegistration {
   passkeyId: string;
   options: PublicKeyCredentialCreationOptionsJSON;
   details: ChangeDetails;
-}
-
-/** How RegisterPasskey calls went since the process started (for tests): in one statement, or read first. */
-const beginStats = { oneStatement: 0, read: 0 };
-export function registrationBeginStats(): { oneStatement: number; read: number } {
-  return { ...beginStats };
 }
 
 /**
@@ -89,12 +83,12 @@ export async function beginPasskeyRegistration(db: Kysely<Database>, input: Begi
     input.begun?.set(passkeyId, { userId, orgId, challengeId, challenge: text, rpId, userVerification, expiresAt: expiresAt.getTime() });
   };
   if (begun) {
-    beginStats.oneStatement++;
+    countRegistration('beginOneStatement');
     const options = await registrationOptions(input, begun.user, effective(begun.user.policy, input.config), begun.userVerification, challenge);
     remember(begun.user.org_id, begun.userVerification);
     return { passkeyId, options, details: begun.details };
   }
-  beginStats.read++;
+  countRegistration('beginRead');
   const user = await registrations.findRegisteringUser(db, input.userId);
   if (!user) throw notFound(`user ${input.userId}`);
   if (user.type === 'machine') throw precondition(`user ${input.userId} is a machine user: machine users have no passkeys (they use keys, tokens or secrets)`);
@@ -170,10 +164,13 @@ export async function completePasskeyRegistration(db: Kysely<Database>, input: C
     if (remembered.expiresAt > Date.now()) {
       const { passkeyId, credential, name, origins, creator } = input;
       const done = await completeKnownRegistration(db, { passkeyId, credential, name, origins, creator }, remembered);
-      if (done) return done;
+      if (done) {
+        countRegistration('completeKnown');
+        return done;
+      }
     }
   }
-  countReadCompletion();
+  countRegistration('completeRead');
   const now = new Date();
   const passkey = await registrations.findRegistration(db, input.passkeyId);
   const owned = passkey !== undefined && passkey.user_id === input.userId;
@@ -245,7 +242,7 @@ export async function completePasskeyRegistration(db: Kysely<Database>, input: C
       return write(false);
     }
   };
-  return mappingDuplicates(run, { [store.CREDENTIAL_UNIQUE]: () => alreadyExists('this credential is already registered') });
+  return mappingDuplicates(run, DUPLICATE_CREDENTIAL);
 }
 
 /** The registration code a registration was begun with was used by another one meanwhile. */

@@ -35,17 +35,20 @@ export function begunChallenges(): BegunChallenges {
   return new LRUCache<string, BegunChallenge>({ max: 10_000 });
 }
 
-/** How VerifyPasskeyRegistration calls went in this process: with no read (`known`), or read first (`read`). */
-const completions = { known: 0, read: 0 };
+/** How registration calls went in this process (for tests): RegisterPasskey in one statement or read first, VerifyPasskeyRegistration with no read or read first. */
+const ways = { beginOneStatement: 0, beginRead: 0, completeKnown: 0, completeRead: 0 };
+export type RegistrationWay = keyof typeof ways;
 
-export function registrationCompleteStats(): { known: number; read: number } {
-  return { ...completions };
+export function registrationStats(): Record<RegistrationWay, number> {
+  return { ...ways };
 }
 
-/** Counts a completion that read first. */
-export function countReadCompletion(): void {
-  completions.read++;
+export function countRegistration(way: RegistrationWay): void {
+  ways[way]++;
 }
+
+/** A credential registered twice meets the passkeys' unique key: ALREADY_EXISTS (for `mappingDuplicates`). */
+export const DUPLICATE_CREDENTIAL = { [store.CREDENTIAL_UNIQUE]: () => alreadyExists('this credential is already registered') };
 
 /** The `user.passkey.verified` event of a verified credential. */
 export function verifiedEvent(passkeyId: string, name: string, credential: VerifiedCredential, rpId: string, codeId: string | null) {
@@ -116,9 +119,7 @@ export async function completeKnownRegistration(db: Kysely<Database>, c: KnownCo
       { gone: readFirst, codeTaken: readFirst, userGone: readFirst, full: readFirst, policy: readFirst },
     );
   try {
-    const details = await mappingDuplicates(write, { [store.CREDENTIAL_UNIQUE]: () => alreadyExists('this credential is already registered') });
-    completions.known++;
-    return details;
+    return await mappingDuplicates(write, DUPLICATE_CREDENTIAL);
   } catch (err) {
     if (err instanceof ReadFirst) return undefined;
     throw err;

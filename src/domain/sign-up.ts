@@ -7,7 +7,6 @@ import { alreadyExists, denied, precondition } from '../errors.js';
 import { newId } from '../ids.js';
 import { appendEvents } from '../store/events.js';
 import { isActiveOrg } from '../store/orgs.js';
-import { CREDENTIAL_UNIQUE } from '../store/passkeys.js';
 import type { Database } from '../store/schema.js';
 import { consumeSignUp, findLiveSignUp, insertSignedInSession, insertSignedUpPasskey, insertSignUp } from '../store/signups.js';
 import { inTransaction, mappingDuplicates } from '../store/transaction.js';
@@ -17,7 +16,7 @@ import type { TrustedMetadata } from '../webauthn/metadata.js';
 import { parseRegistrationResponse, verifyRegistration } from '../webauthn/registration-response.js';
 import { defaultOrgId } from './bootstrap.js';
 import { event } from './events.js';
-import { verifiedEvent } from './registration-finish.js';
+import { DUPLICATE_CREDENTIAL, verifiedEvent } from './registration-finish.js';
 import { policyOfOrg, refuseAuthenticator, type EffectivePolicy } from './login-policy.js';
 import { hashSessionToken, sessionAggregate } from './sessions.js';
 import type { ChangeDetails } from './types.js';
@@ -193,7 +192,7 @@ export function createSignUp({ db, config, tokens, metadata }: { db: Kysely<Data
           );
           return details;
         });
-      const details = await mappingDuplicates(run, { [USERNAME_UNIQUE]: () => taken(username), [CREDENTIAL_UNIQUE]: () => alreadyExists('this credential is already registered') });
+      const details = await mappingDuplicates(run, { [USERNAME_UNIQUE]: () => taken(username), ...DUPLICATE_CREDENTIAL });
       const issued = await tokens.issue({ subject: userId, orgId: pending.org_id, sessionId, ttlSeconds: Math.min(config.tokenTtlSeconds, config.sessionTtlSeconds) });
       return { userId, passkeyId, details, sessionId, sessionToken, accessToken: issued.token, accessTokenExpiresAt: issued.expiresAt };
     },

@@ -199,7 +199,7 @@ const beginRegistrationStatement = compiledSteps<
     {
       name: 'allowed',
       refusal: refusedByRun,
-      body: sql`select u.id, u.org_id, coalesce(nullif(u.policy->>'user_verification', ''), ${v.defaultUserVerification}::text) as user_verification
+      body: sql`select u.id, u.org_id, u.policy, coalesce(nullif(u.policy->>'user_verification', ''), ${v.defaultUserVerification}::text) as user_verification
         from (select u.id, u.org_id, ${loginPolicyOf(sql`u.org_id`)} as policy from users u where u.id = ${v.userId}::text and u.type = 'human') u
         where not coalesce((u.policy->>'sso_required')::boolean, false)
           and (select count(*) from passkeys p where p.user_id = u.id and p.state = 'ready') < coalesce((u.policy->>'max_passkeys_per_user')::int, ${v.defaultMaxPasskeys}::int)`,
@@ -227,7 +227,7 @@ const beginRegistrationStatement = compiledSteps<
   ],
   // The user and its READY credentials as the statement found them (its own changes are not in that snapshot).
   tail: sql`usr.sequence, usr.created_at, usr.updated_at, usr.resource_owner, a.user_verification,
-      u.id, u.org_id, u.username, u.display_name, u.webauthn_user_handle, u.type, p.credential_id, p.transports, ${loginPolicyOf(sql`u.org_id`)} as policy
+      u.id, u.org_id, u.username, u.display_name, u.webauthn_user_handle, u.type, p.credential_id, p.transports, a.policy
     from (select 1) one left join usr on true left join allowed a on true left join users u on u.id = a.id
       left join passkeys p on p.user_id = u.id and p.state = 'ready'`,
 }));
