@@ -31,10 +31,10 @@ async function counted<T>(f: () => Promise<T>): Promise<{ result: T; oneStatemen
   return { result, oneStatement: after.beginOneStatement - before.beginOneStatement, read: after.beginRead - before.beginRead };
 }
 
-async function userIn(orgId: string): Promise<string> {
+async function userIn(orgId: string, on: { url: string; admin: string } = srv): Promise<string> {
   const username = uniqueName('user');
   const body = { username, organization: { orgId }, profile: { givenName: 'A', familyName: 'B' }, email: { email: `${username}@example.com` } };
-  return (await restOk(srv.url, 'POST', '/v2/users/human', body, srv.admin)).userId;
+  return (await restOk(on.url, 'POST', '/v2/users/human', body, on.admin)).userId;
 }
 
 /** The registration challenges and NOT_READY passkeys a user has. */
@@ -204,5 +204,32 @@ describe(`VerifyPasskeyRegistration with no read (${BACKEND})`, () => {
     expect(full).toMatchObject({ code: Code.AlreadyExists, known: 0, read: 1 });
     expect(full.message).toContain('max_passkeys_per_user 1');
     expect(await listed(userId)).toEqual([first.passkeyId]);
+  });
+});
+
+// Several instances share one database only on PostgreSQL; PGlite is one process by construction.
+describe.skipIf(BACKEND !== 'postgres')('a registration begun on one instance and completed on another', () => {
+  const first = useTestServer();
+  const second = useTestServer(() => ({ schema: first.schema }));
+
+  it('the other instance completes it by reading; the first, which remembers the challenge, then cannot use it again', async () => {
+    const { organizationId } = await clientFor(OrganizationService, 'grpc', first.url).addOrganization({ name: uniqueName('org') }, bearer(first.admin));
+    const userId = await userIn(organizationId, first);
+    const usersOn = (url: string) => clientFor(UserService, 'grpc', url);
+    const begun = await usersOn(first.url).registerPasskey({ userId }, bearer(first.admin));
+    const options = creationOptionsOf(begun.publicKeyCredentialCreationOptions);
+    const answer = async (url: string) => {
+      const credential = await createSoftAuthenticator().register(options, { origin: DEFAULT_ORIGIN });
+      const before = registrationStats();
+      const outcome = await outcomeOf(
+        usersOn(url).verifyPasskeyRegistration({ userId, passkeyId: begun.passkeyId, publicKeyCredential: credential as never, passkeyName: 'p' }, bearer(first.admin)),
+      );
+      const after = registrationStats();
+      return { code: outcome.code, known: after.completeKnown - before.completeKnown, read: after.completeRead - before.completeRead };
+    };
+    expect(await answer(second.url)).toEqual({ code: 'ok', known: 0, read: 1 });
+    // Another authenticator's answer to the same challenge: the first instance's statement finds it used.
+    expect(await answer(first.url)).toEqual({ code: Code.FailedPrecondition, known: 0, read: 1 });
+    expect((await usersOn(second.url).listPasskeys({ userId }, bearer(first.admin))).result.map((p) => p.id)).toEqual([begun.passkeyId]);
   });
 });
