@@ -18,7 +18,10 @@ class ConnectCallError extends Error {
 
 export function createLeanConnectClient(baseUrl: string, sockets: number): LeanClient {
   const url = new URL(baseUrl);
-  const agent = new http.Agent({ keepAlive: true, maxSockets: sockets });
+  // An idle socket is closed after 4 s, before passkeyd's 5 s keep-alive timeout closes it from the other
+  // end: reusing a socket just as the server closes it fails the call with ECONNRESET. (Node's agent
+  // honours the server's Keep-Alive hint only when the agent has a timeout of its own.)
+  const agent = new http.Agent({ keepAlive: true, maxSockets: sockets, timeout: 4_000 });
   return {
     call<I extends DescMessage, O extends DescMessage>(method: DescMethodUnary<I, O>, init: MessageInitShape<I>, headers?: Record<string, string>): Promise<MessageShape<O>> {
       const body = toJsonString(method.input, create(method.input, init));

@@ -96,9 +96,11 @@ function clientsFor(p: LoadParams, lanes: number, url = p.url): { sessions: Sess
   return transports(p, lanes).map((t) => ({ sessions: createClient(SessionService, t), users: createClient(UserService, t) }));
 }
 
-function ask(msg: Record<string, unknown>): Promise<{ ack?: string; baselineUrl?: string }> {
+type Answer = { ack?: string; baselineUrl?: string; nullUrl?: string };
+
+function ask(msg: Record<string, unknown>): Promise<Answer> {
   return new Promise((resolve) => {
-    const onMessage = (m: { ack?: string; baselineUrl?: string }) => {
+    const onMessage = (m: Answer) => {
       if (m.ack === msg.type) {
         process.off('message', onMessage);
         resolve(m);
@@ -192,10 +194,14 @@ async function main(p: LoadParams): Promise<void> {
 
   // Logins: passkeyd, and with --baseline the hand-rolled server, in turns (A B A B …).
   const targets: { phase: 'login' | 'baseline'; sessions: Sessions[] }[] = [{ phase: 'login', sessions: clientsFor(p, p.concurrency).map((c) => c.sessions) }];
+  // The null server (bench/null-server.ts) is driven only in the open loop: it shows the machine's own tail.
+  let nullServer: Sessions[] | undefined;
   if (p.baseline) {
-    const { baselineUrl } = await ask({ type: 'provisioned' });
+    const { baselineUrl, nullUrl } = await ask({ type: 'provisioned' });
     // The baseline speaks Connect JSON on HTTP/1.1 only, whatever protocol passkeyd is driven over.
-    targets.push({ phase: 'baseline', sessions: clientsFor({ ...p, protocol: 'connect', client: 'lean' }, p.concurrency, baselineUrl).map((c) => c.sessions) });
+    const json = { ...p, protocol: 'connect', client: 'lean' } as const;
+    targets.push({ phase: 'baseline', sessions: clientsFor(json, p.concurrency, baselineUrl).map((c) => c.sessions) });
+    nullServer = clientsFor(json, p.concurrency, nullUrl).map((c) => c.sessions);
   }
   // Each lane owns its own users, as people do: one authenticator never signs two logins at once
   // (that would reorder its sign counter, which the service rightly refuses).
@@ -223,8 +229,9 @@ async function main(p: LoadParams): Promise<void> {
   const closedRate = phases.login!.latencies.length / phases.login!.elapsed;
   const rate = p.openRate > 0 ? p.openRate : Math.max(1, Math.round(closedRate / 2));
   const open: Record<string, PhaseStats & { rate: number; p99BySecond: number[] }> = {};
-  for (const t of targets) {
-    const phase = t.phase === 'login' ? 'open-loop' : 'open-loop-baseline';
+  const openTargets = [...targets, ...(nullServer ? [{ phase: 'null' as const, sessions: nullServer }] : [])];
+  for (const t of openTargets) {
+    const phase = t.phase === 'login' ? 'open-loop' : `open-loop-${t.phase}`;
     // Each server sat idle while the other was measured, long enough for its database pool to close
     // idle connections (after 10 s): warm it again, as the closed-loop phases were, so the phase
     // measures a steady rate rather than reconnecting (and re-preparing statements on each connection).

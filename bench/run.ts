@@ -11,7 +11,9 @@
  *
  * --baseline also starts bench/baseline-server.ts (a hand-rolled login server on the same database) and
  * drives it and passkeyd in turns, A B A B, printing the ratio. After the closed-loop phases, logins
- * arrive at a steady rate (--open-rate, default half the closed-loop rate) and p50/p99 are printed.
+ * arrive at a steady rate (--open-rate, default half the closed-loop rate) and p50/p99 are printed; with
+ * --baseline the same rate also goes to bench/null-server.ts (one committed INSERT per call, nothing
+ * else), whose p99 is the tail the machine itself adds to a login's two calls at that rate.
  */
 import { type ChildProcess, execFileSync, fork, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -96,6 +98,7 @@ async function main() {
   const server = spawn(process.execPath, [...nodeArgs, 'bin/passkeyd.js', 'serve'], { env, stdio: ['ignore', 'ignore', 'inherit'] });
   let result: LoadResult | undefined;
   let baselineServer: ChildProcess | undefined;
+  let nullServer: ChildProcess | undefined;
   // CPU seconds and operations per phase, summed over its rounds.
   const spent: Record<string, { service: number; database: number; load: number; ops: number }> = {};
   try {
@@ -123,7 +126,7 @@ async function main() {
     const postmaster = embedded ? undefined : postmasterPid();
     // The baseline's phases count the baseline server's CPU as the service's.
     const sample = (phase: string) => ({
-      service: treeCpuSeconds((phase.endsWith('baseline') ? baselineServer! : server).pid!),
+      service: treeCpuSeconds((phase.endsWith('baseline') ? baselineServer! : phase.endsWith('null') ? nullServer! : server).pid!),
       database: postmaster ? treeCpuSeconds(postmaster) : 0,
       load: treeCpuSeconds(load.pid!),
     });
@@ -140,9 +143,11 @@ async function main() {
           s.ops += m.ops;
           load.send({ ack: m.type });
         } else if (m.type === 'provisioned') {
-          startBaseline(env, schema, databaseUrl, origin).then((started) => {
-            baselineServer = started.child;
-            load.send({ ack: m.type, baselineUrl: started.url });
+          const serverEnv = { ...env, DATABASE_URL: databaseUrl, PASSKEYD_DATABASE_SCHEMA: schema, PORT: '0', ORIGIN: origin, RP_ID: 'localhost' };
+          Promise.all([startServer('bench/baseline-server.ts', serverEnv), startServer('bench/null-server.ts', serverEnv)]).then(([b, f]) => {
+            baselineServer = b.child;
+            nullServer = f.child;
+            load.send({ ack: m.type, baselineUrl: b.url, nullUrl: f.url });
           }, reject);
         } else if (m.type === 'result') resolve(m);
         else if (m.type === 'error') reject(new Error(m.message));
@@ -152,6 +157,7 @@ async function main() {
     });
   } finally {
     baselineServer?.kill('SIGTERM');
+    nullServer?.kill('SIGTERM');
     server.kill('SIGTERM');
     await new Promise((r) => server.once('exit', r));
     if (dataDir) rmSync(dataDir, { recursive: true, force: true });
@@ -197,6 +203,7 @@ async function main() {
         }
       : {}),
     openLoop: Object.fromEntries(Object.entries(r.open).map(([phase, stats]) => [phase, withCpu(stats, phase)])),
+    ...(r.open['open-loop-null'] ? { nullServer: 'bench/null-server.ts: node:http and pg; each call commits one INSERT and answers a fixed shape' } : {}),
     floor: { ...floor, ratio: Math.round((loginCpuMicros / floor.floorMicros) * 10) / 10 },
   };
   writeFileSync(out, `${JSON.stringify(report, null, 2)}\n`);
@@ -223,7 +230,9 @@ ${
   report.baseline
     ? `baseline: logins/s per round passkeyd ${r.login.rounds.join(', ')} / baseline ${r.baseline!.rounds.join(', ')}; passkeyd = ${report.baseline.ratio}× the baseline; baseline CPU per login: server ${split.baseline?.service} µs, database ${split.baseline?.database} µs\n`
     : ''
-}${bySecond}${firstErrors}written to ${out}`);
+}${bySecond}${
+  r.open['open-loop-null'] ? 'open-loop-null: bench/null-server.ts, each call commits one INSERT and nothing else: the tail the machine adds at this rate\n' : ''
+}${firstErrors}written to ${out}`);
 }
 
 interface LoadResult {
@@ -233,16 +242,12 @@ interface LoadResult {
   open: Record<string, PhaseStats & { rate: number; p99BySecond: number[] }>;
 }
 
-/** Starts the hand-rolled baseline server on the bench's database and schema; resolves with its URL. */
-async function startBaseline(env: NodeJS.ProcessEnv, schema: string, databaseUrl: string, origin: string): Promise<{ child: ChildProcess; url: string }> {
-  const child = fork('bench/baseline-server.ts', [], {
-    execArgv: ['--import', 'tsx'],
-    env: { ...env, DATABASE_URL: databaseUrl, PASSKEYD_DATABASE_SCHEMA: schema, PORT: '0', ORIGIN: origin, RP_ID: 'localhost' },
-    stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
-  });
+/** Starts one of the comparison servers (the hand-rolled baseline, the null server) on the bench's database and schema; resolves with its URL. */
+async function startServer(script: string, env: NodeJS.ProcessEnv): Promise<{ child: ChildProcess; url: string }> {
+  const child = fork(script, [], { execArgv: ['--import', 'tsx'], env, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
   const port = await new Promise<number>((resolve, reject) => {
     child.on('message', (m: any) => m.type === 'listening' && resolve(m.port));
-    child.once('exit', (code) => reject(new Error(`the baseline server exited with ${code}`)));
+    child.once('exit', (code) => reject(new Error(`${script} exited with ${code}`)));
   });
   return { child, url: `http://127.0.0.1:${port}` };
 }

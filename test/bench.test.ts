@@ -80,6 +80,14 @@ describe(`npm run bench, in miniature (${BACKEND})`, () => {
       expect(report.baseline.ratio).toBeCloseTo(report.login.perSecond / report.baseline.perSecond, 1);
       expect(report.openLoop['open-loop-baseline'].errors).toBe(0);
       expect(stdout).toMatch(/passkeyd = [\d.]+× the baseline/);
+      // The null server took the same arrival rate in the open loop, and its CPU is its own process's.
+      const nil = report.openLoop['open-loop-null'];
+      expect(nil.rate).toBe(report.openLoop['open-loop'].rate);
+      expect(nil.ops).toBeGreaterThan(0);
+      expect(nil.errors).toBe(0);
+      expect(nil.serviceCpuMicrosPerOp).toBeGreaterThan(0);
+      expect(report.nullServer).toMatch(/null-server\.ts/);
+      expect(stdout).toMatch(/\| open-loop-null at \d+\/s \| [\d.]+ \|/);
     },
     180_000,
   );
