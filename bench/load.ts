@@ -46,6 +46,15 @@ export interface PhaseStats {
   firstError?: string;
 }
 
+export interface OpenLoopStats extends PhaseStats {
+  rate: number;
+  /** The p99 of the arrivals due in each second of the phase. */
+  p99BySecond: number[];
+  /** The longest stretch (ms) in which logins were running and none finished, and how many lasted 30 ms or more. */
+  longestStall: number;
+  stalls: number;
+}
+
 function percentile(sorted: number[], p: number): number {
   if (sorted.length === 0) return 0;
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
@@ -228,7 +237,7 @@ async function main(p: LoadParams): Promise<void> {
   // Open loop: arrivals at a steady rate, latency counted from each arrival's scheduled time.
   const closedRate = phases.login!.latencies.length / phases.login!.elapsed;
   const rate = p.openRate > 0 ? p.openRate : Math.max(1, Math.round(closedRate / 2));
-  const open: Record<string, PhaseStats & { rate: number; p99BySecond: number[] }> = {};
+  const open: Record<string, OpenLoopStats> = {};
   const openTargets = [...targets, ...(nullServer ? [{ phase: 'null' as const, sessions: nullServer }] : [])];
   for (const t of openTargets) {
     const phase = t.phase === 'login' ? 'open-loop' : `open-loop-${t.phase}`;
@@ -250,7 +259,7 @@ async function main(p: LoadParams): Promise<void> {
     });
     await ask({ type: 'phase-end', phase, ops: r.latencies.length });
     const p99BySecond = r.bySecond.map((l) => Math.round(stats(l, 0, 1).p99));
-    open[phase] = { ...stats(r.latencies, r.errors, r.elapsed, r.firstError), rate, p99BySecond };
+    open[phase] = { ...stats(r.latencies, r.errors, r.elapsed, r.firstError), rate, p99BySecond, longestStall: Math.round(r.longestStall), stalls: r.stalls };
   }
 
   const finished = (phase: string) => {

@@ -25,7 +25,7 @@ import pg from 'pg';
 import { parseArgs } from '../src/cli/args.js';
 import { treeCpuSeconds } from './cpu.js';
 import { measureFloor } from './floor.js';
-import type { LoadParams, PhaseStats } from './load.js';
+import type { LoadParams, OpenLoopStats, PhaseStats } from './load.js';
 
 const { flags } = parseArgs(process.argv.slice(2));
 const num = (name: string, dflt: number) => (flags[name] !== undefined ? Number(flags[name]) : dflt);
@@ -213,7 +213,7 @@ async function main() {
   if (report.baseline) rows.push(row('login, hand-rolled baseline', report.baseline));
   for (const [phase, stats] of Object.entries(report.openLoop)) rows.push(row(`${phase} at ${stats.rate}/s`, stats));
   const bySecond = Object.entries(r.open)
-    .map(([phase, s]) => `${phase}: p99 ms in each second ${s.p99BySecond.join(' ')}\n`)
+    .map(([phase, s]) => `${phase}: p99 ms in each second ${s.p99BySecond.join(' ')}; longest stall ${s.longestStall} ms, ${s.stalls} of 30 ms or more\n`)
     .join('');
   const firstErrors = [['login', r.login], ['registration', r.registration], ['baseline', r.baseline], ...Object.entries(r.open)]
     .filter(([, s]) => (s as PhaseStats | undefined)?.firstError)
@@ -239,7 +239,7 @@ interface LoadResult {
   registration: PhaseStats;
   login: PhaseStats & { rounds: number[] };
   baseline?: PhaseStats & { rounds: number[] };
-  open: Record<string, PhaseStats & { rate: number; p99BySecond: number[] }>;
+  open: Record<string, OpenLoopStats>;
 }
 
 /** Starts one of the comparison servers (the hand-rolled baseline, the null server) on the bench's database and schema; resolves with its URL. */

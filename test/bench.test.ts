@@ -42,7 +42,11 @@ describe(`npm run bench, in miniature (${BACKEND})`, () => {
     // And the p99 of each second of it (10 s by default), to place a tail in time.
     expect(open.p99BySecond).toHaveLength(10);
     expect(open.p99BySecond.every((ms: number) => Number.isFinite(ms) && ms >= 0)).toBe(true);
-    expect(stdout).toMatch(/open-loop: p99 ms in each second( \d+){10}\n/);
+    expect(stdout).toMatch(/open-loop: p99 ms in each second( \d+){10}; longest stall \d+ ms, \d+ of 30 ms or more\n/);
+    // A stall is a stretch with logins running and none finishing: never longer than the phase.
+    expect(open.longestStall).toBeGreaterThanOrEqual(0);
+    expect(open.longestStall).toBeLessThan(10_000 + 60_000);
+    expect(open.stalls).toBeGreaterThanOrEqual(0);
   }, 180_000);
 
   it.skipIf(!TEST_DATABASE_URL)(
