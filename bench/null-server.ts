@@ -1,6 +1,7 @@
 /**
  * The latency floor of `npm run bench -- --baseline`'s open-loop phase: the least a login server can do
- * on this machine and still keep a challenge single-use across instances. Each of the two calls
+ * on this machine if each call commits a write, as keeping a challenge single-use across instances
+ * needs. Each of the two calls
  * (CreateSession, SetSession) commits one INSERT of one small row and answers with a fixed JSON shape;
  * no reads, no verification, no signing. The load generator still does its own part (the authenticator
  * signs the challenge), so the phase has the same processes, hops and commits as a real login, and its

@@ -43,10 +43,9 @@ describe(`npm run bench, in miniature (${BACKEND})`, () => {
     expect(open.p99BySecond).toHaveLength(10);
     expect(open.p99BySecond.every((ms: number) => Number.isFinite(ms) && ms >= 0)).toBe(true);
     expect(stdout).toMatch(/open-loop: p99 ms in each second( \d+){10}; longest stall \d+ ms, \d+ of 30 ms or more\n/);
-    // A stall is a stretch with logins running and none finishing: never longer than the phase.
-    expect(open.longestStall).toBeGreaterThanOrEqual(0);
-    expect(open.longestStall).toBeLessThan(10_000 + 60_000);
-    expect(open.stalls).toBeGreaterThanOrEqual(0);
+    // Its stalls are reported (how they are counted is test/open-loop.test.ts's).
+    expect(open.longestStall).toEqual(expect.any(Number));
+    expect(open.stalls).toEqual(expect.any(Number));
   }, 180_000);
 
   it.skipIf(!TEST_DATABASE_URL)(

@@ -14,7 +14,7 @@ describe("the bench's open loop", () => {
     });
     expect(r.errors).toBe(0);
     expect(r.latencies.length).toBe(100);
-    // From the last login that finished before 400 ms to the release at 600 ms, nothing finished.
+    // From the first held login's start at 400 ms to the release at 600 ms, nothing finished.
     expect(r.longestStall).toBeGreaterThanOrEqual(150);
     // Not the whole phase: the logins before and after the hold end stalls of their own.
     expect(r.longestStall).toBeLessThan(950);
