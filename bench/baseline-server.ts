@@ -16,6 +16,7 @@ import http from 'node:http';
 import { generateAuthenticationOptions, verifyAuthenticationResponse } from '@simplewebauthn/server';
 import { generateKeyPair, SignJWT } from 'jose';
 import pg from 'pg';
+import { runComparisonServer } from './comparison-server.js';
 
 const schema = process.env.PASSKEYD_DATABASE_SCHEMA ?? 'public';
 const origin = process.env.ORIGIN ?? 'http://localhost:8080';
@@ -116,18 +117,7 @@ const server = http.createServer((req, res) => {
   });
 });
 
-async function main(): Promise<void> {
+runComparisonServer(server, pool, async () => {
   ({ privateKey: signingKey } = await generateKeyPair('ES256'));
   await setUp();
-  server.keepAliveTimeout = 30_000;
-  server.listen(Number(process.env.PORT ?? 0), '127.0.0.1', () => process.send?.({ type: 'listening', port: (server.address() as { port: number }).port }));
-}
-
-main().catch((err) => {
-  console.error(err);
-  process.exit(1);
-});
-process.on('SIGTERM', () => {
-  server.close(() => void pool.end().then(() => process.exit(0)));
-  server.closeAllConnections();
 });

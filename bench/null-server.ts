@@ -12,6 +12,7 @@
 import { randomBytes } from 'node:crypto';
 import http from 'node:http';
 import pg from 'pg';
+import { runComparisonServer } from './comparison-server.js';
 
 const schema = process.env.PASSKEYD_DATABASE_SCHEMA ?? 'public';
 const rpId = process.env.RP_ID ?? 'localhost';
@@ -48,17 +49,6 @@ const server = http.createServer((req, res) => {
   });
 });
 
-async function main(): Promise<void> {
+runComparisonServer(server, pool, async () => {
   await pool.query('create table if not exists null_calls (id bigserial primary key, call smallint not null, at timestamptz not null default now())');
-  server.keepAliveTimeout = 30_000;
-  server.listen(Number(process.env.PORT ?? 0), '127.0.0.1', () => process.send?.({ type: 'listening', port: (server.address() as { port: number }).port }));
-}
-
-main().catch((err) => {
-  console.error(err);
-  process.exit(1);
-});
-process.on('SIGTERM', () => {
-  server.close(() => void pool.end().then(() => process.exit(0)));
-  server.closeAllConnections();
 });
