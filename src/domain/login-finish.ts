@@ -12,6 +12,7 @@ import { parseAssertion, type ParsedAssertion } from '../webauthn/authentication
 import { verifyAssertionFast, verifyAssertionWith } from '../webauthn/assertion-verifier.js';
 import { event, type EventOf } from './events.js';
 import { refuseWhenSso } from './login-policy.js';
+import { orReadFirst, readFirst } from './read-first.js';
 import { checkSessionCaller, contextChangeOf, metadataFull } from './session-context.js';
 import { hashSessionToken, recordLoginFailure, sessionAggregate } from './sessions.js';
 import type { ChangeDetails } from './types.js';
@@ -70,9 +71,6 @@ export function loginFinishStats(): { known: number; read: number } {
   return { ...finishes };
 }
 
-/** Refuses a login that skipped its read; the caller then reads and decides the slow way. */
-class ReadFirst extends Error {}
-const readFirst = () => new ReadFirst();
 const readFirstRefusals = { consumed: readFirst, ended: readFirst, notAccepted: readFirst, metadataFull: readFirst };
 
 export interface FinishDeps {
@@ -211,21 +209,19 @@ export function createFinishLogin({ db, config, tokens, known, sessionOwner }: F
     } catch {
       return undefined;
     }
-    try {
-      const done = await complete({
+    const sessionToken = input.sessionToken;
+    const done = await orReadFirst(async () =>
+      complete({
         session: { id: input.sessionId, owner: await sessionOwner(), challenge: parsed.challenge },
         passkey: { id: credential.passkeyId, userId: credential.userId, orgId: credential.orgId, rpId: credential.rpId },
         userHandle: parsed.userHandle,
         verified,
         now: Date.now(),
-        presentedTokenHash: hashSessionToken(input.sessionToken),
-      });
-      finishes.known++;
-      return done;
-    } catch (err) {
-      if (err instanceof ReadFirst) return undefined;
-      throw err;
-    }
+        presentedTokenHash: hashSessionToken(sessionToken),
+      }),
+    );
+    if (done) finishes.known++;
+    return done;
   }
 
   /**

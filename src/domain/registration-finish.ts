@@ -8,6 +8,7 @@ import { mappingDuplicates } from '../store/transaction.js';
 import { parseRegistrationResponse, verifyRegistration, type VerifiedCredential } from '../webauthn/registration-response.js';
 import { event } from './events.js';
 import { DEFAULT_MAX_PASSKEYS } from './login-policy.js';
+import { orReadFirst, readFirst } from './read-first.js';
 import type { ChangeDetails } from './types.js';
 
 /**
@@ -69,10 +70,6 @@ export function verifiedEvent(passkeyId: string, name: string, credential: Verif
   });
 }
 
-/** Refuses a completion that skipped its read; the caller then reads and decides the slow way. */
-class ReadFirst extends Error {}
-const readFirst = () => new ReadFirst();
-
 export interface KnownCompletion {
   passkeyId: string;
   credential: unknown;
@@ -118,10 +115,5 @@ export async function completeKnownRegistration(db: Kysely<Database>, c: KnownCo
       c.creator,
       { gone: readFirst, codeTaken: readFirst, userGone: readFirst, full: readFirst, policy: readFirst },
     );
-  try {
-    return await mappingDuplicates(write, DUPLICATE_CREDENTIAL);
-  } catch (err) {
-    if (err instanceof ReadFirst) return undefined;
-    throw err;
-  }
+  return orReadFirst(() => mappingDuplicates(write, DUPLICATE_CREDENTIAL));
 }
