@@ -133,9 +133,10 @@ async function scenario(c: JsonClient, tag: string): Promise<Run> {
   const set = { sessionId: created.sessionId, sessionToken: created.sessionToken, checks: { webAuthN: { credentialAssertionData: assertion as unknown as JsonObject } } };
   const loggedIn = await ok('SetSession', S.setSession, set);
   const userToken = loggedIn.accessToken as string;
-  // Logging in used the passkey: the user's aggregate moved on (sign count and last use).
+  // Logging in changed the passkey's row (sign count, last use) and recorded the session's event, not
+  // the user's: the user's sequence is where VerifyPasskeyRegistration left it.
   const afterLogin = await ok('GetUserByID: after login', U.getUserByID, { userId }, userToken);
-  userSequences.push(BigInt(afterLogin.details.sequence));
+  expect(BigInt(afterLogin.details.sequence), `${c.name} user sequence after login`).toBe(userSequences.at(-1));
   await fails('SetSession: replayed assertion', Code.Unauthenticated, S.setSession, set);
   // GET with a query parameter over REST (?session_token=...).
   await ok('GetSession', S.getSession, { sessionId: created.sessionId, sessionToken: loggedIn.sessionToken });

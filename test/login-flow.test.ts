@@ -44,7 +44,8 @@ describe(`passkey login over every protocol (${BACKEND})`, () => {
     const sessionsEvents = await eventsOf(begun.sessionId);
     expect(done.details?.sequence).toBe(2n);
     expect(sessionsEvents.map((e) => e.event_type)).toEqual(['session.added', 'session.webauthn.checked']);
-    expect(sessionsEvents[1]!.payload).toMatchObject({ user_id: userId, passkey_id: passkeyId, user_verified: true });
+    // The session's event records the passkey's use, with the counter the authenticator reported.
+    expect(sessionsEvents[1]!.payload).toMatchObject({ user_id: userId, passkey_id: passkeyId, user_verified: true, sign_count: 1 });
 
     // The token verifies offline against the served JWKS, with the configured issuer and audience.
     const { payload, protectedHeader } = await verifyOffline(done.accessToken);
@@ -61,12 +62,13 @@ describe(`passkey login over every protocol (${BACKEND})`, () => {
     const other = await createUser(srv.url, srv.admin);
     expect(await codeOf(users.getUserByID({ userId: other }, bearer(done.accessToken)))).toBe(Code.PermissionDenied);
 
-    // The passkey records its use on the user aggregate.
+    // The login changed the passkey's row, not the user: the user's history ends with the registration.
     const userEvents = await eventsOf(userId);
-    expect(userEvents.at(-1)).toMatchObject({ event_type: 'user.passkey.used', payload: { passkey_id: passkeyId, session_id: begun.sessionId, sign_count: 1 } });
+    expect(userEvents.at(-1)).toMatchObject({ event_type: 'user.passkey.verified', payload: { passkey_id: passkeyId } });
     const row = await srv.app.store.db.selectFrom('passkeys').select(['sign_count', 'last_used_at', 'backed_up']).where('id', '=', passkeyId).executeTakeFirstOrThrow();
     expect(Number(row.sign_count)).toBe(1);
     expect(row.last_used_at).toBeInstanceOf(Date);
+    expect(sessionsEvents[1]!.payload).toMatchObject({ backed_up: row.backed_up });
     expect(me.details?.sequence).toBe(BigInt(userEvents.length));
 
     // The session shows the factors; the session token was replaced at login (the pre-login one is dead).

@@ -44,7 +44,7 @@ describe.skipIf(!postgres)('two instances on one PostgreSQL database', () => {
         .execute();
       expect(checked).toHaveLength(1);
     }
-    const used = await first.app.store.db.selectFrom('events').select('event_type').where('aggregate_id', '=', userId).where('event_type', '=', 'user.passkey.used').execute();
+    const used = await first.app.store.db.selectFrom('events').select('event_type').where('creator', '=', userId).where('event_type', '=', 'session.webauthn.checked').execute();
     expect(used).toHaveLength(5);
   });
 });

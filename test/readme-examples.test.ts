@@ -148,12 +148,15 @@ describe(`README walk-through (${BACKEND})`, () => {
     expect(r.stderr).toContain('readme-test: done');
 
     // The examples really did the lifecycle on this server: two users, each with a passkey registered,
-    // used to log in, renamed, removed, and the user deleted.
-    const events = await srv.app.store.db.selectFrom('events').select(['aggregate_id', 'event_type']).where('aggregate_type', '=', 'user').orderBy('position').execute();
+    // used to log in (the login is its session's event, made by the user), renamed, removed, and the user deleted.
+    const events = await srv.app.store.db.selectFrom('events').select(['aggregate_type', 'aggregate_id', 'event_type', 'creator']).orderBy('position').execute();
     const byUser = new Map<string, string[]>();
-    for (const e of events) byUser.set(e.aggregate_id, [...(byUser.get(e.aggregate_id) ?? []), e.event_type]);
+    for (const e of events) {
+      const user = e.aggregate_type === 'user' ? e.aggregate_id : e.event_type === 'session.webauthn.checked' ? e.creator : undefined;
+      if (user) byUser.set(user, [...(byUser.get(user) ?? []), e.event_type]);
+    }
     const lifecycles = [...byUser.values()].filter((types) =>
-      ['user.human.added', 'user.passkey.added', 'user.passkey.used', 'user.passkey.renamed', 'user.passkey.removed', 'user.removed'].every((t) =>
+      ['user.human.added', 'user.passkey.added', 'session.webauthn.checked', 'user.passkey.renamed', 'user.passkey.removed', 'user.removed'].every((t) =>
         types.some((x) => x.startsWith(t)),
       ),
     );

@@ -53,7 +53,6 @@ export interface EventPayloads {
   'user.passkey.renamed': { passkey_id: string; name: string };
   /** `removed_by`: the caller's user id; `self_service`: the user removed their own passkey. */
   'user.passkey.removed': { passkey_id: string; credential_id: string; forced: boolean; removed_by?: string; self_service?: boolean };
-  'user.passkey.used': { passkey_id: string; session_id: string; sign_count: number; backed_up: boolean; user_verified: boolean };
   'user.passkey.signcount.rejected': { passkey_id: string; session_id: string; stored: number; received: number; policy: 'reject' | 'log' };
   'user.passkey.code.added': { code_id: string; expires_at: string };
   'user.passkey.code.sent': { code_id: string; expires_at: string };
@@ -67,7 +66,13 @@ export interface EventPayloads {
   /** Ended by "sign out everywhere" (DeleteSessions), which kept `kept_session_id`. */
   'session.terminated.others': { user_id: string; kept_session_id: string | null };
   'session.webauthn.challenged': { rp_id: string; user_verification: string };
-  'session.webauthn.checked': { user_id: string; passkey_id: string; user_verified: boolean };
+  /**
+   * The session's passkey factor. From a login, also the passkey's use: the counter the authenticator
+   * reported and its backup state (earlier versions recorded those as `user.passkey.used` on the user,
+   * which older event tables still hold). A sign-up's session has neither: its `user.passkey.verified`
+   * records the passkey.
+   */
+  'session.webauthn.checked': { user_id: string; passkey_id: string; user_verified: boolean; sign_count?: number; backed_up?: boolean };
   /** `reason` is for the audit trail only; the caller saw one message for every refusal. */
   'session.webauthn.failed': { reason: string; code: string; passkey_id: string | null };
   'session.terminated': Record<string, never>;
@@ -140,7 +145,6 @@ const ALL: Record<EventType, true> = {
   'user.passkey.verified': true,
   'user.passkey.renamed': true,
   'user.passkey.removed': true,
-  'user.passkey.used': true,
   'user.passkey.signcount.rejected': true,
   'user.passkey.code.added': true,
   'user.passkey.code.sent': true,

@@ -234,13 +234,13 @@ export function createFinishLogin({ db, config, tokens, known, sessionOwner }: F
   async function complete({ session, passkey, userHandle, verified, counterEvent, now, context, presentedTokenHash }: VerifiedLogin): Promise<FinishedLogin> {
     const userId = passkey.userId;
     const sessionToken = randomBytesPooled(32).toString('base64url');
-    const checked = event('session.webauthn.checked', { user_id: userId, passkey_id: passkey.id, user_verified: verified.userVerified });
-    const used = event('user.passkey.used', {
+    // The login's one event: the session's, with the passkey's new counter and backup state.
+    const checked = event('session.webauthn.checked', {
+      user_id: userId,
       passkey_id: passkey.id,
-      session_id: session.id,
+      user_verified: verified.userVerified,
       sign_count: verified.signCount,
       backed_up: verified.backedUp,
-      user_verified: verified.userVerified,
     });
     const { details, expiresAt } = await completeLogin(
       db,
@@ -258,7 +258,7 @@ export function createFinishLogin({ db, config, tokens, known, sessionOwner }: F
         context: context?.change,
       },
       [checked, ...(context?.events ?? [])],
-      counterEvent ? [counterEvent, used] : [used],
+      counterEvent ? [counterEvent] : [],
       presentedTokenHash
         ? readFirstRefusals
         : {

@@ -94,7 +94,9 @@ export interface CompletedLoginResult {
  * session while closing its challenge (a second use finds it closed), then update the passkey; each
  * step conditioned on the one before. The CTEs of one statement run in no documented order, but each
  * needs rows of the one before, so the executor runs them as a chain: session aggregate, session row,
- * user aggregate, users row, then the passkey.
+ * the user's row (checked; with `userEvents`, the user's aggregate first and the row bumped), then the
+ * passkey. A plain login writes the session's aggregate, event and row and the passkey's row, nothing
+ * of the user's: the session's event records the passkey's use.
  *
  * The statement checks, against the rows as they are now, everything a login depends on that can
  * change: the session's open challenge, its RP ID, expiry and user verification, the user it is for,
@@ -178,6 +180,7 @@ const completeLoginStatement = compiledSteps<
   { reject: boolean; token: boolean; lifetime: boolean; metadata: boolean; sessionEvents: string; userEvents: string }
 >((v, shape) => {
   const counterGuard = shape.reject ? sql<boolean>`(sign_count < ${v.signCount} or (${v.signCount} = 0 and sign_count = 0))` : sql<boolean>`true`;
+  const userActive = sql<boolean>`r.state = 'active' and (${v.userHandle}::bytea is null or r.webauthn_user_handle = ${v.userHandle}::bytea)`;
   const context = contextSet(
     shape.lifetime ? v.expiresAt! : undefined,
     shape.metadata ? v.metadataSet! : undefined,
@@ -211,12 +214,20 @@ const completeLoginStatement = compiledSteps<
         returning: sql`r.expires_at`,
       },
     }),
-    ...appendSteps('usr', { type: 'user', id: v.userId, owner: v.orgId }, eventsOfShape(shape.userEvents), v.userId, {
-      when: sql<boolean>`exists (select 1 from consumed)`,
-      payloads: v.userPayloads,
-      // The user signs in only while active, and with its own user handle when the authenticator sent one.
-      row: { name: 'active', where: sql<boolean>`r.state = 'active' and (${v.userHandle}::bytea is null or r.webauthn_user_handle = ${v.userHandle}::bytea)` },
-    }),
+    // The user signs in only while active, and with its own user handle when the authenticator sent one.
+    // A login changes nothing of the user's (its record is the session's event, with the passkey's
+    // counter), so it only reads the row, without a lock: a deactivation committed alongside leaves the
+    // session as if the login had committed just before it, and access tokens check the user's state on
+    // every call.
+    // Events for the user (a counter that went backwards, let through by the 'log' policy) are appended
+    // to the user's aggregate, as any change is.
+    ...(shape.userEvents
+      ? appendSteps('usr', { type: 'user', id: v.userId, owner: v.orgId }, eventsOfShape(shape.userEvents), v.userId, {
+          when: sql<boolean>`exists (select 1 from consumed)`,
+          payloads: v.userPayloads,
+          row: { name: 'active', where: userActive },
+        })
+      : [{ name: 'active', body: sql`select r.id from users r where r.id = ${v.userId}::text and ${userActive} and exists (select 1 from consumed)` }]),
     {
       name: 'accepted',
       refusal: refusedByRun,
