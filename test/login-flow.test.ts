@@ -44,6 +44,10 @@ describe(`passkey login over every protocol (${BACKEND})`, () => {
     const sessionsEvents = await eventsOf(begun.sessionId);
     expect(done.details?.sequence).toBe(2n);
     expect(sessionsEvents.map((e) => e.event_type)).toEqual(['session.added', 'session.webauthn.checked']);
+    // The session's own row is its aggregate row: it carries the sequence, and `aggregates` has no row for it.
+    const sessionRow = await srv.app.store.db.selectFrom('sessions').select('sequence').where('id', '=', begun.sessionId).executeTakeFirstOrThrow();
+    expect(Number(sessionRow.sequence)).toBe(2);
+    expect(await srv.app.store.db.selectFrom('aggregates').select('aggregate_type').where('aggregate_id', '=', begun.sessionId).execute()).toEqual([]);
     // The session's event records the passkey's use, with the counter the authenticator reported.
     expect(sessionsEvents[1]!.payload).toMatchObject({ user_id: userId, passkey_id: passkeyId, user_verified: true, sign_count: 1 });
 

@@ -51,9 +51,10 @@ describe(`login refusals, each with its code (${BACKEND})`, () => {
     const begun = await beginLogin(srv.url, { userId });
     const db = srv.app.store.db;
     const session = await db.selectFrom('sessions').select(['id', 'challenge', 'org_id']).where('id', '=', begun.sessionId).executeTakeFirstOrThrow();
-    const owner = (await db.selectFrom('aggregates').select('resource_owner').where('aggregate_id', '=', session.id).executeTakeFirstOrThrow()).resource_owner;
+    // Sessions are owned by the default organization; a session's row is its aggregate row (its sequence).
+    const owner = (await db.selectFrom('orgs').select('id').where('is_default', '=', true).executeTakeFirstOrThrow()).id;
     const passkey = await db.selectFrom('passkeys').select(['id', 'org_id', 'rp_id']).where('user_id', '=', userId).executeTakeFirstOrThrow();
-    const sequence = async () => (await db.selectFrom('aggregates').select('sequence').where('aggregate_id', '=', session.id).executeTakeFirstOrThrow()).sequence;
+    const sequence = async () => Number((await db.selectFrom('sessions').select('sequence').where('id', '=', session.id).executeTakeFirstOrThrow()).sequence);
     const refusals = {
       consumed: () => new Error('consumed'),
       ended: () => new Error('ended'),

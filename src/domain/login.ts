@@ -205,7 +205,7 @@ export function createLogin({ db, config, tokens }: LoginDeps): Login {
       const options = await optionsFor(rpId, userVerification, allow);
       const now = Date.now();
       const details = await inTransaction(db, async (trx) => {
-        // The session's aggregate first, then its row: the order a login's statement takes them in.
+        // The append locks the session's row (its aggregate's), then the challenge is replaced in it.
         const appended = await appendEvents(
           trx,
           sessionAggregate(session.id, session.owner),

@@ -2,7 +2,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import { managesSessionsOf, type Principal } from '../auth/callers.js';
 import { denied, notFound } from '../errors.js';
-import { appendEvents, lockAggregate, type AggregateRef } from '../store/events.js';
+import { appendEvents, type AggregateRef } from '../store/events.js';
 import type { ListResult, Page } from '../store/lists.js';
 import type { Database } from '../store/schema.js';
 import * as store from '../store/sessions.js';
@@ -60,8 +60,8 @@ export function listSessions(db: Kysely<Database>, filters: store.SessionFilter[
  */
 export async function terminateSession(db: Kysely<Database>, id: string, creator: string): Promise<ChangeDetails> {
   return inTransaction(db, async (trx) => {
-    // The session's aggregate first: the lock a login takes first (its challenge goes with its row).
-    const owner = await lockAggregate(trx, 'session', id);
+    // The session's row first: its aggregate's lock, the one a login takes first.
+    const owner = await store.lockSession(trx, id);
     if (owner === undefined) throw notFound(`session ${id}`);
     const details = await appendEvents(trx, sessionAggregate(id, owner), [event('session.terminated', {})], creator);
     if (!(await store.deleteSessionRow(trx, id))) throw notFound(`session ${id}`);

@@ -184,6 +184,7 @@ export function createSignUp({ db, config, tokens, metadata }: { db: Kysely<Data
               event('session.webauthn.checked', { user_id: userId, passkey_id: passkeyId, user_verified: credential.userVerified }),
             ],
             userId,
+            { created: true },
           );
           await insertSignedInSession(
             trx,

@@ -1,4 +1,5 @@
 import { sql, type Kysely, type RawBuilder, type Transaction } from 'kysely';
+import { notFound } from '../errors.js';
 import type { Database } from './schema.js';
 import type { Step } from './statement.js';
 
@@ -10,6 +11,14 @@ export type AggregateType = 'user' | 'session' | 'org' | 'signingkey';
  * row (signing_keys, keyed by kid) keeps no sequence, its events are its only history.
  */
 const ROW_TABLE: Readonly<Record<AggregateType, 'users' | 'sessions' | 'orgs' | undefined>> = { user: 'users', session: 'sessions', org: 'orgs', signingkey: undefined };
+
+/**
+ * A session keeps no row in `aggregates`: its own row carries its sequence and takes its lock. Sessions
+ * are the most numerous aggregates and the shortest-lived (a login opens one), and the second row was
+ * two of a login's seven row changes; its events outlive the row as every aggregate's do. An append to a
+ * session whose row is gone (ended, expired) appends nothing.
+ */
+const OWN_ROW: ReadonlySet<AggregateType> = new Set(['session']);
 
 /** An event about to be appended (the domain's catalogue types them; src/domain/events.ts). */
 export interface NewEvent {
@@ -96,13 +105,13 @@ export function eventsOfShape(types: string): NewEvent[] {
  *   ({@link AppendedRow}), or nothing when `when` is false;
  * - `<name>_events` inserts the events at the sequences just reserved;
  * - `<name>_row` (or `row.name`) keeps the aggregate's current-state row in step (sequence, change date).
- * The unique key on (aggregate, sequence) stays the last line of defence. `when` also orders the
+ * A session's steps have the same names and rows, with its own row in place of `aggregates`
+ * ({@link OWN_ROW}). The unique key on (aggregate, sequence) stays the last line of defence. `when` also orders the
  * append after the step it names, which is how commands fix the order one statement takes its locks in.
  */
 export function appendSteps(name: string, agg: AggregateRef, events: readonly NewEvent[], creator: string, options: AppendOptions = {}): Step[] {
+  if (OWN_ROW.has(agg.type)) return ownRowAppendSteps(name, agg, events, creator, options);
   const n = events.length;
-  const types = events.map((e) => e.type);
-  const payloads = options.payloads ?? payloadsOf(events);
   const self = sql.id(name);
   const steps: Step[] = [
     {
@@ -117,12 +126,7 @@ export function appendSteps(name: string, agg: AggregateRef, events: readonly Ne
         do update set sequence = a.sequence + ${n}::bigint, updated_at = now()
         returning a.sequence, a.created_at, a.updated_at, a.resource_owner`,
     },
-    {
-      name: `${name}_events`,
-      body: sql`insert into events (aggregate_type, aggregate_id, sequence, event_type, payload, resource_owner, creator)
-        select ${agg.type}::text, ${agg.id}::text, x.sequence - ${n}::bigint + e.ord, e.type, ${options.patch ? sql`e.payload || ${options.patch}` : sql`e.payload`}, x.resource_owner, ${creator}::text
-        from ${self} x, unnest(${types}::text[], ${payloads}::jsonb[]) with ordinality as e(type, payload, ord)`,
-    },
+    eventsStep(name, agg, events, creator, options),
   ];
   const row = options.row;
   const rowTable = ROW_TABLE[agg.type];
@@ -139,19 +143,77 @@ export function appendSteps(name: string, agg: AggregateRef, events: readonly Ne
   return steps;
 }
 
+/** `<name>_events`: inserts the events at the sequences the step `<name>` reserved (its row: sequence, resource_owner). */
+function eventsStep(name: string, agg: AggregateRef, events: readonly NewEvent[], creator: string, options: AppendOptions): Step {
+  const n = events.length;
+  const types = events.map((e) => e.type);
+  const payloads = options.payloads ?? payloadsOf(events);
+  return {
+    name: `${name}_events`,
+    body: sql`insert into events (aggregate_type, aggregate_id, sequence, event_type, payload, resource_owner, creator)
+      select ${agg.type}::text, ${agg.id}::text, x.sequence - ${n}::bigint + e.ord, e.type, ${options.patch ? sql`e.payload || ${options.patch}` : sql`e.payload`}, x.resource_owner, ${creator}::text
+      from ${sql.id(name)} x, unnest(${types}::text[], ${payloads}::jsonb[]) with ordinality as e(type, payload, ord)`,
+  };
+}
+
+/**
+ * {@link appendSteps} for an aggregate whose row is its own aggregate row ({@link OWN_ROW}), with the
+ * same step names and rows:
+ * - a new one (`row: false`): `<name>` only computes the first sequences and the owner, and the
+ *   statement inserts the row (whose primary key refuses a second aggregate with the id);
+ * - an existing one: `<name>` is the ONE update of its row (PostgreSQL updates a row once per
+ *   statement): the sequence bump, `row.set` and `row.where` together, which takes the row's lock; the
+ *   row step (`row.name`, or `<name>_row`) is that update's result under the row step's name, with its
+ *   refusal, so commands name and refuse it as they do for other aggregates.
+ */
+function ownRowAppendSteps(name: string, agg: AggregateRef, events: readonly NewEvent[], creator: string, options: AppendOptions): Step[] {
+  const n = events.length;
+  const owner = options.owner ?? sql`${agg.owner}::text`;
+  const when = options.when ?? sql`true`;
+  const row = options.row;
+  const table = sql.table(ROW_TABLE[agg.type]!);
+  if (row === false) {
+    return [
+      { name, refusal: options.refusal, body: sql`select ${n}::bigint as sequence, now() as created_at, now() as updated_at, ${owner} as resource_owner where ${when}` },
+      eventsStep(name, agg, events, creator, options),
+    ];
+  }
+  return [
+    {
+      name,
+      refusal: options.refusal,
+      body: sql`update ${table} r set ${row?.set ? sql`${row.set}, ` : sql``}sequence = r.sequence + ${n}::bigint, updated_at = now()
+        where r.id = ${agg.id}::text and ${when}${row?.where ? sql` and ${row.where}` : sql``}
+        returning r.id, r.sequence, r.created_at, r.updated_at, ${owner} as resource_owner${row?.returning ? sql`, ${row.returning}` : sql``}`,
+    },
+    eventsStep(name, agg, events, creator, options),
+    { name: row?.name ?? `${name}_row`, refusal: row?.refusal, body: sql`select * from ${sql.id(name)}` },
+  ];
+}
+
 /**
  * Appends events to one aggregate in a transaction (one statement: see {@link appendSteps}), keeps its
  * current-state row in step, and returns the aggregate's sequence and dates after the change.
  */
-export async function appendEvents(trx: Transaction<Database>, agg: AggregateRef, events: readonly NewEvent[], creator: string): Promise<AppendResult> {
-  const steps = appendSteps('agg', agg, events, creator);
+export async function appendEvents(
+  trx: Transaction<Database>,
+  agg: AggregateRef,
+  events: readonly NewEvent[],
+  creator: string,
+  options: { created?: boolean } = {},
+): Promise<AppendResult> {
+  // `created`: a new aggregate whose row the caller inserts next, from the result.
+  const steps = appendSteps('agg', agg, events, creator, options.created ? { row: false } : {});
   const ctes = sql.join(steps.map((s) => sql`${sql.id(s.name)} as (${s.body})`));
   const { rows } = await sql<AppendedRow>`with ${ctes} select sequence, created_at, updated_at, resource_owner from agg`.execute(trx);
-  return appendResultOf(rows[0]!);
+  const row = rows[0];
+  // Only an aggregate that is its own row can be missing (a session that ended meanwhile): nothing was appended.
+  if (!row) throw notFound(`${agg.type} ${agg.id}`);
+  return appendResultOf(row);
 }
 
 /** True when an aggregate with this type and id was ever created (its events outlive its rows). */
-export async function aggregateExists(db: Kysely<Database> | Transaction<Database>, type: AggregateType, id: string): Promise<boolean> {
+export async function aggregateExists(db: Kysely<Database> | Transaction<Database>, type: Exclude<AggregateType, 'session'>, id: string): Promise<boolean> {
   const row = await db.selectFrom('aggregates').select('aggregate_id').where('aggregate_type', '=', type).where('aggregate_id', '=', id).executeTakeFirst();
   return row !== undefined;
 }
@@ -161,7 +223,7 @@ export async function aggregateExists(db: Kysely<Database> | Transaction<Databas
  * (the append's upsert), taken early so a decision read after it (counting passkeys, reading the
  * user) cannot be invalidated by a concurrent change. Returns the aggregate's owner, if it exists.
  */
-export async function lockAggregate(trx: Transaction<Database>, type: AggregateType, id: string): Promise<string | undefined> {
+export async function lockAggregate(trx: Transaction<Database>, type: Exclude<AggregateType, 'session'>, id: string): Promise<string | undefined> {
   const row = await trx.selectFrom('aggregates').select('resource_owner').where('aggregate_type', '=', type).where('aggregate_id', '=', id).forUpdate().executeTakeFirst();
   return row?.resource_owner;
 }

@@ -93,10 +93,10 @@ export interface CompletedLoginResult {
  * A verified login in ONE statement, atomic on its own (no BEGIN or COMMIT): record the factor on the
  * session while closing its challenge (a second use finds it closed), then update the passkey; each
  * step conditioned on the one before. The CTEs of one statement run in no documented order, but each
- * needs rows of the one before, so the executor runs them as a chain: session aggregate, session row,
- * the user's row (checked; with `userEvents`, the user's aggregate first and the row bumped), then the
- * passkey. A plain login writes the session's aggregate, event and row and the passkey's row, nothing
- * of the user's: the session's event records the passkey's use.
+ * needs rows of the one before, so the executor runs them as a chain: the session's row (its own
+ * aggregate row), the user's row (checked; with `userEvents`, the user's aggregate first and the row
+ * bumped), then the passkey. A plain login writes the session's row and event and the passkey's row,
+ * nothing of the user's: the session's event records the passkey's use.
  *
  * The statement checks, against the rows as they are now, everything a login depends on that can
  * change: the session's open challenge, its RP ID, expiry and user verification, the user it is for,
@@ -188,10 +188,10 @@ const completeLoginStatement = compiledSteps<
     shape.metadata ? v.metadataMaxKeys! : undefined,
   );
   const steps: Step[] = [
-    // The session's aggregate first (its lock queues logins to one session), then its row: the update
-    // that records the login also closes the challenge, and re-checks it against the row as the last
-    // writer left it, so of two uses at once only one finds it (a statement that refuses is undone
-    // whole, the aggregate's bump with it). A wrong, used or expired challenge, another RP ID, a
+    // The session's row first, which is its aggregate's (its lock queues logins to one session): the
+    // one update that bumps its sequence and records the login also closes the challenge, and re-checks
+    // it against the row as the last writer left it, so of two uses at once only one finds it (a
+    // statement that refuses is undone whole). A wrong, used or expired challenge, another RP ID, a
     // session for another user (or for an unknown name), missing user verification or a wrong session
     // token is `consumed`; the right one on a session that has ended refuses the statement as `live`.
     ...appendSteps('sess', { type: 'session', id: v.sessionId, owner: v.sessionOwner }, eventsOfShape(shape.sessionEvents), v.userId, {

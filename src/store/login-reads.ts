@@ -1,6 +1,6 @@
 import { sql, type Kysely } from 'kysely';
 import type { ChallengesTable, Database } from './schema.js';
-import { ssoRequiredOf } from './orgs.js';
+import { DEFAULT_ORG_ID, ssoRequiredOf } from './orgs.js';
 import { compiledStatement } from './statement.js';
 
 /** The login's reads: the session with its open challenge, the passkey an assertion names, the allow list. */
@@ -42,7 +42,6 @@ export interface LoginPasskey {
 function sessionQuery(db: Kysely<Database>, sessionId: string) {
   return db
     .selectFrom('sessions as s')
-    .innerJoin('aggregates as a', (j) => j.on('a.aggregate_type', '=', 'session').onRef('a.aggregate_id', '=', 's.id'))
     .select([
       's.id',
       's.token_hash',
@@ -52,7 +51,7 @@ function sessionQuery(db: Kysely<Database>, sessionId: string) {
       's.webauthn_checked_at',
       's.expires_at',
       's.metadata',
-      'a.resource_owner as owner',
+      DEFAULT_ORG_ID.as('owner'),
       's.challenge_id',
       's.challenge',
       's.challenge_rp_id as rp_id',

@@ -70,6 +70,9 @@ export function loginPolicyOf(orgId: RawBuilder<unknown>): RawBuilder<LoginPolic
   return sql<LoginPolicyFields | null>`(select to_jsonb(lp) from login_policies lp where lp.org_id in (${orgId}, '') order by lp.org_id desc limit 1)`;
 }
 
+/** The default organization's id, for a statement: it owns every session. */
+export const DEFAULT_ORG_ID: RawBuilder<string> = sql<string>`(select id from orgs where is_default)`;
+
 /**
  * Whether the login policy that applies to the organization `orgId` names (its own, else the instance
  * default) requires SSO; false when there is none. One column, for the login path's statements.

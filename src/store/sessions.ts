@@ -4,6 +4,7 @@ import { appendResultOf, appendSteps, type AggregateRef, type AppendedRow, type 
 import { listPage, type ListResult, type Page } from './lists.js';
 import { contextAssignments, METADATA_FULL, type SessionContextChange } from './login-complete.js';
 import type { NewChallenge } from './login.js';
+import { DEFAULT_ORG_ID } from './orgs.js';
 import { runSteps } from './statement.js';
 import type { Database, SessionsTable } from './schema.js';
 
@@ -17,7 +18,7 @@ export interface SessionView extends SessionRow {
 
 /**
  * Replaces a session's open authentication challenge with a new one (in the caller's transaction,
- * after its append has locked the session's aggregate: the order a login takes them in).
+ * after its append has locked the session's row, which is its aggregate's).
  */
 export async function replaceChallenge(trx: Transaction<Database>, sessionId: string, c: NewChallenge): Promise<void> {
   await trx
@@ -107,15 +108,23 @@ export async function changeSessionContext(
   return appendResultOf(rows[0]!);
 }
 
-/** The sessions of a user but one, with their owners, in id order (the order the caller locks their aggregates in). */
+/**
+ * The sessions of a user but one, with their owners, locked in id order (each a session's own lock:
+ * its row is its aggregate's), so the caller can append to each and delete it.
+ */
 export async function otherSessions(trx: Transaction<Database>, userId: string, keep: string | undefined): Promise<{ id: string; owner: string }[]> {
   let q = trx
     .selectFrom('sessions as s')
-    .innerJoin('aggregates as a', (j) => j.on('a.aggregate_type', '=', 'session').onRef('a.aggregate_id', '=', 's.id'))
-    .select(['s.id', 'a.resource_owner as owner'])
+    .select(['s.id', DEFAULT_ORG_ID.as('owner')])
     .where('s.user_id', '=', userId);
   if (keep !== undefined) q = q.where('s.id', '<>', keep);
-  return q.orderBy('s.id').execute();
+  return q.orderBy('s.id').forUpdate().execute();
+}
+
+/** Locks a session's row (its aggregate's lock) for the transaction; its owner, or undefined when there is no such session. */
+export async function lockSession(trx: Transaction<Database>, id: string): Promise<string | undefined> {
+  const row = await trx.selectFrom('sessions').select(DEFAULT_ORG_ID.as('owner')).where('id', '=', id).forUpdate().executeTakeFirst();
+  return row?.owner;
 }
 
 /** Deletes a session's row; false when there was none. */

@@ -10,6 +10,7 @@ import * as keyRetirement from './2026-11-30-009-key-retirement.js';
 import * as readyPasskeys from './2026-12-01-010-ready-passkeys.js';
 import * as sessionChallenge from './2026-12-01-011-session-challenge.js';
 import * as dropEventTypeIndex from './2026-12-01-012-drop-event-type-index.js';
+import * as sessionsOwnAggregate from './2026-12-01-013-sessions-own-aggregate.js';
 
 /** Every migration, by date-prefixed name; Kysely applies them in name order. */
 export const migrations: Record<string, Migration> = {
@@ -24,4 +25,5 @@ export const migrations: Record<string, Migration> = {
   '2026-12-01-010-ready-passkeys': readyPasskeys,
   '2026-12-01-011-session-challenge': sessionChallenge,
   '2026-12-01-012-drop-event-type-index': dropEventTypeIndex,
+  '2026-12-01-013-sessions-own-aggregate': sessionsOwnAggregate,
 };
