@@ -234,7 +234,7 @@ export function createFinishLogin({ db, config, tokens, known, sessionOwner }: F
   async function complete({ session, passkey, userHandle, verified, counterEvent, now, context, presentedTokenHash }: VerifiedLogin): Promise<FinishedLogin> {
     const userId = passkey.userId;
     const sessionToken = randomBytesPooled(32).toString('base64url');
-    // The login's one event: the session's, with the passkey's new counter and backup state.
+    // The login's one event: the session's, with the counter the authenticator reported and its backup state.
     const checked = event('session.webauthn.checked', {
       user_id: userId,
       passkey_id: passkey.id,
