@@ -1,26 +1,14 @@
 import { sql } from 'kysely';
-import { Migrator } from 'kysely/migration';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { PasskeydError } from '../src/errors.js';
 import { appendEvents } from '../src/store/events.js';
 import { migrateToLatest } from '../src/store/migrate.js';
-import { migrations } from '../src/store/migrations/index.js';
-import { BACKEND, openTestStore } from './helpers/server.js';
-
-const cleanups: (() => Promise<void>)[] = [];
-afterAll(async () => {
-  for (const c of cleanups) await c();
-});
+import { openMigrationStore } from './helpers/migrations.js';
+import { BACKEND } from './helpers/server.js';
 
 describe(`migration 013: a session's row is its aggregate row (${BACKEND})`, () => {
   it("removes the sessions' rows from aggregates; appends go on from the session row's sequence; going down rebuilds them from the events", async () => {
-    const { store, schema, cleanup } = await openTestStore();
-    cleanups.push(async () => {
-      await store.close();
-      await cleanup();
-    });
-    const db = store.db;
-    const migrator = new Migrator({ db, provider: { getMigrations: async () => migrations }, ...(schema ? { migrationTableSchema: schema } : {}) });
+    const { db, schema, migrator } = await openMigrationStore();
     expect((await migrator.migrateTo('2026-12-01-012-drop-event-type-index')).error).toBeUndefined();
 
     // A session as the code before wrote it: two events, its aggregate row and its own row at sequence 2;

@@ -1,24 +1,12 @@
 import { sql } from 'kysely';
-import { Migrator } from 'kysely/migration';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { migrateToLatest } from '../src/store/migrate.js';
-import { migrations } from '../src/store/migrations/index.js';
-import { BACKEND, openTestStore } from './helpers/server.js';
-
-const cleanups: (() => Promise<void>)[] = [];
-afterAll(async () => {
-  for (const c of cleanups) await c();
-});
+import { openMigrationStore } from './helpers/migrations.js';
+import { BACKEND } from './helpers/server.js';
 
 describe(`migration 011: a login's challenge in its session's row (${BACKEND})`, () => {
   it('moves the newest open login challenge of each session into its row, and leaves registration challenges alone', async () => {
-    const { store, schema, cleanup } = await openTestStore();
-    cleanups.push(async () => {
-      await store.close();
-      await cleanup();
-    });
-    const db = store.db;
-    const before = new Migrator({ db, provider: { getMigrations: async () => migrations }, ...(schema ? { migrationTableSchema: schema } : {}) });
+    const { db, schema, migrator: before } = await openMigrationStore();
     const { error } = await before.migrateTo('2026-12-01-010-ready-passkeys');
     expect(error).toBeUndefined();
 
