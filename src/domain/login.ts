@@ -111,7 +111,7 @@ export function createLogin({ db, config, tokens }: LoginDeps): Login {
 
   async function optionsFor(rpId: string, userVerification: UserVerification, allow: CredentialDescriptor[]) {
     const challenge = randomBytesPooled(32);
-    const publicKey = await requestOptions({ rpId, challenge, allow, userVerification, timeoutMs: challengeTtlMs });
+    const publicKey = requestOptions({ rpId, challenge, allow, userVerification, timeoutMs: challengeTtlMs });
     return { publicKey, challenge: publicKey.challenge as string };
   }
 
@@ -183,7 +183,7 @@ export function createLogin({ db, config, tokens }: LoginDeps): Login {
           : digest
             ? await pseudo.derive(rpId, digest)
             : [];
-        const publicKey = await requestOptions({ rpId, challenge, allow, userVerification: userVerification!, timeoutMs: challengeTtlMs });
+        const publicKey = requestOptions({ rpId, challenge, allow, userVerification: userVerification!, timeoutMs: challengeTtlMs });
         if (publicKey.challenge !== challenge.toString('base64url')) throw new Error('the request options do not carry the stored challenge');
         options = { publicKey };
       }

@@ -1,4 +1,4 @@
-import { generateAuthenticationOptions, verifyAuthenticationResponse, type AuthenticationResponseJSON } from '@simplewebauthn/server';
+import { verifyAuthenticationResponse, type AuthenticationResponseJSON } from '@simplewebauthn/server';
 import { invalid, unauthenticated } from '../errors.js';
 
 // Unpadded or padded base64url, as browsers and libraries send it.
@@ -128,26 +128,24 @@ export async function verifyAssertion(parsed: ParsedAssertion, expected: Asserti
   return { signCount: info.newCounter, userVerified: info.userVerified, backedUp: info.credentialBackedUp };
 }
 
-/** PublicKeyCredentialRequestOptionsJSON as a plain JSON object (a Struct): no undefined members. */
-export async function requestOptions(input: {
+/**
+ * PublicKeyCredentialRequestOptionsJSON as a plain JSON object (a Struct): no undefined members. Built
+ * here rather than by SimpleWebAuthn's generateAuthenticationOptions, which is async and re-encodes the
+ * challenge and every id through a JavaScript base64 codec on each CreateSession (it showed in the
+ * login's profile); the ids are already unpadded base64url (stored, or derived by pseudo-credentials).
+ */
+export function requestOptions(input: {
   rpId: string;
   challenge: Uint8Array;
   allow: { id: string; transports: string[] }[];
   userVerification: 'required' | 'preferred' | 'discouraged';
   timeoutMs: number;
-}): Promise<JsonObject> {
-  const options = await generateAuthenticationOptions({
-    rpID: input.rpId,
-    challenge: new Uint8Array(input.challenge),
-    allowCredentials: input.allow.map((c) => (c.transports.length ? { id: c.id, transports: c.transports } : { id: c.id })),
-    userVerification: input.userVerification,
-    timeout: input.timeoutMs,
-  });
+}): JsonObject {
   return {
-    challenge: options.challenge,
-    timeout: options.timeout ?? input.timeoutMs,
-    rpId: options.rpId ?? input.rpId,
-    allowCredentials: (options.allowCredentials ?? []).map((c) => (c.transports?.length ? { id: c.id, type: c.type, transports: [...c.transports] } : { id: c.id, type: c.type })),
-    userVerification: options.userVerification ?? input.userVerification,
+    challenge: Buffer.from(input.challenge.buffer, input.challenge.byteOffset, input.challenge.byteLength).toString('base64url'),
+    timeout: input.timeoutMs,
+    rpId: input.rpId,
+    allowCredentials: input.allow.map((c) => (c.transports.length ? { id: c.id, type: 'public-key', transports: [...c.transports] } : { id: c.id, type: 'public-key' })),
+    userVerification: input.userVerification,
   };
 }
