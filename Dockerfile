@@ -23,4 +23,5 @@ VOLUME ["/data"]
 EXPOSE 8080
 HEALTHCHECK --interval=30s --timeout=3s CMD node -e "fetch('http://127.0.0.1:8080/readyz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
 # With NODE_ENV=production, bin/passkeyd.js runs the compiled dist/ (no TypeScript loader at run time).
-CMD ["node", "bin/passkeyd.js", "serve"]
+# Node's flags are those of `npm start` (package.json; test/start-command.test.ts keeps the two alike).
+CMD ["node", "--max-semi-space-size=64", "bin/passkeyd.js", "serve"]

@@ -17,7 +17,7 @@
  */
 import { type ChildProcess, execFileSync, fork, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -35,6 +35,12 @@ const databaseUrl = flags['database-url'] ?? process.env.DATABASE_URL ?? 'postgr
 const out = flags.out ?? 'bench/results/latest.json';
 const baseline = flags.baseline === 'true';
 if (baseline && embedded) throw new Error('--baseline needs PostgreSQL (the hand-rolled server uses pg)');
+
+/** Node's flags in `npm start` (package.json), so the bench runs the server as it is started. */
+function startFlags(): string[] {
+  const start = (JSON.parse(readFileSync('package.json', 'utf8')) as { scripts: { start: string } }).scripts.start;
+  return start.split(/\s+/).filter((a) => a.startsWith('--'));
+}
 
 async function freePort(): Promise<number> {
   return new Promise((resolve) => {
@@ -94,7 +100,7 @@ async function main() {
   // --profile: one worker under the V8 profiler; the .cpuprofile files land in bench/results/profiles.
   const profile = flags.profile === 'true';
   if (profile) env.PASSKEYD_WORKERS = '1';
-  const nodeArgs = profile ? ['--cpu-prof', '--cpu-prof-dir', 'bench/results/profiles'] : [];
+  const nodeArgs = [...startFlags(), ...(profile ? ['--cpu-prof', '--cpu-prof-dir', 'bench/results/profiles'] : [])];
   const server = spawn(process.execPath, [...nodeArgs, 'bin/passkeyd.js', 'serve'], { env, stdio: ['ignore', 'ignore', 'inherit'] });
   let result: LoadResult | undefined;
   let baselineServer: ChildProcess | undefined;
