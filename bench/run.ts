@@ -6,7 +6,7 @@
  *
  *   npm run bench -- [--pglite] [--protocol grpc|connect] [--client lean|connect] [--concurrency 64] [--duration 20] [--warmup 5]
  *                    [--users 500] [--registration-duration 10] [--registration-concurrency 16] [--workers 0]
- *                    [--database-url URL] [--out bench/results/latest.json] [--no-build] [--profile]
+ *                    [--database-url URL] [--out bench/results/latest.json] [--no-build] [--profile] [--perf]
  *                    [--baseline] [--rounds 2] [--open-rate 0] [--open-duration 10]
  *
  * --baseline also starts bench/baseline-server.ts (a hand-rolled login server on the same database) and
@@ -14,10 +14,12 @@
  * arrive at a steady rate (--open-rate, default half the closed-loop rate) and p50/p99 are printed; with
  * --baseline the same rate also goes to bench/null-server.ts (one committed INSERT per call, nothing
  * else), whose p99 is the tail the machine itself adds to a login's two calls at that rate.
+ * --perf samples the service (one worker) on the CPU with Linux perf during the login phase and prints
+ * where its CPU goes (bench/perf.ts).
  */
 import { type ChildProcess, execFileSync, fork, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -25,6 +27,7 @@ import pg from 'pg';
 import { parseArgs } from '../src/cli/args.js';
 import { treeCpuSeconds } from './cpu.js';
 import { measureFloor } from './floor.js';
+import { formatSummary, readStacks, startPerf, stopPerf, summarize, type PerfSummary } from './perf.js';
 import type { LoadParams, OpenLoopStats, PhaseStats } from './load.js';
 
 const { flags } = parseArgs(process.argv.slice(2));
@@ -99,8 +102,19 @@ async function main() {
   mkdirSync('bench/results', { recursive: true });
   // --profile: one worker under the V8 profiler; the .cpuprofile files land in bench/results/profiles.
   const profile = flags.profile === 'true';
-  if (profile) env.PASSKEYD_WORKERS = '1';
-  const nodeArgs = [...startFlags(), ...(profile ? ['--cpu-prof', '--cpu-prof-dir', 'bench/results/profiles'] : [])];
+  // --perf: one worker, sampled on the CPU by Linux perf during the (first) login phase; V8 writes
+  // /tmp/perf-<pid>.map so perf can name the JavaScript frames.
+  const perf = flags.perf === 'true';
+  if (profile || perf) env.PASSKEYD_WORKERS = '1';
+  const nodeArgs = [
+    ...startFlags(),
+    ...(profile ? ['--cpu-prof', '--cpu-prof-dir', 'bench/results/profiles'] : []),
+    // Code that never moves keeps its entry in the map true (V8 compacts code space otherwise).
+    ...(perf ? ['--perf-basic-prof', '--no-compact-code-space'] : []),
+  ];
+  const perfFile = 'bench/results/perf.data';
+  let perfRecording: ChildProcess | undefined;
+  let perfSummary: PerfSummary | undefined;
   const server = spawn(process.execPath, [...nodeArgs, 'bin/passkeyd.js', 'serve'], { env, stdio: ['ignore', 'ignore', 'inherit'] });
   let result: LoadResult | undefined;
   let baselineServer: ChildProcess | undefined;
@@ -141,12 +155,17 @@ async function main() {
       load.on('message', (m: any) => {
         if (m.type === 'phase-start') {
           marks[m.phase] = sample(m.phase);
+          if (perf && m.phase === 'login' && !perfRecording) perfRecording = startPerf(server.pid!, perfFile);
           load.send({ ack: m.type });
         } else if (m.type === 'phase-end') {
           const now = sample(m.phase);
           const s = (spent[m.phase] ??= { service: 0, database: 0, load: 0, ops: 0 });
           for (const k of ['service', 'database', 'load'] as const) s[k] += now[k] - marks[m.phase]![k];
           s.ops += m.ops;
+          if (m.phase === 'login' && perfRecording) {
+            stopPerf(perfRecording).then(() => load.send({ ack: m.type }), reject);
+            return;
+          }
           load.send({ ack: m.type });
         } else if (m.type === 'provisioned') {
           const serverEnv = { ...env, DATABASE_URL: databaseUrl, PASSKEYD_DATABASE_SCHEMA: schema, PORT: '0', ORIGIN: origin, RP_ID: 'localhost' };
@@ -164,8 +183,15 @@ async function main() {
   } finally {
     baselineServer?.kill('SIGTERM');
     nullServer?.kill('SIGTERM');
+    if (perfRecording) await stopPerf(perfRecording);
     server.kill('SIGTERM');
     await new Promise((r) => server.once('exit', r));
+    if (perfRecording) {
+      perfSummary = summarize(readStacks(perfFile));
+      // The JavaScript frames' map, and the log V8 writes beside it into the working directory.
+      rmSync(`/tmp/perf-${server.pid}.map`, { force: true });
+      for (const f of readdirSync('.')) if (new RegExp(`^isolate-0x[0-9a-f]+-${server.pid}-v8\\.log$`).test(f)) rmSync(f, { force: true });
+    }
     if (dataDir) rmSync(dataDir, { recursive: true, force: true });
     if (!embedded) {
       const c = new pg.Client({ connectionString: databaseUrl });
@@ -211,6 +237,7 @@ async function main() {
     openLoop: Object.fromEntries(Object.entries(r.open).map(([phase, stats]) => [phase, withCpu(stats, phase)])),
     ...(r.open['open-loop-null'] ? { nullServer: 'bench/null-server.ts: node:http and pg; each call commits one INSERT and answers a fixed shape' } : {}),
     floor: { ...floor, ratio: Math.round((loginCpuMicros / floor.floorMicros) * 10) / 10 },
+    ...(perfSummary ? { perf: perfSummary } : {}),
   };
   writeFileSync(out, `${JSON.stringify(report, null, 2)}\n`);
   const row = (name: string, s: PhaseStats & { serviceCpuMicrosPerOp: number }) =>
@@ -238,7 +265,7 @@ ${
     : ''
 }${bySecond}${
   r.open['open-loop-null'] ? 'open-loop-null: bench/null-server.ts, each call commits one INSERT and nothing else: the tail the machine adds at this rate\n' : ''
-}${firstErrors}written to ${out}`);
+}${firstErrors}${perfSummary ? `${formatSummary(perfSummary)}\n` : ''}written to ${out}`);
 }
 
 interface LoadResult {

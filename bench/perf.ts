@@ -1,0 +1,124 @@
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+
+/**
+ * `npm run bench -- --perf`: where the service's CPU goes, sampled by Linux perf only while the process
+ * runs on a core (`perf record -e cpu-clock -g`). V8's profiler (`--profile`) samples by the clock and
+ * charges the time the main thread waits for a core to whatever it was doing (mostly a socket write
+ * that woke the process at the other end), so it overstates those. The server runs under
+ * `--perf-basic-prof`, so perf can name its JavaScript frames.
+ */
+
+/** Starts perf on a process; the profile lands in `out`. Throws a clear error when perf is missing. */
+export function startPerf(pid: number, out: string): ChildProcess {
+  try {
+    execFileSync('perf', ['--version'], { stdio: 'ignore' });
+  } catch {
+    throw new Error('--perf needs Linux perf on the PATH (Debian: apt-get install linux-perf)');
+  }
+  return spawn('perf', ['record', '-e', 'cpu-clock', '-F', '999', '-g', '-p', String(pid), '-o', out], { stdio: ['ignore', 'ignore', 'ignore'] });
+}
+
+/** Stops perf and waits until it has written its file. */
+export async function stopPerf(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return; // ended already (perf exits on SIGINT)
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  child.kill('SIGINT');
+  await exited;
+}
+
+/** The stacks of a recording, innermost frame first (`perf script -F ip,sym,dso`). */
+export function readStacks(file: string): Frame[][] {
+  const text = execFileSync('perf', ['script', '-i', file, '-F', 'ip,sym,dso'], { maxBuffer: 1 << 30, stdio: ['ignore', 'pipe', 'ignore'] }).toString();
+  return parseStacks(text);
+}
+
+export interface Frame {
+  symbol: string;
+  dso: string;
+}
+
+/** Parses `perf script -F ip,sym,dso` output: samples separated by blank lines, one frame per line. */
+export function parseStacks(text: string): Frame[][] {
+  const stacks: Frame[][] = [];
+  let current: Frame[] = [];
+  for (const line of text.split('\n')) {
+    const m = /^\s+[0-9a-f]+ (.*) \((.*)\)$/.exec(line);
+    if (m) current.push({ symbol: m[1]!, dso: m[2]! });
+    else if (line.trim() === '' && current.length) {
+      stacks.push(current);
+      current = [];
+    }
+  }
+  if (current.length) stacks.push(current);
+  return stacks;
+}
+
+const GC = /Scaveng|Heap::|ConcurrentMarking|MarkCompact|Sweep|MinorMC|IncrementalMarking/;
+const CRYPTO = /ecp_nistz|ecdsa|ECDSA|sha256|SHA256|sha512|SHA512|^BN_|^bn_|OPENSSL_|^EVP_|^ossl_|^ec_|^EC_/;
+
+/** The function a sample is charged to: its innermost JavaScript frame, else the collector, the kernel or native code. */
+export function ownerOf(stack: Frame[]): string {
+  for (const f of stack) {
+    if (f.symbol.startsWith('JS:') && !f.symbol.includes('callbackTrampoline')) return f.symbol.replace(/^JS:[*^~]?/, '');
+  }
+  if (stack.slice(0, 8).some((f) => GC.test(f.symbol))) return '(garbage collection)';
+  if (stack[0]?.dso.includes('kernel')) return '(kernel)';
+  // OpenSSL's assembly has no frame pointers, so perf often cannot walk from it to the JavaScript caller.
+  if (CRYPTO.test(stack[0]?.symbol ?? '')) return '(OpenSSL)';
+  return '(native)';
+}
+
+/** The parts of a server a function belongs to, in the order the README's table names them. */
+const PARTS: [string, (owner: string) => boolean][] = [
+  ['socket writes (writev, with the kernel under it)', (o) => /clearBuffer node:internal\/streams\/writable|writevGeneric|writeGeneric/.test(o)],
+  ['garbage collection', (o) => o === '(garbage collection)'],
+  ['crypto (ES256 verify, JWT signature; OpenSSL)', (o) => o === '(OpenSSL)' || /(sign|verify)OneShot node:internal\/crypto\/sig/.test(o)],
+  ['protobuf and Connect', (o) => /node_modules\/@(bufbuild|connectrpc)\//.test(o)],
+  ['pg, its protocol and types, Kysely', (o) => /node_modules\/(pg|pg-protocol|pg-pool|pg-types|postgres-date|postgres-array|postgres-bytea|postgres-interval|kysely)\//.test(o)],
+  ['HTTP server, request streams, Headers', (o) => /node:_http_|node:internal\/streams\/readable|undici/.test(o)],
+  [
+    'promises, async hooks, timers, events',
+    (o) => /node:internal\/process\/task_queues|node:internal\/async_hooks|node:internal\/timers|node:timers|node:events|abort_controller/.test(o),
+  ],
+  ["passkeyd's own code", (o) => /\/(dist\/)?src\/[\w/-]+\.[jt]s/.test(o) && !o.includes('node_modules')],
+  ['kernel, other (reads, polling)', (o) => o === '(kernel)'],
+  ['other native code (malloc, V8 runtime)', (o) => o === '(native)'],
+];
+
+export interface PerfSummary {
+  samples: number;
+  /** Share of the samples per part, largest first. */
+  parts: { part: string; share: number }[];
+  /** The functions with the most samples charged to them. */
+  top: { owner: string; share: number }[];
+}
+
+export function summarize(stacks: Frame[][], topN = 15): PerfSummary {
+  const parts = new Map<string, number>();
+  const owners = new Map<string, number>();
+  for (const stack of stacks) {
+    const owner = ownerOf(stack);
+    owners.set(owner, (owners.get(owner) ?? 0) + 1);
+    const part = PARTS.find(([, test]) => test(owner))?.[0] ?? 'other JavaScript (Node, libraries)';
+    parts.set(part, (parts.get(part) ?? 0) + 1);
+  }
+  const n = Math.max(1, stacks.length);
+  const ranked = (m: Map<string, number>) => [...m].sort((a, b) => b[1] - a[1]);
+  return {
+    samples: stacks.length,
+    parts: ranked(parts).map(([part, c]) => ({ part, share: c / n })),
+    top: ranked(owners)
+      .slice(0, topN)
+      .map(([owner, c]) => ({ owner, share: c / n })),
+  };
+}
+
+/** The summary as the bench prints it. */
+export function formatSummary(s: PerfSummary): string {
+  const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
+  const lines = [`on-CPU samples of the service in the login phase (perf, ${s.samples} samples):`, '| part | share |', '|---|---|'];
+  for (const p of s.parts) lines.push(`| ${p.part} | ${pct(p.share)} |`);
+  lines.push('functions with the most samples:');
+  for (const t of s.top) lines.push(`  ${pct(t.share).padStart(6)} ${t.owner.replace(/file:\/\/\S*?\/(node_modules|dist|src)\//, '$1/').slice(0, 140)}`);
+  return lines.join('\n');
+}
