@@ -14,9 +14,10 @@ describe(`npm run bench, in miniature (${BACKEND})`, () => {
   it('drives registrations and logins through a real server and writes the figures: no errors, CPU and floor measured', async () => {
     const out = path.join(dir, 'result.json');
     const backend = TEST_DATABASE_URL ? ['--database-url', TEST_DATABASE_URL] : ['--pglite'];
-    // 32 users: the open loop gives each arrival a user who is not mid-login, so the users must outnumber
-    // the logins in flight during a slow stretch (8 ran out once in CI, on PGlite: 4 open-loop errors).
-    const tiny = ['--users', '32', '--concurrency', '4', '--registration-concurrency', '2', '--warmup', '0', '--duration', '1', '--registration-duration', '1'];
+    // 96 users: the open loop gives each arrival a user who is not mid-login, so the users must outnumber
+    // the logins in flight during a slow stretch (on PGlite under CI's parallel test files, 8 ran out
+    // once with 4 open-loop errors, and 32 once with 2, the rate being half of a 1 s closed-loop phase).
+    const tiny = ['--users', '96', '--concurrency', '4', '--registration-concurrency', '2', '--warmup', '0', '--duration', '1', '--registration-duration', '1'];
     const { stdout } = await run(process.execPath, ['--import', 'tsx', 'bench/run.ts', '--no-build', ...backend, ...tiny, '--out', out], {
       timeout: 150_000,
       // The server from the sources in this tree, not a build that may be older.
