@@ -19,7 +19,7 @@
  */
 import { type ChildProcess, execFileSync, fork, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -28,6 +28,7 @@ import { parseArgs } from '../src/cli/args.js';
 import { treeCpuSeconds } from './cpu.js';
 import { measureFloor } from './floor.js';
 import { formatSummary, readStacks, startPerf, stopPerf, summarize, type PerfSummary } from './perf.js';
+import { startFlags } from './start-flags.js';
 import type { LoadParams, OpenLoopStats, PhaseStats } from './load.js';
 
 const { flags } = parseArgs(process.argv.slice(2));
@@ -38,12 +39,6 @@ const databaseUrl = flags['database-url'] ?? process.env.DATABASE_URL ?? 'postgr
 const out = flags.out ?? 'bench/results/latest.json';
 const baseline = flags.baseline === 'true';
 if (baseline && embedded) throw new Error('--baseline needs PostgreSQL (the hand-rolled server uses pg)');
-
-/** Node's flags in `npm start` (package.json), so the bench runs the server as it is started. */
-function startFlags(): string[] {
-  const start = (JSON.parse(readFileSync('package.json', 'utf8')) as { scripts: { start: string } }).scripts.start;
-  return start.split(/\s+/).filter((a) => a.startsWith('--'));
-}
 
 async function freePort(): Promise<number> {
   return new Promise((resolve) => {

@@ -1,12 +1,12 @@
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
+import { startCommand, startFlags } from '../bench/start-flags.js';
 
 // How the server is started: `npm start` (package.json) and the image's CMD (Dockerfile) must give Node
 // the same flags; the bench reads them from package.json.
-const start = (JSON.parse(readFileSync('package.json', 'utf8')) as { scripts: { start: string } }).scripts.start;
-const startArgs = start.split(/\s+/);
-const flags = startArgs.filter((a) => a.startsWith('--'));
+const startArgs = startCommand();
+const flags = startFlags();
 
 describe('the start command', () => {
   it('is the same in package.json and in the Dockerfile', () => {

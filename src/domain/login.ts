@@ -184,7 +184,6 @@ export function createLogin({ db, config, tokens }: LoginDeps): Login {
             ? await pseudo.derive(rpId, digest)
             : [];
         const publicKey = requestOptions({ rpId, challenge, allow, userVerification: userVerification!, timeoutMs: challengeTtlMs });
-        if (publicKey.challenge !== challenge.toString('base64url')) throw new Error('the request options do not carry the stored challenge');
         options = { publicKey };
       }
       return { sessionId: id, sessionToken: token, details: opened.details, requestOptions: options };
