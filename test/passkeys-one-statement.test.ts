@@ -4,6 +4,7 @@ import { UserVerificationPolicy } from '../gen/passkeyd/org/v2/org_pb.js';
 import { OrganizationService } from '../gen/passkeyd/org/v2/org_service_pb.js';
 import { UserService } from '../gen/passkeyd/user/v2/user_service_pb.js';
 import { registrationStats } from '../src/domain/registration-finish.js';
+import { findRegisteringUser } from '../src/store/registration-reads.js';
 import { createSoftAuthenticator } from './helpers/authenticator.js';
 import { bearer, clientFor } from './helpers/clients.js';
 import { errorOf, outcomeOf } from './helpers/codes.js';
@@ -75,6 +76,29 @@ describe(`RegisterPasskey in one statement (${BACKEND})`, () => {
     expect(strict.oneStatement).toBe(1);
     expect(creationOptionsOf(strict.result.publicKeyCredentialCreationOptions).authenticatorSelection?.userVerification).toBe('required');
     expect((await pending(userId)).challenges.find((c) => c.passkey_id === strict.result.passkeyId)?.user_verification).toBe('required');
+  });
+
+  it('excludes every READY passkey of the user, oldest first, with its transports; the read path lists the same', async () => {
+    const userId = await userIn((await orgs().addOrganization({ name: uniqueName('org') }, bearer(srv.admin))).organizationId);
+    const transports = [['usb', 'nfc'], [], ['internal', 'hybrid']];
+    const ids: string[] = [];
+    for (const t of transports) {
+      const r = await registerPasskey(srv.url, { userId, token: srv.admin, authenticator: createSoftAuthenticator({ transports: t }) });
+      ids.push(r.authenticator.credentials[0]!.id);
+    }
+    // A registration begun and never finished is not excluded (it has no credential yet).
+    await users().registerPasskey({ userId }, bearer(srv.admin));
+    const begun = await counted(() => users().registerPasskey({ userId }, bearer(srv.admin)));
+    expect(begun.oneStatement).toBe(1);
+    const excluded = creationOptionsOf(begun.result.publicKeyCredentialCreationOptions).excludeCredentials;
+    expect(excluded).toEqual([
+      { id: ids[0], transports: ['usb', 'nfc'], type: 'public-key' },
+      { id: ids[1], type: 'public-key' },
+      { id: ids[2], transports: ['internal', 'hybrid'], type: 'public-key' },
+    ]);
+    const read = await findRegisteringUser(srv.app.store.db, userId);
+    expect(read?.credentials).toEqual(excluded!.map((c) => ({ id: c.id, transports: c.transports ?? [] })));
+    expect(await findRegisteringUser(srv.app.store.db, 'no-such-user')).toBeUndefined();
   });
 
   it('what is in the way sends the call to the read path, which refuses as before and leaves nothing behind', async () => {

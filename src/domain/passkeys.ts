@@ -6,6 +6,7 @@ import { newId, randomBytesPooled } from '../ids.js';
 import { appendEvents, lockAggregate } from '../store/events.js';
 import type { ListResult, Page } from '../store/lists.js';
 import * as store from '../store/passkeys.js';
+import { findRegisteringUser, findRegistration, type RegisteringUser } from '../store/registration-reads.js';
 import * as registrations from '../store/registrations.js';
 import type { Database } from '../store/schema.js';
 import { inTransaction, mappingDuplicates } from '../store/transaction.js';
@@ -84,12 +85,12 @@ export async function beginPasskeyRegistration(db: Kysely<Database>, input: Begi
   };
   if (begun) {
     countRegistration('beginOneStatement');
-    const options = await registrationOptions(input, begun.user, effective(begun.user.policy, input.config), begun.userVerification, challenge);
+    const options = registrationOptions(input, begun.user, effective(begun.user.policy, input.config), begun.userVerification, challenge);
     remember(begun.user.org_id, begun.userVerification);
     return { passkeyId, options, details: begun.details };
   }
   countRegistration('beginRead');
-  const user = await registrations.findRegisteringUser(db, input.userId);
+  const user = await findRegisteringUser(db, input.userId);
   if (!user) throw notFound(`user ${input.userId}`);
   if (user.type === 'machine') throw precondition(`user ${input.userId} is a machine user: machine users have no passkeys (they use keys, tokens or secrets)`);
   const policy = effective(user.policy, input.config);
@@ -97,7 +98,7 @@ export async function beginPasskeyRegistration(db: Kysely<Database>, input: Begi
   refuseBeyondLimit(policy, user.credentials.length);
   // Asked for REQUIRED or PREFERRED only: the stored requirement decides what verification demands.
   const userVerification = policy.userVerification;
-  const options = await registrationOptions(input, user, policy, userVerification, challenge);
+  const options = registrationOptions(input, user, policy, userVerification, challenge);
   const details = await registrations.insertPendingRegistration(db, { ...pending, orgId: user.org_id, userVerification }, [added], creator, () => notFound(`user ${input.userId}`));
   remember(user.org_id, userVerification);
   return { passkeyId, options, details };
@@ -106,18 +107,18 @@ export async function beginPasskeyRegistration(db: Kysely<Database>, input: Begi
 /** The creation options for a user, asking for the user verification the challenge was stored with. */
 function registrationOptions(
   input: BeginRegistrationInput,
-  user: registrations.RegisteringUser,
+  user: RegisteringUser,
   policy: EffectivePolicy,
   userVerification: Config['userVerification'],
   challenge: Uint8Array,
-): Promise<PublicKeyCredentialCreationOptionsJSON> {
+): PublicKeyCredentialCreationOptionsJSON {
   return creationOptions({
     rpId: input.rpId,
     rpName: input.rpName,
     userHandle: user.webauthn_user_handle,
     userName: user.username,
     userDisplayName: user.display_name,
-    exclude: user.credentials.map((c) => ({ id: base64url(c.id), transports: c.transports })),
+    exclude: user.credentials,
     userVerification,
     attachment: input.attachment,
     attestation: policy.attestation,
@@ -172,7 +173,7 @@ export async function completePasskeyRegistration(db: Kysely<Database>, input: C
   }
   countRegistration('completeRead');
   const now = new Date();
-  const passkey = await registrations.findRegistration(db, input.passkeyId);
+  const passkey = await findRegistration(db, input.passkeyId);
   const owned = passkey !== undefined && passkey.user_id === input.userId;
   if (input.anonymous) {
     // Say nothing about passkeys to a caller without a token unless it holds the registration's code.

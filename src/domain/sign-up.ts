@@ -82,7 +82,7 @@ export function createSignUp({ db, config, tokens, metadata }: { db: Kysely<Data
       if (await usernameTaken(db, input.username)) throw taken(input.username);
       const now = new Date();
       const handle = randomBytes(32);
-      const options = await creationOptions({
+      const options = creationOptions({
         rpId: input.rpId,
         rpName: config.rpName,
         userHandle: handle,

@@ -1,59 +1,12 @@
 import { sql, type Kysely } from 'kysely';
 import { appendResultOf, appendSteps, eventsOfShape, payloadsOf, type AppendResult, type AppendedRow, type NewEvent } from './events.js';
-import { loginPolicyOf, type LoginPolicyFields } from './orgs.js';
-import type { PasskeyRow } from './passkeys.js';
+import { loginPolicyOf } from './orgs.js';
+import { readyCredentials, registeringUserOf, type RegisteringUser, type RegisteringUserRow } from './registration-reads.js';
 import type { ChallengesTable, Database } from './schema.js';
-import { compiledStatement, compiledSteps, refusedByRun, runSteps, type Step } from './statement.js';
+import { compiledSteps, refusedByRun, runSteps, type Step } from './statement.js';
 
 // The registration ceremony's statements: RegisterPasskey's, VerifyPasskeyRegistration's, and the clean-up
 // of registrations that can no longer complete.
-
-/** A user with what a new registration needs: the user handle and the READY credentials to exclude. */
-export interface RegisteringUser {
-  id: string;
-  org_id: string;
-  username: string;
-  display_name: string;
-  webauthn_user_handle: Uint8Array;
-  type: 'human' | 'machine';
-  credentials: { id: Uint8Array; transports: string[] }[];
-  /** The login policy that applies to the user's organization (null: the built-in one). */
-  policy: LoginPolicyFields | null;
-}
-
-const registeringUserStatement = compiledStatement((v: { userId: string }, db) =>
-  db
-    .selectFrom('users as u')
-    .leftJoin('passkeys as p', (j) => j.onRef('p.user_id', '=', 'u.id').on('p.state', '=', 'ready'))
-    .select(['u.id', 'u.org_id', 'u.username', 'u.display_name', 'u.webauthn_user_handle', 'u.type', 'p.credential_id', 'p.transports'])
-    .select(loginPolicyOf(sql`u.org_id`).as('policy'))
-    .where('u.id', '=', v.userId),
-);
-
-/** A row of a read of a registering user: the user's columns, and one READY credential (or none). */
-type RegisteringUserRow = Omit<RegisteringUser, 'credentials'> & { credential_id: Uint8Array | null; transports: string[] | null };
-
-/** The user of such rows (one per READY credential, at least one). */
-function registeringUserOf(rows: readonly RegisteringUserRow[]): RegisteringUser {
-  const user = rows[0]!;
-  const credentials = rows.filter((r) => r.credential_id).map((r) => ({ id: r.credential_id!, transports: r.transports ?? [] }));
-  return {
-    id: user.id,
-    org_id: user.org_id,
-    username: user.username,
-    display_name: user.display_name,
-    webauthn_user_handle: user.webauthn_user_handle,
-    type: user.type,
-    credentials,
-    policy: user.policy,
-  };
-}
-
-/** The user, its READY credentials and its organization's login policy, in one read; undefined for an unknown user. */
-export async function findRegisteringUser(db: Kysely<Database>, userId: string): Promise<RegisteringUser | undefined> {
-  const rows = await registeringUserStatement(db, { userId });
-  return rows.length ? registeringUserOf(rows) : undefined;
-}
 
 /**
  * The steps that drop a user's registrations that can no longer complete: expired registration
@@ -183,7 +136,7 @@ export async function beginRegistration(db: Kysely<Database>, r: RegistrationSta
     throw err;
   }
   const row = rows[0]!;
-  return { details: appendResultOf(row), user: registeringUserOf(rows), userVerification: row.user_verification };
+  return { details: appendResultOf(row), user: registeringUserOf(row), userVerification: row.user_verification };
 }
 
 class NotBegun extends Error {}
@@ -200,9 +153,9 @@ const beginRegistrationStatement = compiledSteps<
       name: 'allowed',
       refusal: refusedByRun,
       body: sql`select u.id, u.org_id, u.policy, coalesce(nullif(u.policy->>'user_verification', ''), ${v.defaultUserVerification}::text) as user_verification
-        from (select u.id, u.org_id, ${loginPolicyOf(sql`u.org_id`)} as policy from users u where u.id = ${v.userId}::text and u.type = 'human') u
+        from (select u.id, u.org_id, u.ready_passkeys, ${loginPolicyOf(sql`u.org_id`)} as policy from users u where u.id = ${v.userId}::text and u.type = 'human') u
         where not coalesce((u.policy->>'sso_required')::boolean, false)
-          and (select count(*) from passkeys p where p.user_id = u.id and p.state = 'ready') < coalesce((u.policy->>'max_passkeys_per_user')::int, ${v.defaultMaxPasskeys}::int)`,
+          and u.ready_passkeys < coalesce((u.policy->>'max_passkeys_per_user')::int, ${v.defaultMaxPasskeys}::int)`,
     },
     // The owner is the one the statement found (`owner`), not known before it.
     ...appendSteps('usr', { type: 'user', id: v.userId, owner: '' }, eventsOfShape(shape.events), v.creator, {
@@ -227,47 +180,9 @@ const beginRegistrationStatement = compiledSteps<
   ],
   // The user and its READY credentials as the statement found them (its own changes are not in that snapshot).
   tail: sql`usr.sequence, usr.created_at, usr.updated_at, usr.resource_owner, a.user_verification,
-      u.id, u.org_id, u.username, u.display_name, u.webauthn_user_handle, u.type, p.credential_id, p.transports, a.policy
-    from (select 1) one left join usr on true left join allowed a on true left join users u on u.id = a.id
-      left join passkeys p on p.user_id = u.id and p.state = 'ready'`,
+      u.id, u.org_id, u.username, u.display_name, u.webauthn_user_handle, u.type, a.policy, ${readyCredentials(sql`u.id`)} as credentials
+    from (select 1) one left join usr on true left join allowed a on true left join users u on u.id = a.id`,
 }));
-
-/** A pending (or finished) registration: the passkey row with its registration challenge, if any. */
-export type RegistrationRow = PasskeyRow & {
-  challenge_id: string | null;
-  challenge: string | null;
-  challenge_rp_id: string | null;
-  user_verification: ChallengesTable['user_verification'] | null;
-  challenge_expires_at: Date | null;
-  challenge_code_id: string | null;
-  /** The login policy of the passkey's organization as it is now (null: the built-in one). */
-  policy: LoginPolicyFields | null;
-  /** The user's READY passkeys now (users.ready_passkeys). */
-  ready_count: number;
-};
-
-/** The passkey with its registration challenge, its organization's login policy and the user's READY count, in one read. */
-export async function findRegistration(db: Kysely<Database>, passkeyId: string): Promise<RegistrationRow | undefined> {
-  return (await registrationStatement(db, { passkeyId }))[0] as RegistrationRow | undefined;
-}
-
-const registrationStatement = compiledStatement((v: { passkeyId: string }, db) =>
-  db
-    .selectFrom('passkeys as p')
-    .leftJoin('challenges as c', (j) => j.onRef('c.passkey_id', '=', 'p.id').on('c.kind', '=', 'registration'))
-    .selectAll('p')
-    .select([
-      'c.id as challenge_id',
-      'c.challenge',
-      'c.rp_id as challenge_rp_id',
-      'c.user_verification',
-      'c.expires_at as challenge_expires_at',
-      'c.registration_code_id as challenge_code_id',
-    ])
-    .select(loginPolicyOf(sql`p.org_id`).as('policy'))
-    .select(sql<number>`(select u.ready_passkeys from users u where u.id = p.user_id)`.as('ready_count'))
-    .where('p.id', '=', v.passkeyId),
-);
 
 /** The verified credential's columns, as the passkey row stores them. */
 export interface StoredCredential {

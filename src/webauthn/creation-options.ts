@@ -1,4 +1,4 @@
-import { generateRegistrationOptions, type PublicKeyCredentialCreationOptionsJSON } from '@simplewebauthn/server';
+import type { PublicKeyCredentialCreationOptionsJSON } from '@simplewebauthn/server';
 import type { Config } from '../config/config.js';
 import { SUPPORTED_ALGORITHMS } from './relying-party.js';
 
@@ -22,29 +22,38 @@ export interface CreationOptionsInput {
   timeoutMs: number;
 }
 
+/** Base64url of bytes, unpadded, as WebAuthn's JSON carries them. */
+function base64url(bytes: Uint8Array): string {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64url');
+}
+
 /**
  * PublicKeyCredentialCreationOptionsJSON for navigator.credentials.create(): a discoverable credential
- * (resident key required), EdDSA/ES256/RS256, and the configured attestation conveyance.
+ * (resident key required), EdDSA/ES256/RS256, and the configured attestation conveyance. The same
+ * members, in the same order, as SimpleWebAuthn's generateRegistrationOptions gives for these inputs
+ * (test/creation-options.test.ts compares the two), built here because that function is async and
+ * re-encodes the challenge, the user handle and every excluded id through a JavaScript base64 codec on
+ * each RegisterPasskey. The excluded ids are already unpadded base64url.
  */
-export async function creationOptions(input: CreationOptionsInput): Promise<PublicKeyCredentialCreationOptionsJSON> {
-  const options = await generateRegistrationOptions({
-    rpName: input.rpName,
-    rpID: input.rpId,
-    userID: new Uint8Array(input.userHandle),
-    userName: input.userName,
-    userDisplayName: input.userDisplayName,
-    challenge: new Uint8Array(input.challenge),
+export function creationOptions(input: CreationOptionsInput): PublicKeyCredentialCreationOptionsJSON {
+  return {
+    challenge: base64url(input.challenge),
+    rp: { name: input.rpName, id: input.rpId },
+    user: { id: base64url(input.userHandle), name: input.userName, displayName: input.userDisplayName },
+    pubKeyCredParams: SUPPORTED_ALGORITHMS.map((alg) => ({ alg, type: 'public-key' as const })),
     timeout: input.timeoutMs,
-    // SimpleWebAuthn's types omit "indirect"; it is set on the JSON below.
-    attestationType: input.attestation === 'indirect' ? 'none' : input.attestation,
-    excludeCredentials: input.exclude.map((c) => (c.transports.length ? { id: c.id, transports: c.transports } : { id: c.id })),
+    // "indirect" is a valid conveyance that SimpleWebAuthn's types leave out.
+    attestation: input.attestation as PublicKeyCredentialCreationOptionsJSON['attestation'],
+    excludeCredentials: input.exclude.map((c) =>
+      c.transports.length ? { id: c.id, transports: c.transports, type: 'public-key' as const } : { id: c.id, type: 'public-key' as const },
+    ),
     authenticatorSelection: {
       residentKey: 'required',
       userVerification: input.userVerification,
       ...(input.attachment ? { authenticatorAttachment: input.attachment } : {}),
+      requireResidentKey: true,
     },
-    supportedAlgorithmIDs: [...SUPPORTED_ALGORITHMS],
-  });
-  options.attestation = input.attestation;
-  return options;
+    extensions: { credProps: true },
+    hints: [],
+  };
 }
