@@ -114,9 +114,9 @@ export function summarize(stacks: Frame[][], topN = 15): PerfSummary {
 }
 
 /** The summary as the bench prints it. */
-export function formatSummary(s: PerfSummary): string {
+export function formatSummary(s: PerfSummary, phase = 'login'): string {
   const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
-  const lines = [`on-CPU samples of the service in the login phase (perf, ${s.samples} samples):`, '| part | share |', '|---|---|'];
+  const lines = [`on-CPU samples of the service in the ${phase} phase (perf, ${s.samples} samples):`, '| part | share |', '|---|---|'];
   for (const p of s.parts) lines.push(`| ${p.part} | ${pct(p.share)} |`);
   lines.push('functions with the most samples:');
   for (const t of s.top) lines.push(`  ${pct(t.share).padStart(6)} ${t.owner.replace(/file:\/\/\S*?\/(node_modules|dist|src)\//, '$1/').slice(0, 140)}`);

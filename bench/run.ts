@@ -6,7 +6,7 @@
  *
  *   npm run bench -- [--pglite] [--protocol grpc|connect] [--client lean|connect] [--concurrency 64] [--duration 20] [--warmup 5]
  *                    [--users 500] [--registration-duration 10] [--registration-concurrency 16] [--workers 0]
- *                    [--database-url URL] [--out bench/results/latest.json] [--no-build] [--profile] [--perf]
+ *                    [--database-url URL] [--out bench/results/latest.json] [--no-build] [--profile] [--perf [--perf-phase registration]]
  *                    [--baseline] [--rounds 2] [--open-rate 0] [--open-duration 10]
  *
  * --baseline also starts bench/baseline-server.ts (a hand-rolled login server on the same database) and
@@ -100,6 +100,8 @@ async function main() {
   // --perf: one worker, sampled on the CPU by Linux perf during the (first) login phase; V8 writes
   // /tmp/perf-<pid>.map so perf can name the JavaScript frames.
   const perf = flags.perf === 'true';
+  // --perf-phase registration samples the registration phase instead.
+  const perfPhase = flags['perf-phase'] === 'registration' ? 'registration' : 'login';
   if (profile || perf) env.PASSKEYD_WORKERS = '1';
   const nodeArgs = [
     ...startFlags(),
@@ -150,14 +152,14 @@ async function main() {
       load.on('message', (m: any) => {
         if (m.type === 'phase-start') {
           marks[m.phase] = sample(m.phase);
-          if (perf && m.phase === 'login' && !perfRecording) perfRecording = startPerf(server.pid!, perfFile);
+          if (perf && m.phase === perfPhase && !perfRecording) perfRecording = startPerf(server.pid!, perfFile);
           load.send({ ack: m.type });
         } else if (m.type === 'phase-end') {
           const now = sample(m.phase);
           const s = (spent[m.phase] ??= { service: 0, database: 0, load: 0, ops: 0 });
           for (const k of ['service', 'database', 'load'] as const) s[k] += now[k] - marks[m.phase]![k];
           s.ops += m.ops;
-          if (m.phase === 'login' && perfRecording) {
+          if (m.phase === perfPhase && perfRecording) {
             stopPerf(perfRecording).then(() => load.send({ ack: m.type }), reject);
             return;
           }
@@ -232,7 +234,7 @@ async function main() {
     openLoop: Object.fromEntries(Object.entries(r.open).map(([phase, stats]) => [phase, withCpu(stats, phase)])),
     ...(r.open['open-loop-null'] ? { nullServer: 'bench/null-server.ts: node:http and pg; each call commits one INSERT and answers a fixed shape' } : {}),
     floor: { ...floor, ratio: Math.round((loginCpuMicros / floor.floorMicros) * 10) / 10 },
-    ...(perfSummary ? { perf: perfSummary } : {}),
+    ...(perfSummary ? { perf: { phase: perfPhase, ...perfSummary } } : {}),
   };
   writeFileSync(out, `${JSON.stringify(report, null, 2)}\n`);
   const row = (name: string, s: PhaseStats & { serviceCpuMicrosPerOp: number }) =>
@@ -260,7 +262,7 @@ ${
     : ''
 }${bySecond}${
   r.open['open-loop-null'] ? 'open-loop-null: bench/null-server.ts, each call commits one INSERT and nothing else: the tail the machine adds at this rate\n' : ''
-}${firstErrors}${perfSummary ? `${formatSummary(perfSummary)}\n` : ''}written to ${out}`);
+}${firstErrors}${perfSummary ? `${formatSummary(perfSummary, perfPhase)}\n` : ''}written to ${out}`);
 }
 
 interface LoadResult {
