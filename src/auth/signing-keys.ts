@@ -2,6 +2,7 @@ import { createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, ty
 import type { Kysely, Transaction } from 'kysely';
 import type { Database } from '../store/schema.js';
 import { insertSigningKey, listSigningKeys } from '../store/signing-keys.js';
+import { detachedKeyPair } from './key-pairs.js';
 
 /** A signing key, parsed once into KeyObjects. */
 export interface SigningKey {
@@ -16,7 +17,8 @@ export interface SigningKey {
 
 /** Creates a new ES256 key and stores it; it becomes the key new tokens are signed with. */
 export async function addSigningKey(db: Kysely<Database> | Transaction<Database>): Promise<string> {
-  const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  // Exported as JWKs below: see detachedKeyPair.
+  const { privateKey, publicKey } = detachedKeyPair(generateKeyPairSync('ec', { namedCurve: 'P-256' }));
   const kid = randomBytes(12).toString('base64url');
   const publicJwk = { ...publicKey.export({ format: 'jwk' }), kid, alg: 'ES256', use: 'sig' };
   await insertSigningKey(db, { kid, privateJwk: privateKey.export({ format: 'jwk' }), publicJwk });

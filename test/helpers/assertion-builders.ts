@@ -62,8 +62,10 @@ export function cbor(v: Cbor): Buffer {
 }
 export const cose = (entries: [number, Cbor][]): Buffer => cbor(new Map(entries));
 
+/** The key's JWK members, exported from the public key parsed again from DER (see detachedKeyPair: keys here come straight from generateKeyPairSync). */
 export function jwkOf(key: KeyObject): { x?: Buffer; y?: Buffer; n?: Buffer; e?: Buffer } {
-  const j = (key.type === 'public' ? key : createPublicKey(key)).export({ format: 'jwk' });
+  const spki = (key.type === 'public' ? key : createPublicKey(key)).export({ type: 'spki', format: 'der' });
+  const j = createPublicKey({ key: spki, format: 'der', type: 'spki' }).export({ format: 'jwk' });
   const f = (s: string | undefined) => (s === undefined ? undefined : Buffer.from(s, 'base64url'));
   return { x: f(j.x), y: f(j.y), n: f(j.n), e: f(j.e) };
 }

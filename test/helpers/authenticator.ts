@@ -6,6 +6,7 @@
  */
 import { createHash, generateKeyPairSync, randomBytes, sign, type KeyObject } from 'node:crypto';
 import type { AuthenticationResponseJSON, PublicKeyCredentialCreationOptionsJSON, PublicKeyCredentialRequestOptionsJSON, RegistrationResponseJSON } from '@simplewebauthn/server';
+import { detachedKeyPair } from '../../src/auth/key-pairs.js';
 
 /** Credential key algorithm supported by the soft authenticator. */
 export type SoftAlg = 'ES256' | 'EdDSA' | 'RS256';
@@ -153,10 +154,11 @@ function sha256(data: Uint8Array | string): Buffer {
   return createHash('sha256').update(data).digest();
 }
 
+/** A new key pair, parsed again from DER before its public key is exported as a JWK (see detachedKeyPair). */
 function generateKey(alg: SoftAlg): { privateKey: KeyObject; publicKey: KeyObject } {
-  if (alg === 'ES256') return generateKeyPairSync('ec', { namedCurve: 'P-256' });
-  if (alg === 'EdDSA') return generateKeyPairSync('ed25519');
-  return generateKeyPairSync('rsa', { modulusLength: 2048 });
+  if (alg === 'ES256') return detachedKeyPair(generateKeyPairSync('ec', { namedCurve: 'P-256' }));
+  if (alg === 'EdDSA') return detachedKeyPair(generateKeyPairSync('ed25519'));
+  return detachedKeyPair(generateKeyPairSync('rsa', { modulusLength: 2048 }));
 }
 
 function coseKey(alg: SoftAlg, publicKey: KeyObject): Buffer {
