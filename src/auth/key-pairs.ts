@@ -14,8 +14,12 @@ import { createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
  * not hold the job's lock.
  */
 export function detachedKeyPair(pair: { privateKey: KeyObject; publicKey: KeyObject }): { privateKey: KeyObject; publicKey: KeyObject } {
-  return {
-    privateKey: createPrivateKey({ key: pair.privateKey.export({ type: 'pkcs8', format: 'der' }), format: 'der', type: 'pkcs8' }),
-    publicKey: createPublicKey({ key: pair.publicKey.export({ type: 'spki', format: 'der' }), format: 'der', type: 'spki' }),
-  };
+  return { privateKey: detachedKey(pair.privateKey), publicKey: detachedKey(pair.publicKey) };
+}
+
+/** One key (public or private) parsed again from its DER, for the same reason as {@link detachedKeyPair}. */
+export function detachedKey(key: KeyObject): KeyObject {
+  return key.type === 'private'
+    ? createPrivateKey({ key: key.export({ type: 'pkcs8', format: 'der' }), format: 'der', type: 'pkcs8' })
+    : createPublicKey({ key: key.export({ type: 'spki', format: 'der' }), format: 'der', type: 'spki' });
 }

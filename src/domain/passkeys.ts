@@ -11,6 +11,7 @@ import * as registrations from '../store/registrations.js';
 import type { Database } from '../store/schema.js';
 import { inTransaction, mappingDuplicates } from '../store/transaction.js';
 import { findUser } from '../store/users.js';
+import { base64url } from '../webauthn/base64url.js';
 import { creationOptions, type AuthenticatorAttachment } from '../webauthn/creation-options.js';
 import type { TrustedMetadata } from '../webauthn/metadata.js';
 import { parseRegistrationResponse, verifyRegistration } from '../webauthn/registration-response.js';
@@ -22,11 +23,6 @@ import { getUser } from './users.js';
 import { completeKnownRegistration, countRegistration, DUPLICATE_CREDENTIAL, verifiedEvent, type BegunChallenges } from './registration-finish.js';
 
 export type { PasskeyRow } from '../store/passkeys.js';
-
-/** Base64url of a stored byte column (pg gives Buffers, PGlite Uint8Arrays). */
-function base64url(bytes: Uint8Array | null): string {
-  return bytes ? Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64url') : '';
-}
 
 export interface BeginRegistrationInput {
   userId: string;
@@ -306,7 +302,7 @@ export async function removePasskey(db: Kysely<Database>, userId: string, passke
     }
     const removed = event('user.passkey.removed', {
       passkey_id: passkey.id,
-      credential_id: base64url(passkey.credential_id),
+      credential_id: passkey.credential_id ? base64url(passkey.credential_id) : '',
       forced: ready <= 1,
       removed_by: creator,
       self_service: options.self,

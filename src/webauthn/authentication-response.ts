@@ -1,5 +1,6 @@
 import { verifyAuthenticationResponse, type AuthenticationResponseJSON } from '@simplewebauthn/server';
 import { invalid, unauthenticated } from '../errors.js';
+import { base64url as encodeBase64url } from './base64url.js';
 
 // Unpadded or padded base64url, as browsers and libraries send it.
 const BASE64URL = /^[A-Za-z0-9_-]*={0,2}$/;
@@ -142,7 +143,7 @@ export function requestOptions(input: {
   timeoutMs: number;
 }): JsonObject {
   return {
-    challenge: Buffer.from(input.challenge.buffer, input.challenge.byteOffset, input.challenge.byteLength).toString('base64url'),
+    challenge: encodeBase64url(input.challenge),
     timeout: input.timeoutMs,
     rpId: input.rpId,
     allowCredentials: input.allow.map((c) => (c.transports.length ? { id: c.id, type: 'public-key', transports: [...c.transports] } : { id: c.id, type: 'public-key' })),

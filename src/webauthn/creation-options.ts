@@ -1,5 +1,6 @@
 import type { PublicKeyCredentialCreationOptionsJSON } from '@simplewebauthn/server';
 import type { Config } from '../config/config.js';
+import { base64url } from './base64url.js';
 import { SUPPORTED_ALGORITHMS } from './relying-party.js';
 
 /** Which kind of authenticator the caller asks the browser for; `undefined` lets the browser offer all. */
@@ -20,11 +21,6 @@ export interface CreationOptionsInput {
   /** The fresh challenge (32 random bytes). */
   challenge: Uint8Array;
   timeoutMs: number;
-}
-
-/** Base64url of bytes, unpadded, as WebAuthn's JSON carries them. */
-function base64url(bytes: Uint8Array): string {
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64url');
 }
 
 /**

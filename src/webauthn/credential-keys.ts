@@ -6,6 +6,7 @@
 import { constants, createPublicKey, type JsonWebKey, type KeyObject } from 'node:crypto';
 import { cose, decodeCredentialPublicKey } from '@simplewebauthn/server/helpers';
 import { LRUCache } from 'lru-cache';
+import { base64url } from './base64url.js';
 // ---------------------------------------------------------------------------------------------
 // Public key cache
 
@@ -103,10 +104,6 @@ const EC_CURVES = new Map<number, { crv: string; size: number }>([
   [3, { crv: 'P-521', size: 66 }],
 ]);
 
-function b64url(bytes: Uint8Array): string {
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64url');
-}
-
 /**
  * COSE key -> KeyObject, for exactly the shapes where SimpleWebAuthn's verify() builds the same key
  * and verification parameters (same JWK through the same Node key import); anything else falls back.
@@ -135,7 +132,7 @@ function parseKey(publicKey: Uint8Array): KeyEntry {
     if (!(x instanceof Uint8Array) || !(y instanceof Uint8Array) || x.length !== curve.size || y.length !== curve.size) {
       return { kind: 'fallback', reason: 'EC2 key coordinates are not byte strings of the curve size' };
     }
-    jwk = { kty: 'EC', crv: curve.crv, x: b64url(x), y: b64url(y) };
+    jwk = { kty: 'EC', crv: curve.crv, x: base64url(x), y: base64url(y) };
     // The hash comes from alg, the r/s size from the curve, as in SimpleWebAuthn (verifyEC2, unwrapEC2Signature).
     make = (key) => ({ kind: 'ecdsa', hash, componentLength: curve.size, options: { key, dsaEncoding: 'ieee-p1363' } });
   } else if (kty === cose.COSEKTY.OKP) {
@@ -143,7 +140,7 @@ function parseKey(publicKey: Uint8Array): KeyEntry {
     if (coseKey.get(cose.COSEKEYS.crv) !== cose.COSECRV.ED25519 || alg !== cose.COSEALG.EdDSA || !(x instanceof Uint8Array) || x.length !== 32) {
       return { kind: 'fallback', reason: 'OKP key that is not a plain Ed25519 EdDSA key' };
     }
-    jwk = { kty: 'OKP', crv: 'Ed25519', x: b64url(x) };
+    jwk = { kty: 'OKP', crv: 'Ed25519', x: base64url(x) };
     make = (key) => ({ kind: 'ed25519', key });
   } else if (kty === cose.COSEKTY.RSA) {
     const n: unknown = coseKey.get(cose.COSEKEYS.n);
@@ -154,7 +151,7 @@ function parseKey(publicKey: Uint8Array): KeyEntry {
     if (!(n instanceof Uint8Array) || !(e instanceof Uint8Array) || n.length === 0 || e.length === 0) {
       return { kind: 'fallback', reason: 'RSA key n/e are not byte strings' };
     }
-    jwk = { kty: 'RSA', n: b64url(n), e: b64url(e) };
+    jwk = { kty: 'RSA', n: base64url(n), e: base64url(e) };
     make = (key) =>
       salt === undefined
         ? { kind: 'rsa', hash, options: { key, padding: constants.RSA_PKCS1_PADDING } }

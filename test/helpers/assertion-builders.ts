@@ -5,6 +5,7 @@
 import { constants, createHash, createPublicKey, generateKeyPairSync, randomBytes, sign, type KeyObject } from 'node:crypto';
 import { verifyRegistrationResponse, type AuthenticationResponseJSON } from '@simplewebauthn/server';
 import { isoBase64URL } from '@simplewebauthn/server/helpers';
+import { detachedKey } from '../../src/auth/key-pairs.js';
 import { expect } from 'vitest';
 import { PasskeydError } from '../../src/errors.js';
 import { verifyAssertionFast, verifyAssertionWith } from '../../src/webauthn/assertion-verifier.js';
@@ -62,10 +63,9 @@ export function cbor(v: Cbor): Buffer {
 }
 export const cose = (entries: [number, Cbor][]): Buffer => cbor(new Map(entries));
 
-/** The key's JWK members, exported from the public key parsed again from DER (see detachedKeyPair: keys here come straight from generateKeyPairSync). */
+/** The key's public JWK members, exported from a detached copy (keys here come straight from generateKeyPairSync: see detachedKeyPair). */
 export function jwkOf(key: KeyObject): { x?: Buffer; y?: Buffer; n?: Buffer; e?: Buffer } {
-  const spki = (key.type === 'public' ? key : createPublicKey(key)).export({ type: 'spki', format: 'der' });
-  const j = createPublicKey({ key: spki, format: 'der', type: 'spki' }).export({ format: 'jwk' });
+  const j = detachedKey(key.type === 'public' ? key : createPublicKey(key)).export({ format: 'jwk' });
   const f = (s: string | undefined) => (s === undefined ? undefined : Buffer.from(s, 'base64url'));
   return { x: f(j.x), y: f(j.y), n: f(j.n), e: f(j.e) };
 }
