@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ownerOf, parseStacks, summarize } from '../bench/perf.js';
+import { formatSummary, ownerOf, parseStacks, summarize } from '../bench/perf.js';
 
 // Eight samples in the shape `perf script -F ip,sym,dso` prints them: innermost frame first, blank lines between.
 const SCRIPT = `
@@ -63,5 +63,13 @@ describe('bench --perf: where the service CPU goes, from perf script', () => {
       { owner: 'serve file:///work/main/dist/src/api/transport/unary-fast-path.js:154:25', share: 2 / 8 },
       { owner: 'mergeBuffer /work/main/node_modules/pg-protocol/dist/parser.js:57:16', share: 1 / 8 },
     ]);
+  });
+
+  it('prints the table under the phase it sampled (--perf-phase), the login phase unless told', () => {
+    const s = summarize(parseStacks(SCRIPT), 2);
+    const [first, , , row] = formatSummary(s, 'registration').split('\n');
+    expect(first).toBe('on-CPU samples of the service in the registration phase (perf, 8 samples):');
+    expect(row).toBe("| passkeyd's own code | 25.0% |");
+    expect(formatSummary(s).split('\n')[0]).toBe('on-CPU samples of the service in the login phase (perf, 8 samples):');
   });
 });
