@@ -8,6 +8,7 @@ import type { Config } from '../config/config.js';
 import { waitLimitMs } from './deadline.js';
 import { withOwnSchemaIntrospection } from './introspector.js';
 import { createPGliteDialect } from './pglite-dialect.js';
+import { type AnswerShape, PreparedQuery } from './prepared-query.js';
 import type { Database } from './schema.js';
 
 /** The open database: PostgreSQL through `pg`, or embedded PGlite. One code path above this. */
@@ -116,8 +117,9 @@ class SturdyClient extends pg.Client {
    */
   override query(config: any, values?: any, callback?: any): any {
     const ms = waitLimitMs(this.guardMs);
-    if (ms === undefined || typeof config?.submit === 'function') return super.query(config, values, callback);
     const cb = typeof values === 'function' ? values : callback;
+    // A submitted query object without a callback is its own answer (events), which nothing here awaits.
+    if (ms === undefined || (typeof config?.submit === 'function' && typeof cb !== 'function')) return super.query(config, values, callback);
     if (ms <= 0) {
       if (typeof cb === 'function') return void process.nextTick(cb, noAnswer());
       return Promise.reject(noAnswer());
@@ -182,17 +184,22 @@ class PreparingClient extends SturdyClient {
   private readonly prepared = new Set<string>();
   /** Statements this connection must not use prepared any more (their plan went stale). */
   private readonly stale = new Set<string>();
+  /** The answer's columns of each statement prepared here, so runs after the first skip Describe (prepared-query.ts). */
+  private readonly shapes = new Map<string, AnswerShape>();
 
   override query(config: any, values?: any, callback?: any): any {
     if (typeof config === 'string' && Array.isArray(values) && values.length > 0 && callback === undefined) {
       const name = statementName(config);
       if (!this.stale.has(name) && (this.prepared.has(name) || this.prepared.size < MAX_PREPARED_PER_CONNECTION)) {
         this.prepared.add(name);
-        return (super.query({ name, text: config, values }) as Promise<pg.QueryResult>).catch((err: { code?: string }) => {
+        return new Promise<pg.QueryResult>((resolve, reject) =>
+          super.query(new PreparedQuery(name, config, values, this.shapes), (err: Error | null, res: pg.QueryResult) => (err ? reject(err) : resolve(res))),
+        ).catch((err: { code?: string }) => {
           // A table changed under a prepared statement (another instance migrated: "cached plan must
           // not change result type"), or the server lost it: from now on run it unprepared here.
           if (err?.code !== '0A000' && err?.code !== '26000') throw err;
           this.stale.add(name);
+          this.shapes.delete(name);
           return super.query(config, values);
         });
       }
@@ -214,6 +221,22 @@ class UnpreparedClient extends SturdyClient {
     }
     return super.query(config, values, callback);
   }
+}
+
+/** Runs one statement with its values bound and answers its rows. */
+export type DirectQuery = (sql: string, parameters: unknown[]) => Promise<unknown[]>;
+
+const directQueries = new WeakMap<Kysely<Database>, DirectQuery>();
+
+/**
+ * How to run a statement on `db` straight on its PostgreSQL pool, without Kysely's executor, or
+ * undefined (PGlite; a transaction, which is another object and must run on its own connection). For
+ * statements compiled once (statement.ts): the executor's connection provider, its connection wrapper
+ * and its result mapping were 2.5% of the service's on-CPU samples in the login bench, for nothing a
+ * compiled statement needs. The pool is the same, so its deadline bounds (boundPoolWaits) apply.
+ */
+export function directQuery(db: Kysely<Database>): DirectQuery | undefined {
+  return directQueries.get(db);
 }
 
 /** Opens the database named by the options: PostgreSQL when a URL is given, PGlite otherwise. */
@@ -241,6 +264,15 @@ export async function openStore(options: StoreOptions): Promise<Store> {
     boundPoolWaits(pool);
     pgPool = pool;
     db = new Kysely<Database>({ dialect: withOwnSchemaIntrospection(new PostgresDialect({ pool })) });
+    directQueries.set(db, async (text, parameters) => {
+      const client = await pool.connect();
+      try {
+        return (await client.query(text, parameters)).rows;
+      } finally {
+        // A client whose connection broke is not queryable any more, and the pool discards it.
+        client.release();
+      }
+    });
   } else {
     kind = 'pglite';
     const dir = options.dataDir ?? './data';

@@ -1,4 +1,5 @@
 import { CompiledQuery, sql, type Compilable, type Kysely, type RawBuilder } from 'kysely';
+import { directQuery } from './db.js';
 import type { Database } from './schema.js';
 import { retryingConflicts } from './transaction.js';
 
@@ -75,12 +76,13 @@ function compiledOf(query: { sql: string; parameters: readonly unknown[] }): Com
   return { sql: query.sql, params: query.parameters.map((p) => (p instanceof Slot ? { key: p.key } : { constant: p })) };
 }
 
-function bind(c: Compiled, values: object): CompiledQuery {
+/** Runs a compiled statement with the run's values: straight on the pool where the store allows it (db.ts), else through Kysely. */
+async function run<R>(db: Kysely<Database>, c: Compiled, values: object): Promise<R[]> {
   const v = values as Record<string, unknown>;
-  return CompiledQuery.raw(
-    c.sql,
-    c.params.map((p) => ('key' in p ? v[p.key] : p.constant)),
-  );
+  const parameters = c.params.map((p) => ('key' in p ? v[p.key] : p.constant));
+  const direct = directQuery(db);
+  if (direct) return (await direct(c.sql, parameters)) as R[];
+  return (await db.executeQuery<R>(CompiledQuery.raw(c.sql, parameters))).rows;
 }
 
 /** What decides a compiled statement's text: a few flags and names (never values). */
@@ -107,7 +109,7 @@ export function compiledStatement<V extends object, R, S extends Shape = Shape>(
       c = compiledOf((built.compile as (db: Kysely<Database>) => CompiledQuery<R>).call(built, db));
       shapes.set(key, c);
     }
-    return (await db.executeQuery<R>(bind(c, values))).rows;
+    return run<R>(db, c, values);
   };
 }
 
@@ -133,7 +135,7 @@ export function compiledSteps<V extends object, R, S extends Shape = Shape>(buil
     }
     const { compiled, refusals: fromBuild } = s;
     return executeSteps(
-      () => db.executeQuery<R>(bind(compiled, values)),
+      async () => ({ rows: await run<R>(db, compiled, values) }),
       (name) => refusals[name] ?? fromBuild.get(name),
     );
   };
