@@ -24,6 +24,8 @@ export interface AnswerShape {
 interface QueryInternals {
   name: string;
   values: unknown[];
+  /** Answer in binary (a client option passkeyd does not set); the description kept was made for the same. */
+  binary: boolean | undefined;
   _result: { fields: unknown[]; _parsers: unknown[]; _prebuiltEmptyResultObject: object };
   _accumulateRows: boolean;
   hasBeenParsed(connection: Connection): boolean;
@@ -80,7 +82,7 @@ export class PreparedQuery extends Query {
       return;
     }
     try {
-      connection.bind({ portal: '', statement: this.name, values: this.values, binary: false, valueMapper: parameterOf });
+      connection.bind({ portal: '', statement: this.name, values: this.values, binary: this.binary === true, valueMapper: parameterOf });
     } catch (err) {
       // A value that cannot be written fails this query alone: nothing was sent but the Sync, whose
       // answer frees the connection. (pg also closes the statement there; this one stays prepared.)
