@@ -109,8 +109,13 @@ describe.skipIf(!existsSync(CHROMIUM))(`CORS in a real browser (${BACKEND})`, ()
   }, 60_000);
   afterAll(() => browser?.close());
 
-  /** Runs fetch calls from a page on `origin` against passkeyd; what the script could read, or the error. */
-  async function fromPage(origin: string, admin: string) {
+  /**
+   * Runs fetch calls from a page on `origin` against passkeyd; what the script could read, or the error.
+   * `corsRefusals`: how many CORS refusals the browser's network log should report. Its events travel
+   * apart from the script's result and can come after it (the last request's did, in one CI run), so
+   * the page stays open until that many arrived or 5 s passed.
+   */
+  async function fromPage(origin: string, admin: string, corsRefusals = 0) {
     const page = await browser.newPage();
     // Why each request failed, as the browser's network log says: a CORS refusal carries a
     // corsErrorStatus, a server that never answered does not.
@@ -161,6 +166,7 @@ describe.skipIf(!existsSync(CHROMIUM))(`CORS in a real browser (${BACKEND})`, ()
         },
         { api: srv.url, admin },
       );
+      for (const until = Date.now() + 5000; corsFailures.length < corsRefusals && Date.now() < until; ) await new Promise((r) => setTimeout(r, 20));
       return Object.assign(outcomes, { corsFailures });
     } finally {
       await page.close();
@@ -183,7 +189,7 @@ describe.skipIf(!existsSync(CHROMIUM))(`CORS in a real browser (${BACKEND})`, ()
 
   it('another origin is blocked by the browser on every path', async () => {
     const admin = await srv.adminToken();
-    const { corsFailures, ...r } = await fromPage(otherPage.origin, admin);
+    const { corsFailures, ...r } = await fromPage(otherPage.origin, admin, 7);
     for (const [name, outcome] of Object.entries(r)) expect(outcome, name).toMatchObject({ error: expect.stringMatching(/Failed to fetch/) });
     // Each of the 7 requests (the rate-limited call is made twice) was refused by CORS, not lost:
     // a server that never answered would fail the fetches without a CORS error status.
