@@ -1,8 +1,10 @@
 import { sql } from 'kysely';
 import { afterAll, describe, expect, it } from 'vitest';
 import { openStore, type Store } from '../src/store/db.js';
+import { withDeadline } from '../src/store/deadline.js';
 import { compiledStatement } from '../src/store/statement.js';
 import { BACKEND, createSchema, TEST_DATABASE_URL } from './helpers/server.js';
+import { startTcpProxy } from './helpers/tcp-proxy.js';
 
 const opened: Store[] = [];
 afterAll(async () => {
@@ -78,6 +80,42 @@ describe.skipIf(BACKEND !== 'postgres')('prepared statements answered without De
     expect(descriptions()).toBe(1);
     const { rows } = await sql<{ n: number }>`select count(*)::int as n from pg_prepared_statements`.execute(store.db);
     expect(rows[0]!.n).toBe(1);
+  });
+
+  it('a run without Describe is bounded by the deadline: a silent server gives the connection up instead of waiting', async () => {
+    const target = new URL(TEST_DATABASE_URL!);
+    const proxy = await startTcpProxy(target.hostname, Number(target.port || 5432));
+    try {
+      const url = new URL(TEST_DATABASE_URL!);
+      url.port = String(proxy.port);
+      const { schema } = await createSchema(TEST_DATABASE_URL!);
+      const store = await openStore({ databaseUrl: url.toString(), schema, poolSize: 1 });
+      opened.push(store);
+      const v = { n: 1, at: new Date(), bytes: Buffer.from([1]), doc: '{}', list: [] };
+      await echo(store.db, v);
+      await echo(store.db, v); // described and prepared: this statement now runs as Bind, Execute, Sync
+      proxy.blackhole();
+      const start = Date.now();
+      await expect(withDeadline(300, () => echo(store.db, v))).rejects.toMatchObject({ code: 'ETIMEDOUT' });
+      expect(Date.now() - start).toBeLessThan(2000);
+      proxy.heal();
+      // The connection given up is replaced: the statement is prepared (and described) again on the new one.
+      expect((await echo(store.db, { ...v, n: 9 }))[0]!.n).toBe(9);
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  it("inside a transaction a compiled statement runs on the transaction's connection (through Kysely)", async () => {
+    const { store } = await oneConnection();
+    await sql`create temporary table seen (id int primary key)`.execute(store.db);
+    const count = compiledStatement<{ min: number }, { n: number }>((v) => sql<{ n: number }>`select count(*)::int as n from seen where id >= ${v.min}::int`);
+    const inside = await store.db.transaction().execute(async (trx) => {
+      await sql`insert into seen values (1), (2)`.execute(trx);
+      return (await count(trx, { min: 0 }))[0]!.n;
+    });
+    // Another connection would not see the uncommitted rows (and with one connection in the pool, would wait for ever).
+    expect(inside).toBe(2);
   });
 
   it('an error the statement raises after the first run reaches the caller, and the next run works', async () => {
