@@ -11,6 +11,7 @@ import { replaceChallenge } from '../store/sessions.js';
 import { inTransaction } from '../store/transaction.js';
 import { newId, randomBytesPooled } from '../ids.js';
 import { requestOptions } from '../webauthn/authentication-response.js';
+import { base64url } from '../webauthn/base64url.js';
 import { resolveRpId } from '../webauthn/relying-party.js';
 import { defaultOrgId } from './bootstrap.js';
 import { event } from './events.js';
@@ -105,7 +106,7 @@ export function createLogin({ db, config, tokens }: LoginDeps): Login {
   /** The user's READY passkeys for an RP ID, or pseudo ones when there are none (or no such user). */
   async function allowList(rpId: string, lookup: LoginLookup): Promise<CredentialDescriptor[]> {
     const [found, digest] = await Promise.all([findAllowList(db, rpId, lookup), pseudo.digest(lookup)]);
-    const allow = found.credentials.map((c) => ({ id: Buffer.from(c.id).toString('base64url'), transports: c.transports }));
+    const allow = found.credentials.map((c) => ({ id: base64url(c.id), transports: c.transports }));
     return allow.length ? allow : pseudo.derive(rpId, digest);
   }
 
@@ -176,7 +177,7 @@ export function createLogin({ db, config, tokens }: LoginDeps): Login {
         // No passkey for this name and RP ID (or no such user): stand-in credentials, the same every time.
         const allow: CredentialDescriptor[] = opened.credentials.length
           ? opened.credentials.map((c) => {
-              const id = Buffer.from(c.id).toString('base64url');
+              const id = base64url(c.id);
               if (c.publicKey && !known.has(id)) known.set(id, { passkeyId: c.passkeyId, userId: opened.userId!, orgId: opened.orgId!, rpId, publicKey: c.publicKey });
               return { id, transports: c.transports };
             })
