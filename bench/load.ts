@@ -245,16 +245,28 @@ async function main(p: LoadParams): Promise<void> {
     // idle connections (after 10 s): warm it again, as the closed-loop phases were, so the phase
     // measures a steady rate rather than reconnecting (and re-preparing statements on each connection).
     await drive(p.concurrency, Math.min(3, p.warmupSeconds), closedLoop(t.sessions));
+    // Each arrival takes a user who is not mid-login (one authenticator's logins must not race on its
+    // counter). When every user is mid-login (the server stalled with that many logins in flight), the
+    // arrival waits for the next user to finish: the wait counts in its latency, from its due time.
     const free = registered.map((_, i) => i);
+    const waiting: ((i: number) => void)[] = [];
+    const takeUser = (): Promise<number> => {
+      const i = free.pop();
+      return i === undefined ? new Promise((resolve) => waiting.push(resolve)) : Promise.resolve(i);
+    };
+    const giveBack = (i: number) => {
+      const next = waiting.shift();
+      if (next) next(i);
+      else free.unshift(i);
+    };
     let k = 0;
     await ask({ type: 'phase-start', phase });
     const r = await openLoop(rate, p.openSeconds, async () => {
-      const i = free.pop();
-      if (i === undefined) throw new Error('every user is mid-login: the open-loop rate is above what the users can sustain');
+      const i = await takeUser();
       try {
         await login(t.sessions[k++ % t.sessions.length]!, registered[i]!, p.origin);
       } finally {
-        free.unshift(i);
+        giveBack(i);
       }
     });
     await ask({ type: 'phase-end', phase, ops: r.latencies.length });
