@@ -241,9 +241,9 @@ async function main(p: LoadParams): Promise<void> {
   const openTargets = [...targets, ...(nullServer ? [{ phase: 'null' as const, sessions: nullServer }] : [])];
   for (const t of openTargets) {
     const phase = t.phase === 'login' ? 'open-loop' : `open-loop-${t.phase}`;
-    // Each server sat idle while the other was measured, long enough for its database pool to close
-    // idle connections (after 10 s): warm it again, as the closed-loop phases were, so the phase
-    // measures a steady rate rather than reconnecting (and re-preparing statements on each connection).
+    // Each server sat idle while the others were measured: warm it again, as the closed-loop phases
+    // were, so the phase measures a steady rate. (The servers keep their idle database connections in
+    // the bench: see run.ts.)
     await drive(p.concurrency, Math.min(3, p.warmupSeconds), closedLoop(t.sessions));
     // Each arrival takes a user who is not mid-login (one authenticator's logins must not race on its
     // counter). When every user is mid-login (the server stalled with that many logins in flight), the

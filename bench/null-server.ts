@@ -16,7 +16,8 @@ import { runComparisonServer } from './comparison-server.js';
 
 const schema = process.env.PASSKEYD_DATABASE_SCHEMA ?? 'public';
 const rpId = process.env.RP_ID ?? 'localhost';
-const pool = new pg.Pool({ connectionString: process.env.DATABASE_URL, max: 10, options: `-c search_path=${schema}` });
+// Idle connections stay open for the run, as passkeyd's do in the bench (see run.ts).
+const pool = new pg.Pool({ connectionString: process.env.DATABASE_URL, max: 10, idleTimeoutMillis: 0, options: `-c search_path=${schema}` });
 
 const CREATE = '/passkeyd.session.v2.SessionService/CreateSession';
 const SET = '/passkeyd.session.v2.SessionService/SetSession';

@@ -89,6 +89,10 @@ async function main() {
     // One load generator is one client address: lift the anonymous-endpoint limits for the run.
     PASSKEYD_RATE_LIMIT: '1000000000',
     PASSKEYD_WORKERS: flags.workers ?? '0',
+    // Each server keeps its idle database connections for the whole run (so do the baseline and null
+    // servers): the servers take turns, and one closing its idle pool 10 s after its turn (ten
+    // PostgreSQL backends exiting at once) stalled the next one's open-loop phase in its 7th second.
+    PASSKEYD_DATABASE_IDLE_TIMEOUT: '0',
     ...(embedded ? { PASSKEYD_DATA_DIR: dataDir } : { DATABASE_URL: databaseUrl, PASSKEYD_DATABASE_SCHEMA: schema }),
   };
   delete (embedded ? env : {}).DATABASE_URL;

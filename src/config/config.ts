@@ -11,6 +11,8 @@ export interface Config {
   databaseConnectTimeoutSeconds: number;
   /** PostgreSQL's statement_timeout for passkeyd's sessions; 0 = none. */
   databaseStatementTimeoutSeconds: number;
+  /** How long an idle PostgreSQL connection stays open; 0: until the process ends. */
+  databaseIdleTimeoutSeconds: number;
   /** A call's deadline when the client sends none (grpc-timeout, connect-timeout-ms). */
   callTimeoutSeconds: number;
   /** How long /readyz and the gRPC health check wait for the database before saying it is not ready. */
@@ -150,6 +152,13 @@ export const settings: Setting<keyof Config>[] = [
     parse: durationOrOff,
     doc: "PostgreSQL's statement_timeout for passkeyd's connections (0 = none); a query unanswered 1s longer gives up its connection",
   },
+  {
+    key: 'databaseIdleTimeoutSeconds',
+    env: 'PASSKEYD_DATABASE_IDLE_TIMEOUT',
+    flag: 'database-idle-timeout',
+    parse: durationOrOff,
+    doc: 'how long a PostgreSQL connection may sit idle in the pool before it is closed (0 = kept open)',
+  },
   { key: 'dataDir', env: 'PASSKEYD_DATA_DIR', flag: 'data-dir', parse: str, doc: 'PGlite data directory' },
   { key: 'rpIds', env: 'PASSKEYD_RP_ID', flag: 'rp-id', parse: list, doc: 'WebAuthn relying-party id(s), comma-separated, first is default' },
   { key: 'rpName', env: 'PASSKEYD_RP_NAME', flag: 'rp-name', parse: str, doc: 'relying-party display name' },
@@ -287,6 +296,7 @@ const defaults: Config = {
   databasePreparedStatements: true,
   databaseConnectTimeoutSeconds: 5,
   databaseStatementTimeoutSeconds: 10,
+  databaseIdleTimeoutSeconds: 10,
   callTimeoutSeconds: 10,
   readinessTimeoutSeconds: 0.8,
   dataDir: './data',

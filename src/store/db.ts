@@ -37,6 +37,8 @@ export interface StoreOptions {
   connectTimeoutMs?: number;
   /** PostgreSQL's `statement_timeout` for passkeyd's sessions; 0 or unset: none. */
   statementTimeoutMs?: number;
+  /** How long a connection may sit idle in the pool before it is closed (default 10 s); 0: kept open. */
+  idleTimeoutMs?: number;
 }
 
 /** The store options the configuration gives. */
@@ -48,6 +50,7 @@ export function storeOptions(config: Config): StoreOptions {
     preparedStatements: config.databasePreparedStatements,
     connectTimeoutMs: Math.round(config.databaseConnectTimeoutSeconds * 1000),
     statementTimeoutMs: Math.round(config.databaseStatementTimeoutSeconds * 1000),
+    idleTimeoutMs: Math.round(config.databaseIdleTimeoutSeconds * 1000),
   };
 }
 
@@ -252,6 +255,7 @@ export async function openStore(options: StoreOptions): Promise<Store> {
       connectionString: options.databaseUrl,
       max: options.poolSize ?? 10,
       connectionTimeoutMillis: options.connectTimeoutMs ?? 5000,
+      idleTimeoutMillis: options.idleTimeoutMs ?? 10_000,
       ...(options.statementTimeoutMs ? { statement_timeout: options.statementTimeoutMs, guardMs: options.statementTimeoutMs + GUARD_MARGIN_MS } : {}),
       ...(options.schema ? { options: `-c search_path="${options.schema}"` } : {}),
       types: {
