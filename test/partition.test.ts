@@ -29,10 +29,12 @@ describe.skipIf(!TEST_DATABASE_URL)('a silent partition from PostgreSQL', () => 
   it('fails calls with UNAVAILABLE/DEADLINE_EXCEEDED in bounded time, readyz 503 within a second, and recovers after it heals', async () => {
     // A short default deadline keeps the test quick; the client's own deadline wins where it sends one.
     const srv = await startServerBehindProxy({ 'call-timeout': '2s', 'database-connect-timeout': '1s' });
-    const never = AbortSignal.timeout(30_000);
+    // A signal per call: one shared by the 12 concurrent calls below collects more abort listeners than
+    // Node's warning limit (MaxListenersExceededWarning).
+    const never = () => AbortSignal.timeout(30_000);
     try {
       const token = await srv.adminToken();
-      const call = (protocol: Protocol, timeoutMs?: number) => codeOf(clientFor(UserService, protocol, srv.url).listUsers({}, { ...bearer(token), timeoutMs, signal: never }));
+      const call = (protocol: Protocol, timeoutMs?: number) => codeOf(clientFor(UserService, protocol, srv.url).listUsers({}, { ...bearer(token), timeoutMs, signal: never() }));
       const readyz = async () => (await fetch(`${srv.url}/readyz`, { signal: AbortSignal.timeout(30_000) })).status;
       for (const p of ['grpc', 'grpc-web', 'connect'] as const) expect(await call(p)).toBe('ok');
       expect(await readyz()).toBe(200);
@@ -42,7 +44,7 @@ describe.skipIf(!TEST_DATABASE_URL)('a silent partition from PostgreSQL', () => 
       const ready = await timed(readyz());
       expect(ready.value).toBe(503);
       expect(ready.ms).toBeLessThan(1000);
-      const health = await timed(clientFor(Health, 'grpc', srv.url).check({}, { signal: never }));
+      const health = await timed(clientFor(Health, 'grpc', srv.url).check({}, { signal: never() }));
       expect(health.value.status).toBe(HealthCheckResponse_ServingStatus.NOT_SERVING);
       expect(health.ms).toBeLessThan(1000);
 
@@ -56,7 +58,7 @@ describe.skipIf(!TEST_DATABASE_URL)('a silent partition from PostgreSQL', () => 
       const many = await timed(Promise.all(Array.from({ length: 12 }, (_, i) => call((['grpc', 'grpc-web', 'connect'] as const)[i % 3]!))));
       for (const code of many.value) expect([Code.Unavailable, Code.DeadlineExceeded]).toContain(code);
       expect(many.ms).toBeLessThan(2000 + 3000);
-      const rest = await timed(fetch(`${srv.url}/v2/users`, { method: 'POST', headers: bearer(token).headers, body: '{}', signal: never }));
+      const rest = await timed(fetch(`${srv.url}/v2/users`, { method: 'POST', headers: bearer(token).headers, body: '{}', signal: never() }));
       expect([503, 504]).toContain(rest.value.status);
       expect(rest.ms).toBeLessThan(2000 + 3000);
       expect((await timed(readyz())).ms).toBeLessThan(1000);
