@@ -19,7 +19,7 @@
  */
 import { type ChildProcess, execFileSync, fork, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -27,7 +27,7 @@ import pg from 'pg';
 import { parseArgs } from '../src/cli/args.js';
 import { treeCpuSeconds } from './cpu.js';
 import { measureFloor } from './floor.js';
-import { formatSummary, readStacks, startPerf, stopPerf, summarize, type PerfSummary } from './perf.js';
+import { formatSummary, latestPerfMap, readStacks, startPerf, stopPerf, summarize, type PerfSummary } from './perf.js';
 import { startFlags } from './start-flags.js';
 import type { LoadParams, OpenLoopStats, PhaseStats } from './load.js';
 
@@ -116,6 +116,8 @@ async function main() {
   const perfFile = 'bench/results/perf.data';
   let perfRecording: ChildProcess | undefined;
   let perfSummary: PerfSummary | undefined;
+  let perfMap: string | undefined;
+  const readPerfMap = (pid: number) => (existsSync(`/tmp/perf-${pid}.map`) ? readFileSync(`/tmp/perf-${pid}.map`, 'utf8') : undefined);
   const server = spawn(process.execPath, [...nodeArgs, 'bin/passkeyd.js', 'serve'], { env, stdio: ['ignore', 'ignore', 'inherit'] });
   let result: LoadResult | undefined;
   let baselineServer: ChildProcess | undefined;
@@ -164,7 +166,11 @@ async function main() {
           for (const k of ['service', 'database', 'load'] as const) s[k] += now[k] - marks[m.phase]![k];
           s.ops += m.ops;
           if (m.phase === perfPhase && perfRecording) {
-            stopPerf(perfRecording).then(() => load.send({ ack: m.type }), reject);
+            stopPerf(perfRecording).then(() => {
+              // The map as the sampled phase left it: code made after it cannot take the phase's addresses.
+              perfMap = readPerfMap(server.pid!);
+              load.send({ ack: m.type });
+            }, reject);
             return;
           }
           load.send({ ack: m.type });
@@ -188,6 +194,8 @@ async function main() {
     server.kill('SIGTERM');
     await new Promise((r) => server.once('exit', r));
     if (perfRecording) {
+      const map = perfMap ?? readPerfMap(server.pid!);
+      if (map !== undefined) writeFileSync(`/tmp/perf-${server.pid}.map`, latestPerfMap(map));
       perfSummary = summarize(readStacks(perfFile));
       // The JavaScript frames' map, and the log V8 writes beside it into the working directory.
       rmSync(`/tmp/perf-${server.pid}.map`, { force: true });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { formatSummary, ownerOf, parseStacks, summarize } from '../bench/perf.js';
+import { formatSummary, latestPerfMap, ownerOf, parseStacks, summarize } from '../bench/perf.js';
 
 // Eight samples in the shape `perf script -F ip,sym,dso` prints them: innermost frame first, blank lines between.
 const SCRIPT = `
@@ -71,5 +71,31 @@ describe('bench --perf: where the service CPU goes, from perf script', () => {
     expect(first).toBe('on-CPU samples of the service in the registration phase (perf, 8 samples):');
     expect(row).toBe("| passkeyd's own code | 25.0% |");
     expect(formatSummary(s).split('\n')[0]).toBe('on-CPU samples of the service in the login phase (perf, 8 samples):');
+  });
+});
+
+describe('latestPerfMap', () => {
+  it('keeps the later of two entries that overlap, and every entry that overlaps none', () => {
+    const map = [
+      '1000 200 JS:*parseSource node:internal/deps/cjs-module-lexer/lexer:85:22', // start-up code, collected later
+      '2000 10 Builtin:A',
+      '1080 40 JS:*parse node_modules/pg-protocol/dist/parser.js:26:10', // new code inside the old range
+      '1100 100 JS:*serve dist/src/api/transport/unary-fast-path.js:154:25', // and more, touching the first
+      '3000 8 JS:~serve dist/src/api/transport/unary-fast-path.js:154:25',
+      '2008 10 JS:*late', // overlaps Builtin:A's last bytes
+      'not a map line',
+      '',
+    ].join('\n');
+    expect(latestPerfMap(map).split('\n')).toEqual([
+      '1080 40 JS:*parse node_modules/pg-protocol/dist/parser.js:26:10',
+      '1100 100 JS:*serve dist/src/api/transport/unary-fast-path.js:154:25',
+      '2008 10 JS:*late',
+      '3000 8 JS:~serve dist/src/api/transport/unary-fast-path.js:154:25',
+      '',
+    ]);
+  });
+
+  it('keeps entries that only touch (one ends where the next starts)', () => {
+    expect(latestPerfMap('10 10 a\n20 10 b\n')).toBe('10 10 a\n20 10 b\n');
   });
 });
