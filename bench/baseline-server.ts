@@ -15,14 +15,11 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import http from 'node:http';
 import { generateAuthenticationOptions, verifyAuthenticationResponse } from '@simplewebauthn/server';
 import { generateKeyPair, SignJWT } from 'jose';
-import pg from 'pg';
-import { runComparisonServer } from './comparison-server.js';
+import { comparisonPool, runComparisonServer } from './comparison-server.js';
 
-const schema = process.env.PASSKEYD_DATABASE_SCHEMA ?? 'public';
 const origin = process.env.ORIGIN ?? 'http://localhost:8080';
 const rpID = process.env.RP_ID ?? 'localhost';
-// Idle connections stay open for the run, as passkeyd's do in the bench (see run.ts).
-const pool = new pg.Pool({ connectionString: process.env.DATABASE_URL, max: 10, idleTimeoutMillis: 0, options: `-c search_path=${schema}` });
+const pool = comparisonPool();
 
 const CREATE = '/passkeyd.session.v2.SessionService/CreateSession';
 const SET = '/passkeyd.session.v2.SessionService/SetSession';

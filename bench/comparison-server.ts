@@ -1,5 +1,5 @@
 import type http from 'node:http';
-import type pg from 'pg';
+import pg from 'pg';
 
 /**
  * How the bench's comparison servers (bench/baseline-server.ts, bench/null-server.ts) start and stop:
@@ -20,4 +20,14 @@ export function runComparisonServer(server: http.Server, pool: pg.Pool, setUp: (
     server.close(() => void pool.end().then(() => process.exit(0)));
     server.closeAllConnections();
   });
+}
+
+/**
+ * A comparison server's database pool: ten connections to DATABASE_URL in the bench's schema, kept open
+ * for the run even when idle, as passkeyd's are in the bench (see run.ts: the servers take turns, and a
+ * pool closing its idle connections stalled the next server's open-loop phase).
+ */
+export function comparisonPool(): pg.Pool {
+  const schema = process.env.PASSKEYD_DATABASE_SCHEMA ?? 'public';
+  return new pg.Pool({ connectionString: process.env.DATABASE_URL, max: 10, idleTimeoutMillis: 0, options: `-c search_path=${schema}` });
 }

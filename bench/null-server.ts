@@ -11,13 +11,10 @@
  */
 import { randomBytes } from 'node:crypto';
 import http from 'node:http';
-import pg from 'pg';
-import { runComparisonServer } from './comparison-server.js';
+import { comparisonPool, runComparisonServer } from './comparison-server.js';
 
-const schema = process.env.PASSKEYD_DATABASE_SCHEMA ?? 'public';
 const rpId = process.env.RP_ID ?? 'localhost';
-// Idle connections stay open for the run, as passkeyd's do in the bench (see run.ts).
-const pool = new pg.Pool({ connectionString: process.env.DATABASE_URL, max: 10, idleTimeoutMillis: 0, options: `-c search_path=${schema}` });
+const pool = comparisonPool();
 
 const CREATE = '/passkeyd.session.v2.SessionService/CreateSession';
 const SET = '/passkeyd.session.v2.SessionService/SetSession';

@@ -34,13 +34,14 @@ export async function stopPerf(child: ChildProcess): Promise<void> {
  * earlier one that overlaps it is dropped.
  */
 export function latestPerfMap(text: string): string {
-  const entries: { start: bigint; end: bigint; line: string }[] = [];
+  // Addresses are 47 bits at most: exact as numbers.
+  const entries: { start: number; end: number; line: string }[] = [];
   for (const line of text.split('\n')) {
     const m = /^([0-9a-f]+) ([0-9a-f]+) /.exec(line);
-    if (m) entries.push({ start: BigInt(`0x${m[1]}`), end: BigInt(`0x${m[1]}`) + BigInt(`0x${m[2]}`), line });
+    if (m) entries.push({ start: parseInt(m[1]!, 16), end: parseInt(m[1]!, 16) + parseInt(m[2]!, 16), line });
   }
   // Latest first, each kept unless it overlaps one kept already (kept: sorted by start, never overlapping).
-  const kept: { start: bigint; end: bigint; line: string }[] = [];
+  const kept: typeof entries = [];
   for (let i = entries.length - 1; i >= 0; i--) {
     const e = entries[i]!;
     let lo = 0;

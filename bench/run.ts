@@ -117,8 +117,10 @@ async function main() {
   let perfRecording: ChildProcess | undefined;
   let perfSummary: PerfSummary | undefined;
   let perfMap: string | undefined;
-  const readPerfMap = (pid: number) => (existsSync(`/tmp/perf-${pid}.map`) ? readFileSync(`/tmp/perf-${pid}.map`, 'utf8') : undefined);
   const server = spawn(process.execPath, [...nodeArgs, 'bin/passkeyd.js', 'serve'], { env, stdio: ['ignore', 'ignore', 'inherit'] });
+  // Where V8 names the server's JavaScript code for perf (--perf-basic-prof).
+  const perfMapFile = `/tmp/perf-${server.pid}.map`;
+  const readPerfMap = () => (existsSync(perfMapFile) ? readFileSync(perfMapFile, 'utf8') : undefined);
   let result: LoadResult | undefined;
   let baselineServer: ChildProcess | undefined;
   let nullServer: ChildProcess | undefined;
@@ -168,7 +170,7 @@ async function main() {
           if (m.phase === perfPhase && perfRecording) {
             stopPerf(perfRecording).then(() => {
               // The map as the sampled phase left it: code made after it cannot take the phase's addresses.
-              perfMap = readPerfMap(server.pid!);
+              perfMap = readPerfMap();
               load.send({ ack: m.type });
             }, reject);
             return;
@@ -194,11 +196,11 @@ async function main() {
     server.kill('SIGTERM');
     await new Promise((r) => server.once('exit', r));
     if (perfRecording) {
-      const map = perfMap ?? readPerfMap(server.pid!);
-      if (map !== undefined) writeFileSync(`/tmp/perf-${server.pid}.map`, latestPerfMap(map));
+      const map = perfMap ?? readPerfMap();
+      if (map !== undefined) writeFileSync(perfMapFile, latestPerfMap(map));
       perfSummary = summarize(readStacks(perfFile));
       // The JavaScript frames' map, and the log V8 writes beside it into the working directory.
-      rmSync(`/tmp/perf-${server.pid}.map`, { force: true });
+      rmSync(perfMapFile, { force: true });
       for (const f of readdirSync('.')) if (new RegExp(`^isolate-0x[0-9a-f]+-${server.pid}-v8\\.log$`).test(f)) rmSync(f, { force: true });
     }
     if (dataDir) rmSync(dataDir, { recursive: true, force: true });
