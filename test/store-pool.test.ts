@@ -38,6 +38,8 @@ describe.skipIf(BACKEND !== 'postgres')('the pool on PostgreSQL', () => {
     const { schema } = await createSchema(TEST_DATABASE_URL!);
     const store = await openStore({ databaseUrl: TEST_DATABASE_URL, schema, poolSize: 1, idleTimeoutMs });
     opened.push(store);
+    // 0 and pg-pool's own default (10 s) both keep the connection past 800 ms: the pool itself must hold 0.
+    expect(store.pgPool!.options.idleTimeoutMillis).toBe(idleTimeoutMs);
     const { rows } = await sql<{ pid: number }>`select pg_backend_pid() as pid`.execute(store.db);
     const pid = rows[0]!.pid;
     expect(await backendAlive(pid)).toBe(true);
