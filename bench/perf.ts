@@ -8,14 +8,30 @@ import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
  * `--perf-basic-prof`, so perf can name its JavaScript frames.
  */
 
-/** Starts perf on a process; the profile lands in `out`. Throws a clear error when perf is missing. */
-export function startPerf(pid: number, out: string): ChildProcess {
+function requirePerf(): void {
   try {
     execFileSync('perf', ['--version'], { stdio: 'ignore' });
   } catch {
-    throw new Error('--perf needs Linux perf on the PATH (Debian: apt-get install linux-perf)');
+    throw new Error('--perf and --perf-database need Linux perf on the PATH (Debian: apt-get install linux-perf)');
   }
+}
+
+/** Starts perf on a process; the profile lands in `out`. Throws a clear error when perf is missing. */
+export function startPerf(pid: number, out: string): ChildProcess {
+  requirePerf();
   return spawn('perf', ['record', '-e', 'cpu-clock', '-F', '999', '-g', '-p', String(pid), '-o', out], { stdio: ['ignore', 'ignore', 'ignore'] });
+}
+
+/**
+ * Starts perf on PostgreSQL's processes (the bench's database on this machine). PostgreSQL is built
+ * without frame pointers, so perf unwinds its stacks from a copy of each sample's stack with the
+ * binary's unwind tables (`--call-graph dwarf`): heavier to record, so at half the service's rate.
+ */
+export function startDatabasePerf(pids: number[], out: string): ChildProcess {
+  requirePerf();
+  return spawn('perf', ['record', '-e', 'cpu-clock', '-F', '499', '--call-graph', 'dwarf,16384', '-p', pids.join(','), '-o', out], {
+    stdio: ['ignore', 'ignore', 'ignore'],
+  });
 }
 
 /** Stops perf and waits until it has written its file. */
@@ -124,13 +140,13 @@ export interface PerfSummary {
   top: { owner: string; share: number }[];
 }
 
-export function summarize(stacks: Frame[][], topN = 15): PerfSummary {
+/** Shares of the samples by part and by the function each is charged to (`classify` tells both). */
+function tally(stacks: Frame[][], topN: number, classify: (stack: Frame[]) => { part: string; owner: string }): PerfSummary {
   const parts = new Map<string, number>();
   const owners = new Map<string, number>();
   for (const stack of stacks) {
-    const owner = ownerOf(stack);
+    const { part, owner } = classify(stack);
     owners.set(owner, (owners.get(owner) ?? 0) + 1);
-    const part = PARTS.find(([, test]) => test(owner))?.[0] ?? 'other JavaScript (Node, libraries)';
     parts.set(part, (parts.get(part) ?? 0) + 1);
   }
   const n = Math.max(1, stacks.length);
@@ -144,12 +160,69 @@ export function summarize(stacks: Frame[][], topN = 15): PerfSummary {
   };
 }
 
-/** The summary as the bench prints it. */
-export function formatSummary(s: PerfSummary, phase = 'login'): string {
+export function summarize(stacks: Frame[][], topN = 15): PerfSummary {
+  return tally(stacks, topN, (stack) => {
+    const owner = ownerOf(stack);
+    return { owner, part: PARTS.find(([, test]) => test(owner))?.[0] ?? 'other JavaScript (Node, libraries)' };
+  });
+}
+
+/** A summary as the bench prints it: the parts' table, then the functions. */
+function formatTable(s: PerfSummary, title: string, functions: string, name: (owner: string) => string): string {
   const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
-  const lines = [`on-CPU samples of the service in the ${phase} phase (perf, ${s.samples} samples):`, '| part | share |', '|---|---|'];
+  const lines = [`${title} (perf, ${s.samples} samples):`, '| part | share |', '|---|---|'];
   for (const p of s.parts) lines.push(`| ${p.part} | ${pct(p.share)} |`);
-  lines.push('functions with the most samples:');
-  for (const t of s.top) lines.push(`  ${pct(t.share).padStart(6)} ${t.owner.replace(/file:\/\/\S*?\/(node_modules|dist|src)\//, '$1/').slice(0, 140)}`);
+  lines.push(`${functions}:`);
+  for (const t of s.top) lines.push(`  ${pct(t.share).padStart(6)} ${name(t.owner).slice(0, 140)}`);
   return lines.join('\n');
+}
+
+/** The service's summary as the bench prints it. */
+export function formatSummary(s: PerfSummary, phase = 'login'): string {
+  return formatTable(s, `on-CPU samples of the service in the ${phase} phase`, 'functions with the most samples', (o) =>
+    o.replace(/file:\/\/\S*?\/(node_modules|dist|src)\//, '$1/'),
+  );
+}
+
+/**
+ * The parts of PostgreSQL's work, each named by the functions that mark it (PostgreSQL 15's names; its
+ * static functions show as `[unknown]`). A sample belongs to the innermost frame that names a part: a
+ * WAL flush inside the executor (a dirty page written out) is the flush's, and a palloc inside
+ * ExecInitNode is the executor start's. Background processes go by the main function outside it all.
+ */
+const DATABASE_PARTS: [string, RegExp][] = [
+  ['commit: WAL flush (write, fdatasync, waiting for the WAL lock)', /^(XLogFlush|XLogWrite|issue_xlog_fsync)$/],
+  ['transaction start and commit, other than the WAL flush', /^(CommitTransactionCommand|StartTransactionCommand|AbortCurrentTransaction)$/],
+  ['executor start (each run sets up its plan: relations, indexes, expressions)', /^(standard_ExecutorStart|ExecInitNode|PortalStart)$/],
+  ['executor run (scans, rows and index entries written, triggers)', /^(standard_ExecutorRun|standard_ExecutorFinish|ExecutePlan)$/],
+  ['executor end', /^(standard_ExecutorEnd|PortalDrop|FreeExecutorState)$/],
+  ["bind: the parameters' values read from their text (timestamps, arrays, JSON)", /^(OidInputFunctionCall|OidReceiveFunctionCall|getTypeInputInfo|getTypeBinaryInputInfo)$/],
+  ['plan cache (checking and choosing the prepared plan)', /^(GetCachedPlan|RevalidateCachedQuery|pg_plan_queries|pg_analyze_and_rewrite_fixedparams|raw_parser)$/],
+  ["reading the client's messages", /^(pq_getbyte|pq_getmessage|pq_getbytes|secure_read)$/],
+  ['sending answers (rows written as text, the socket)', /^(secure_write|socket_flush|internal_flush|printtup|OutputFunctionCall|SendRowDescriptionMessage)$/],
+];
+
+const DATABASE_BACKGROUND = /^(WalWriterMain|CheckpointerMain|BackgroundWriterMain|AuxiliaryProcessMain|AutoVacWorkerMain|AutoVacLauncherMain|do_autovacuum|PgArchiverMain)$/;
+
+/** The part of PostgreSQL's work a sample belongs to (see DATABASE_PARTS). */
+export function databasePartOf(stack: Frame[]): string {
+  if (stack.some((f) => DATABASE_BACKGROUND.test(f.symbol))) return 'background processes (WAL writer, checkpointer, autovacuum)';
+  for (const f of stack) {
+    const part = DATABASE_PARTS.find(([, names]) => names.test(f.symbol));
+    if (part) return part[0];
+  }
+  return 'other (the backend between messages, locks, catalog caches)';
+}
+
+/** PostgreSQL's samples by part, and the functions that ran (innermost named frame) with the most. */
+export function summarizeDatabase(stacks: Frame[][], topN = 10): PerfSummary {
+  return tally(stacks, topN, (stack) => {
+    const named = stack.find((f) => f.symbol !== '[unknown]');
+    return { part: databasePartOf(stack), owner: named ? (named.dso.includes('kernel') ? `[kernel] ${named.symbol}` : named.symbol) : '[unknown]' };
+  });
+}
+
+/** The database's summary as the bench prints it. */
+export function formatDatabaseSummary(s: PerfSummary, phase = 'login'): string {
+  return formatTable(s, `on-CPU samples of PostgreSQL in the ${phase} phase`, 'functions with the most samples (innermost named frame)', (o) => o);
 }

@@ -6,7 +6,7 @@
  *
  *   npm run bench -- [--pglite] [--protocol grpc|connect] [--client lean|connect] [--concurrency 64] [--duration 20] [--warmup 5]
  *                    [--users 500] [--registration-duration 10] [--registration-concurrency 16] [--workers 0]
- *                    [--database-url URL] [--out bench/results/latest.json] [--no-build] [--profile] [--perf [--perf-phase registration]]
+ *                    [--database-url URL] [--out bench/results/latest.json] [--no-build] [--profile] [--perf] [--perf-database] [--perf-phase registration]
  *                    [--baseline] [--rounds 2] [--open-rate 0] [--open-duration 10]
  *
  * --baseline also starts bench/baseline-server.ts (a hand-rolled login server on the same database) and
@@ -15,7 +15,8 @@
  * --baseline the same rate also goes to bench/null-server.ts (one committed INSERT per call, nothing
  * else), whose p99 is the tail the machine itself adds to a login's two calls at that rate.
  * --perf samples the service (one worker) on the CPU with Linux perf during the login phase and prints
- * where its CPU goes (bench/perf.ts).
+ * where its CPU goes (bench/perf.ts); --perf-database does the same for the PostgreSQL server on this
+ * machine (heavier to record: the run's figures drop with it).
  */
 import { type ChildProcess, execFileSync, fork, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -25,9 +26,9 @@ import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { parseArgs } from '../src/cli/args.js';
-import { treeCpuSeconds } from './cpu.js';
+import { treeCpuSeconds, treePids } from './cpu.js';
 import { measureFloor } from './floor.js';
-import { formatSummary, latestPerfMap, readStacks, startPerf, stopPerf, summarize, type PerfSummary } from './perf.js';
+import { formatDatabaseSummary, formatSummary, latestPerfMap, readStacks, startDatabasePerf, startPerf, stopPerf, summarize, summarizeDatabase, type PerfSummary } from './perf.js';
 import { startFlags } from './start-flags.js';
 import type { LoadParams, OpenLoopStats, PhaseStats } from './load.js';
 
@@ -104,6 +105,11 @@ async function main() {
   // --perf: one worker, sampled on the CPU by Linux perf during the (first) login phase; V8 writes
   // /tmp/perf-<pid>.map so perf can name the JavaScript frames.
   const perf = flags.perf === 'true';
+  // --perf-database: PostgreSQL's processes on this machine, sampled in the same phase.
+  const perfDatabase = flags['perf-database'] === 'true';
+  if (perfDatabase && (embedded || !postmasterPid())) {
+    throw new Error('--perf-database samples a PostgreSQL server on this machine, and none was found (PGlite runs inside the service: --perf samples it)');
+  }
   // --perf-phase registration samples the registration phase instead.
   const perfPhase = flags['perf-phase'] === 'registration' ? 'registration' : 'login';
   if (profile || perf) env.PASSKEYD_WORKERS = '1';
@@ -117,6 +123,10 @@ async function main() {
   let perfRecording: ChildProcess | undefined;
   let perfSummary: PerfSummary | undefined;
   let perfMap: string | undefined;
+  // PostgreSQL on this machine is sampled beside the service (its processes as the phase starts).
+  const databasePerfFile = 'bench/results/perf-database.data';
+  let databasePerfRecording: ChildProcess | undefined;
+  let databasePerfSummary: PerfSummary | undefined;
   const server = spawn(process.execPath, [...nodeArgs, 'bin/passkeyd.js', 'serve'], { env, stdio: ['ignore', 'ignore', 'inherit'] });
   // Where V8 names the server's JavaScript code for perf (--perf-basic-prof).
   const perfMapFile = `/tmp/perf-${server.pid}.map`;
@@ -160,15 +170,18 @@ async function main() {
       load.on('message', (m: any) => {
         if (m.type === 'phase-start') {
           marks[m.phase] = sample(m.phase);
-          if (perf && m.phase === perfPhase && !perfRecording) perfRecording = startPerf(server.pid!, perfFile);
+          if (m.phase === perfPhase && !perfRecording && !databasePerfRecording) {
+            if (perf) perfRecording = startPerf(server.pid!, perfFile);
+            if (perfDatabase) databasePerfRecording = startDatabasePerf(treePids(postmaster!), databasePerfFile);
+          }
           load.send({ ack: m.type });
         } else if (m.type === 'phase-end') {
           const now = sample(m.phase);
           const s = (spent[m.phase] ??= { service: 0, database: 0, load: 0, ops: 0 });
           for (const k of ['service', 'database', 'load'] as const) s[k] += now[k] - marks[m.phase]![k];
           s.ops += m.ops;
-          if (m.phase === perfPhase && perfRecording) {
-            stopPerf(perfRecording).then(() => {
+          if (m.phase === perfPhase && (perfRecording || databasePerfRecording)) {
+            Promise.all([perfRecording && stopPerf(perfRecording), databasePerfRecording && stopPerf(databasePerfRecording)]).then(() => {
               // The map as the sampled phase left it: code made after it cannot take the phase's addresses.
               perfMap = readPerfMap();
               load.send({ ack: m.type });
@@ -193,6 +206,7 @@ async function main() {
     baselineServer?.kill('SIGTERM');
     nullServer?.kill('SIGTERM');
     if (perfRecording) await stopPerf(perfRecording);
+    if (databasePerfRecording) await stopPerf(databasePerfRecording);
     server.kill('SIGTERM');
     await new Promise((r) => server.once('exit', r));
     if (perfRecording) {
@@ -202,6 +216,11 @@ async function main() {
       // The JavaScript frames' map, and the log V8 writes beside it into the working directory.
       rmSync(perfMapFile, { force: true });
       for (const f of readdirSync('.')) if (new RegExp(`^isolate-0x[0-9a-f]+-${server.pid}-v8\\.log$`).test(f)) rmSync(f, { force: true });
+    }
+    if (databasePerfRecording) {
+      databasePerfSummary = summarizeDatabase(readStacks(databasePerfFile));
+      // Each sample carries a copy of its stack: hundreds of MB that nothing reads again.
+      rmSync(databasePerfFile, { force: true });
     }
     if (dataDir) rmSync(dataDir, { recursive: true, force: true });
     if (!embedded) {
@@ -249,6 +268,7 @@ async function main() {
     ...(r.open['open-loop-null'] ? { nullServer: 'bench/null-server.ts: node:http and pg; each call commits one INSERT and answers a fixed shape' } : {}),
     floor: { ...floor, ratio: Math.round((loginCpuMicros / floor.floorMicros) * 10) / 10 },
     ...(perfSummary ? { perf: { phase: perfPhase, ...perfSummary } } : {}),
+    ...(databasePerfSummary ? { perfDatabase: { phase: perfPhase, ...databasePerfSummary } } : {}),
   };
   writeFileSync(out, `${JSON.stringify(report, null, 2)}\n`);
   const row = (name: string, s: PhaseStats & { serviceCpuMicrosPerOp: number }) =>
@@ -276,7 +296,9 @@ ${
     : ''
 }${bySecond}${
   r.open['open-loop-null'] ? 'open-loop-null: bench/null-server.ts, each call commits one INSERT and nothing else: the tail the machine adds at this rate\n' : ''
-}${firstErrors}${perfSummary ? `${formatSummary(perfSummary, perfPhase)}\n` : ''}written to ${out}`);
+}${firstErrors}${perfSummary ? `${formatSummary(perfSummary, perfPhase)}\n` : ''}${
+  databasePerfSummary ? `${formatDatabaseSummary(databasePerfSummary, perfPhase)}\n` : ''
+}written to ${out}`);
 }
 
 interface LoadResult {

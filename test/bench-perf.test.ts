@@ -1,5 +1,7 @@
+import { spawn } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
-import { formatSummary, latestPerfMap, ownerOf, parseStacks, summarize } from '../bench/perf.js';
+import { treePids } from '../bench/cpu.js';
+import { databasePartOf, formatDatabaseSummary, formatSummary, latestPerfMap, ownerOf, parseStacks, summarize, summarizeDatabase } from '../bench/perf.js';
 
 // Eight samples in the shape `perf script -F ip,sym,dso` prints them: innermost frame first, blank lines between.
 const SCRIPT = `
@@ -97,5 +99,91 @@ describe('latestPerfMap', () => {
 
   it('keeps entries that only touch (one ends where the next starts)', () => {
     expect(latestPerfMap('10 10 a\n20 10 b\n')).toBe('10 10 a\n20 10 b\n');
+  });
+});
+
+// Seven samples of PostgreSQL's backends as perf prints them with DWARF stacks (static functions unnamed).
+const PG = '/usr/lib/postgresql/15/bin/postgres';
+const DATABASE_SCRIPT = `
+\tffffffff8100b2c1 pvm_irq_enable ([kernel.kallsyms])
+\tffffffff81e00001 __schedule ([kernel.kallsyms])
+\t          0a0001 __futex_abstimed_wait_common (/usr/lib/x86_64-linux-gnu/libc.so.6)
+\t          2a0001 PGSemaphoreLock (${PG})
+\t          2a0002 LWLockAcquireOrWait (${PG})
+\t          2a0003 XLogFlush (${PG})
+\t          2a0004 CommitTransactionCommand (${PG})
+\t          47e486 PostgresMain (${PG})
+
+\t          16b551 AllocSetContextCreateInternal (${PG})
+\t          30ec8b [unknown] (${PG})
+\t          2b0001 ExecInitNode (${PG})
+\t          3043a8 standard_ExecutorStart (${PG})
+\t          4803ee PortalRun (${PG})
+\t          47e486 PostgresMain (${PG})
+
+\t          2c0001 _bt_compare (${PG})
+\t          2c0002 ExecInsertIndexTuples (${PG})
+\t          2c0003 standard_ExecutorRun (${PG})
+\t          4803ee PortalRun (${PG})
+
+\t          2d0001 XLogFlush (${PG})
+\t          2d0002 FlushBuffer (${PG})
+\t          2c0003 standard_ExecutorRun (${PG})
+
+\t          2e0001 DecodeDateTime (${PG})
+\t          2e0002 timestamptz_in (${PG})
+\t          2e0003 OidInputFunctionCall (${PG})
+\t          47e486 PostgresMain (${PG})
+
+\t          2f0001 XLogWrite (${PG})
+\t          2f0002 XLogBackgroundFlush (${PG})
+\t          2f0003 WalWriterMain (${PG})
+
+\t          30ec8b [unknown] (${PG})
+\t          47e486 PostgresMain (${PG})
+`;
+
+describe("bench --perf-database: where PostgreSQL's CPU goes, from perf script", () => {
+  it('puts each sample in the part its innermost named function marks; background processes by their main', () => {
+    expect(parseStacks(DATABASE_SCRIPT).map(databasePartOf)).toEqual([
+      'commit: WAL flush (write, fdatasync, waiting for the WAL lock)', // waiting for the WAL lock, a context switch
+      'executor start (each run sets up its plan: relations, indexes, expressions)',
+      'executor run (scans, rows and index entries written, triggers)',
+      'commit: WAL flush (write, fdatasync, waiting for the WAL lock)', // a dirty page written out by the executor
+      "bind: the parameters' values read from their text (timestamps, arrays, JSON)",
+      'background processes (WAL writer, checkpointer, autovacuum)', // XLogWrite, but in the WAL writer
+      'other (the backend between messages, locks, catalog caches)',
+    ]);
+  });
+
+  it('adds up the parts and names the innermost function of each sample, the kernel marked', () => {
+    const s = summarizeDatabase(parseStacks(DATABASE_SCRIPT), 3);
+    expect(s.samples).toBe(7);
+    expect(s.parts[0]).toEqual({ part: 'commit: WAL flush (write, fdatasync, waiting for the WAL lock)', share: 2 / 7 });
+    expect(s.parts.reduce((sum, p) => sum + p.share, 0)).toBeCloseTo(1);
+    expect(s.top).toEqual([
+      { owner: '[kernel] pvm_irq_enable', share: 1 / 7 },
+      { owner: 'AllocSetContextCreateInternal', share: 1 / 7 },
+      { owner: '_bt_compare', share: 1 / 7 },
+    ]);
+    const [first, , , row] = formatDatabaseSummary(s).split('\n');
+    expect(first).toBe('on-CPU samples of PostgreSQL in the login phase (perf, 7 samples):');
+    expect(row).toBe('| commit: WAL flush (write, fdatasync, waiting for the WAL lock) | 28.6% |');
+  });
+});
+
+describe('treePids', () => {
+  it('lists a process and the children it has running, and nothing outside its tree', async () => {
+    const child = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 30000)'], { stdio: 'ignore' });
+    try {
+      await new Promise((r) => child.once('spawn', r));
+      const pids = treePids(process.pid);
+      expect(pids).toContain(process.pid);
+      expect(pids).toContain(child.pid);
+      expect(pids).not.toContain(process.ppid);
+      expect(treePids(child.pid!)).toEqual([child.pid]);
+    } finally {
+      child.kill();
+    }
   });
 });
