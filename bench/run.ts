@@ -107,7 +107,9 @@ async function main() {
   const perf = flags.perf === 'true';
   // --perf-database: PostgreSQL's processes on this machine, sampled in the same phase.
   const perfDatabase = flags['perf-database'] === 'true';
-  if (perfDatabase && (embedded || !postmasterPid())) {
+  // The PostgreSQL server on this machine (its backends are its children), whose CPU the bench reads.
+  const postmaster = embedded ? undefined : postmasterPid();
+  if (perfDatabase && !postmaster) {
     throw new Error('--perf-database samples a PostgreSQL server on this machine, and none was found (PGlite runs inside the service: --perf samples it)');
   }
   // --perf-phase registration samples the registration phase instead.
@@ -158,7 +160,6 @@ async function main() {
     };
     const load = fork('bench/load.ts', [], { execArgv: ['--import', 'tsx'], stdio: 'inherit' });
     // Where the machine's CPU goes during a phase: the service, the database server, the load generator.
-    const postmaster = embedded ? undefined : postmasterPid();
     // The baseline's phases count the baseline server's CPU as the service's.
     const sample = (phase: string) => ({
       service: treeCpuSeconds((phase.endsWith('baseline') ? baselineServer! : phase.endsWith('null') ? nullServer! : server).pid!),
