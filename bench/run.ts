@@ -129,6 +129,8 @@ async function main() {
   const databasePerfFile = 'bench/results/perf-database.data';
   let databasePerfRecording: ChildProcess | undefined;
   let databasePerfSummary: PerfSummary | undefined;
+  // The first phase named perfPhase is sampled, and only that one (with --baseline it comes once per round).
+  let sampling: 'waiting' | 'recording' | 'done' = perf || perfDatabase ? 'waiting' : 'done';
   const server = spawn(process.execPath, [...nodeArgs, 'bin/passkeyd.js', 'serve'], { env, stdio: ['ignore', 'ignore', 'inherit'] });
   // Where V8 names the server's JavaScript code for perf (--perf-basic-prof).
   const perfMapFile = `/tmp/perf-${server.pid}.map`;
@@ -171,7 +173,8 @@ async function main() {
       load.on('message', (m: any) => {
         if (m.type === 'phase-start') {
           marks[m.phase] = sample(m.phase);
-          if (m.phase === perfPhase && !perfRecording && !databasePerfRecording) {
+          if (m.phase === perfPhase && sampling === 'waiting') {
+            sampling = 'recording';
             if (perf) perfRecording = startPerf(server.pid!, perfFile);
             if (perfDatabase) databasePerfRecording = startDatabasePerf(treePids(postmaster!), databasePerfFile);
           }
@@ -181,7 +184,8 @@ async function main() {
           const s = (spent[m.phase] ??= { service: 0, database: 0, load: 0, ops: 0 });
           for (const k of ['service', 'database', 'load'] as const) s[k] += now[k] - marks[m.phase]![k];
           s.ops += m.ops;
-          if (m.phase === perfPhase && (perfRecording || databasePerfRecording)) {
+          if (m.phase === perfPhase && sampling === 'recording') {
+            sampling = 'done';
             Promise.all([perfRecording && stopPerf(perfRecording), databasePerfRecording && stopPerf(databasePerfRecording)]).then(() => {
               // The map as the sampled phase left it: code made after it cannot take the phase's addresses.
               perfMap = readPerfMap();
