@@ -30,6 +30,8 @@ export interface LoadParams {
   baseline: boolean;
   /** Closed-loop login phases per server (A B A B … with the baseline). */
   rounds: number;
+  /** With the baseline, the null server (bench/null-server.ts) takes closed-loop turns too: the most logins/s a server can reach here. */
+  ceiling: boolean;
   /** Open-loop arrivals per second; 0 means half the closed-loop rate passkeyd reached. */
   openRate: number;
   openSeconds: number;
@@ -202,8 +204,9 @@ async function main(p: LoadParams): Promise<void> {
   );
 
   // Logins: passkeyd, and with --baseline the hand-rolled server, in turns (A B A B …).
-  const targets: { phase: 'login' | 'baseline'; sessions: Sessions[] }[] = [{ phase: 'login', sessions: clientsFor(p, p.concurrency).map((c) => c.sessions) }];
-  // The null server (bench/null-server.ts) is driven only in the open loop: it shows the machine's own tail.
+  const targets: { phase: 'login' | 'baseline' | 'null'; sessions: Sessions[] }[] = [{ phase: 'login', sessions: clientsFor(p, p.concurrency).map((c) => c.sessions) }];
+  // The null server (bench/null-server.ts) is driven in the open loop, where it shows the machine's own
+  // tail, and with --ceiling in the closed loop as well (A B C A B C …).
   let nullServer: Sessions[] | undefined;
   if (p.baseline) {
     const { baselineUrl, nullUrl } = await ask({ type: 'provisioned' });
@@ -211,6 +214,7 @@ async function main(p: LoadParams): Promise<void> {
     const json = { ...p, protocol: 'connect', client: 'lean' } as const;
     targets.push({ phase: 'baseline', sessions: clientsFor(json, p.concurrency, baselineUrl).map((c) => c.sessions) });
     nullServer = clientsFor(json, p.concurrency, nullUrl).map((c) => c.sessions);
+    if (p.ceiling) targets.push({ phase: 'null', sessions: nullServer });
   }
   // Each lane owns its own users, as people do: one authenticator never signs two logins at once
   // (that would reorder its sign counter, which the service rightly refuses).
@@ -222,7 +226,7 @@ async function main(p: LoadParams): Promise<void> {
     await login(sessions[lane % sessions.length]!, registered[(lane + p.concurrency * (turn % mine)) % registered.length]!, p.origin);
   };
   const phases: Record<string, ReturnType<typeof merge>> = {};
-  const rounds: Record<string, number[]> = { login: [], baseline: [] };
+  const rounds: Record<string, number[]> = { login: [], baseline: [], null: [] };
   for (const t of targets) await drive(p.concurrency, p.warmupSeconds, closedLoop(t.sessions));
   for (let round = 0; round < p.rounds; round++) {
     for (const t of targets) {
@@ -238,7 +242,7 @@ async function main(p: LoadParams): Promise<void> {
   const closedRate = phases.login!.latencies.length / phases.login!.elapsed;
   const rate = p.openRate > 0 ? p.openRate : Math.max(1, Math.round(closedRate / 2));
   const open: Record<string, OpenLoopStats> = {};
-  const openTargets = [...targets, ...(nullServer ? [{ phase: 'null' as const, sessions: nullServer }] : [])];
+  const openTargets = [...targets, ...(nullServer && !p.ceiling ? [{ phase: 'null' as const, sessions: nullServer }] : [])];
   for (const t of openTargets) {
     const phase = t.phase === 'login' ? 'open-loop' : `open-loop-${t.phase}`;
     // Each server sat idle while the others were measured: warm it again, as the closed-loop phases
@@ -283,6 +287,7 @@ async function main(p: LoadParams): Promise<void> {
     registration: stats(reg.latencies, reg.errors, reg.elapsed, reg.firstError),
     login: finished('login'),
     baseline: finished('baseline'),
+    null: finished('null'),
     open,
   });
 }

@@ -7,13 +7,16 @@
  *   npm run bench -- [--pglite] [--protocol grpc|connect] [--client lean|connect] [--concurrency 64] [--duration 20] [--warmup 5]
  *                    [--users 500] [--registration-duration 10] [--registration-concurrency 16] [--workers 0]
  *                    [--database-url URL] [--out bench/results/latest.json] [--no-build] [--profile] [--perf] [--perf-database] [--perf-phase registration]
- *                    [--baseline] [--rounds 2] [--open-rate 0] [--open-duration 10]
+ *                    [--baseline] [--ceiling] [--rounds 2] [--open-rate 0] [--open-duration 10]
  *
  * --baseline also starts bench/baseline-server.ts (a hand-rolled login server on the same database) and
  * drives it and passkeyd in turns, A B A B, printing the ratio. After the closed-loop phases, logins
  * arrive at a steady rate (--open-rate, default half the closed-loop rate) and p50/p99 are printed; with
  * --baseline the same rate also goes to bench/null-server.ts (one committed INSERT per call, nothing
  * else), whose p99 is the tail the machine itself adds to a login's two calls at that rate.
+ * --ceiling (with --baseline) gives the null server closed-loop turns too, A B C A B C: its logins/s is
+ * the most any server reaches on this machine with these two calls, two commits and this load generator,
+ * and the bench prints passkeyd's and the baseline's as shares of it.
  * --perf samples the service (one worker) on the CPU with Linux perf during the login phase and prints
  * where its CPU goes (bench/perf.ts); --perf-database does the same for the PostgreSQL server on this
  * machine (heavier to record: the run's figures drop with it).
@@ -40,6 +43,8 @@ const databaseUrl = flags['database-url'] ?? process.env.DATABASE_URL ?? 'postgr
 const out = flags.out ?? 'bench/results/latest.json';
 const baseline = flags.baseline === 'true';
 if (baseline && embedded) throw new Error('--baseline needs PostgreSQL (the hand-rolled server uses pg)');
+const ceiling = flags.ceiling === 'true';
+if (ceiling && !baseline) throw new Error('--ceiling drives the null server, which only --baseline starts');
 
 async function freePort(): Promise<number> {
   return new Promise((resolve) => {
@@ -157,6 +162,7 @@ async function main() {
       registrationConcurrency: num('registration-concurrency', 16),
       baseline,
       rounds: num('rounds', baseline ? 2 : 1),
+      ceiling,
       openRate: num('open-rate', 0),
       openSeconds: num('open-duration', 10),
     };
@@ -242,9 +248,11 @@ async function main() {
     const ops = Math.max(1, s.ops);
     return { service: us(s.service / ops), database: us(s.database / ops), loadGenerator: us(s.load / ops) };
   };
-  const split = { login: per('login'), registration: per('registration'), baseline: per('baseline') };
+  const split = { login: per('login'), registration: per('registration'), baseline: per('baseline'), null: per('null') };
   const loginCpuMicros = split.login?.service ?? 0;
   const r = result!;
+  // One rate over another, to two places.
+  const share = (a: number, b: number) => Math.round((a / Math.max(0.01, b)) * 100) / 100;
   const withCpu = <T extends object>(stats: T, phase: string) => ({ ...stats, serviceCpuMicrosPerOp: per(phase)?.service ?? 0, cpuMicrosPerOp: per(phase) });
   const report = {
     date: new Date().toISOString(),
@@ -265,7 +273,18 @@ async function main() {
           baseline: {
             ...withCpu(r.baseline, 'baseline'),
             server: 'bench/baseline-server.ts: node:http, SimpleWebAuthn, pg, jose; one process; Connect JSON over HTTP/1.1',
-            ratio: Math.round((r.login.perSecond / Math.max(0.01, r.baseline.perSecond)) * 100) / 100,
+            ratio: share(r.login.perSecond, r.baseline.perSecond),
+          },
+        }
+      : {}),
+    ...(r.null
+      ? {
+          ceiling: {
+            ...withCpu(r.null, 'null'),
+            server: 'bench/null-server.ts, closed loop: each call commits one INSERT and answers a fixed shape',
+            passkeydShare: share(r.login.perSecond, r.null.perSecond),
+            ...(r.baseline ? { baselineShare: share(r.baseline.perSecond, r.null.perSecond) } : {}),
+            floorRatio: Math.round(((split.null?.service ?? 0) / floor.floorMicros) * 10) / 10,
           },
         }
       : {}),
@@ -280,6 +299,7 @@ async function main() {
     `| ${name} | ${s.perSecond} | ${s.p50} | ${s.p95} | ${s.p99} | ${s.errors} | ${s.serviceCpuMicrosPerOp} |`;
   const rows = [row('login', report.login), row('registration', report.registration)];
   if (report.baseline) rows.push(row('login, hand-rolled baseline', report.baseline));
+  if (report.ceiling) rows.push(row('login, null server (the ceiling)', report.ceiling));
   for (const [phase, stats] of Object.entries(report.openLoop)) rows.push(row(`${phase} at ${stats.rate}/s`, stats));
   const bySecond = Object.entries(r.open)
     .map(([phase, s]) => `${phase}: p99 ms in each second ${s.p99BySecond.join(' ')}; longest stall ${s.longestStall} ms, ${s.stalls} of 30 ms or more\n`)
@@ -299,6 +319,10 @@ ${
   report.baseline
     ? `baseline: logins/s per round passkeyd ${r.login.rounds.join(', ')} / baseline ${r.baseline!.rounds.join(', ')}; passkeyd = ${report.baseline.ratio}× the baseline; baseline CPU per login: server ${split.baseline?.service} µs, database ${split.baseline?.database} µs\n`
     : ''
+}${
+  report.ceiling
+    ? `ceiling: logins/s per round null server ${r.null!.rounds.join(', ')}; passkeyd = ${report.ceiling.passkeydShare} of the null server's, the baseline ${report.ceiling.baselineShare}; null server CPU per login: server ${split.null?.service} µs (${report.ceiling.floorRatio}× floor), database ${split.null?.database} µs\n`
+    : ''
 }${bySecond}${
   r.open['open-loop-null'] ? 'open-loop-null: bench/null-server.ts, each call commits one INSERT and nothing else: the tail the machine adds at this rate\n' : ''
 }${firstErrors}${perfSummary ? `${formatSummary(perfSummary, perfPhase)}\n` : ''}${
@@ -310,6 +334,7 @@ interface LoadResult {
   registration: PhaseStats;
   login: PhaseStats & { rounds: number[] };
   baseline?: PhaseStats & { rounds: number[] };
+  null?: PhaseStats & { rounds: number[] };
   open: Record<string, OpenLoopStats>;
 }
 

@@ -52,7 +52,7 @@ describe(`npm run bench, in miniature (${BACKEND})`, () => {
   }, 180_000);
 
   it.skipIf(!TEST_DATABASE_URL)(
-    '--baseline measures the hand-rolled login server in turns with passkeyd and prints the ratio',
+    '--baseline measures the hand-rolled login server in turns with passkeyd and prints the ratio; --ceiling adds the null server to the turns',
     async () => {
       const out = path.join(dir, 'baseline.json');
       const tiny = [
@@ -73,16 +73,17 @@ describe(`npm run bench, in miniature (${BACKEND})`, () => {
       ];
       const { stdout } = await run(
         process.execPath,
-        ['--import', 'tsx', 'bench/run.ts', '--no-build', '--database-url', TEST_DATABASE_URL!, '--baseline', '--protocol', 'connect', ...tiny, '--out', out],
+        ['--import', 'tsx', 'bench/run.ts', '--no-build', '--database-url', TEST_DATABASE_URL!, '--baseline', '--ceiling', '--protocol', 'connect', ...tiny, '--out', out],
         { timeout: 150_000, env: { ...process.env, PASSKEYD_FROM_SOURCE: '1' } },
       );
       const report = JSON.parse(readFileSync(out, 'utf8'));
       expect(report.baseline.ops).toBeGreaterThan(0);
       expect(report.baseline.errors).toBe(0);
       expect(report.baseline.serviceCpuMicrosPerOp).toBeGreaterThan(0);
-      // A B A B: two closed-loop rounds each.
+      // A B C A B C: two closed-loop rounds each.
       expect(report.login.rounds).toHaveLength(2);
       expect(report.baseline.rounds).toHaveLength(2);
+      expect(report.ceiling.rounds).toHaveLength(2);
       expect(report.baseline.ratio).toBeCloseTo(report.login.perSecond / report.baseline.perSecond, 1);
       expect(report.openLoop['open-loop-baseline'].errors).toBe(0);
       expect(stdout).toMatch(/passkeyd = [\d.]+× the baseline/);
@@ -94,7 +95,21 @@ describe(`npm run bench, in miniature (${BACKEND})`, () => {
       expect(nil.serviceCpuMicrosPerOp).toBeGreaterThan(0);
       expect(report.nullServer).toMatch(/null-server\.ts/);
       expect(stdout).toMatch(/\| open-loop-null at \d+\/s \| [\d.]+ \|/);
+      // --ceiling: the null server's closed-loop logins/s, with its own CPU, and the others as shares of it.
+      expect(report.ceiling.ops).toBeGreaterThan(0);
+      expect(report.ceiling.errors).toBe(0);
+      expect(report.ceiling.serviceCpuMicrosPerOp).toBeGreaterThan(0);
+      expect(report.ceiling.passkeydShare).toBeCloseTo(report.login.perSecond / report.ceiling.perSecond, 1);
+      expect(report.ceiling.baselineShare).toBeCloseTo(report.baseline.perSecond / report.ceiling.perSecond, 1);
+      expect(report.ceiling.floorRatio).toBeCloseTo(report.ceiling.serviceCpuMicrosPerOp / report.floor.floorMicros, 0);
+      expect(stdout).toMatch(/\| login, null server \(the ceiling\) \| [\d.]+ \|/);
+      expect(stdout).toMatch(/passkeyd = [\d.]+ of the null server's, the baseline [\d.]+; null server CPU per login: server \d+ µs/);
     },
     180_000,
   );
+
+  it('refuses --ceiling without --baseline, which starts the null server, before building or starting anything', async () => {
+    const refused = run(process.execPath, ['--import', 'tsx', 'bench/run.ts', '--no-build', '--ceiling', '--out', path.join(dir, 'never.json')], { timeout: 60_000 });
+    await expect(refused).rejects.toMatchObject({ code: 1, stderr: expect.stringContaining('--ceiling drives the null server, which only --baseline starts') });
+  }, 60_000);
 });
