@@ -5,7 +5,7 @@
  */
 import { create } from '@bufbuild/protobuf';
 import { Code } from '@connectrpc/connect';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { TimestampQueryMethod } from '../gen/passkeyd/object/v2/object_pb.js';
 import { SessionFieldName } from '../gen/passkeyd/session/v2/session_pb.js';
 import { SessionService } from '../gen/passkeyd/session/v2/session_service_pb.js';
@@ -33,6 +33,9 @@ async function rest(method: string, path: string, body?: unknown, token?: string
 }
 
 const b64 = (s: string) => Buffer.from(s).toString('base64');
+
+/** A JWT's claims, read without verifying it. */
+const claimsOf = (jwt: string) => JSON.parse(Buffer.from(jwt.split('.')[1]!, 'base64url').toString()) as { exp: number };
 
 /** The user agent ZITADEL's login app forwards (with headers that must never be stored). */
 const LOGIN_APP_USER_AGENT = {
@@ -169,6 +172,12 @@ describe(`session context over REST with ZITADEL's request bodies (${BACKEND})`,
       checks: { webAuthN: { credentialAssertionData: assertion } },
     });
     expect(set.status).toBe(200);
+    // The token ends at the session's end, in whole seconds rounded down: 0.9-1.9 s from here. (It used
+    // to get a lifetime of the whole seconds left, 1, counted from the current whole second, so it could
+    // die a few milliseconds after SetSession answered, and the call below got 401 now and then.)
+    const session = await rest('GET', `/v2/sessions/${created.json.sessionId}?sessionToken=${encodeURIComponent(set.json.sessionToken)}`);
+    const sessionEnd = Date.parse(session.json.session.expirationDate);
+    expect(claimsOf(set.json.accessToken).exp).toBe(Math.floor(sessionEnd / 1000));
     expect((await rest('GET', `/v2/users/${userId}`, undefined, set.json.accessToken)).status).toBe(200);
     await new Promise((r) => setTimeout(r, 2300));
     expect((await rest('GET', `/v2/users/${userId}`, undefined, set.json.accessToken)).status).toBe(401);
@@ -176,6 +185,22 @@ describe(`session context over REST with ZITADEL's request bodies (${BACKEND})`,
     expect((await rest('PATCH', `/v2/sessions/${created.json.sessionId}`, { sessionToken: set.json.sessionToken, metadata: { a: b64('b') } })).status).toBe(404);
     const listed = await rest('POST', '/v2/sessions/search', { queries: [{ idsQuery: { ids: [created.json.sessionId] } }] }, srv.admin);
     expect(listed.json.sessions ?? []).toEqual([]);
+  });
+
+  it("an access token bounded by its session's end lives until that whole second, however late in a second it is issued", async () => {
+    // 10 ms before a second turns, with 1.9 s of session left: the token lives 1.01 s, to the session's
+    // last whole second; with no end, its own lifetime counts.
+    const issuedAt = (Math.floor(Date.now() / 1000) + 5) * 1000 + 990;
+    vi.useFakeTimers({ toFake: ['Date'], now: issuedAt });
+    try {
+      const bounded = await srv.app.tokens.issue({ subject: 'u', orgId: 'o', sessionId: 's', ttlSeconds: 900, notAfter: new Date(issuedAt + 1900) });
+      expect(bounded.expiresAt.getTime() - issuedAt).toBe(1010);
+      expect(claimsOf(bounded.token).exp * 1000).toBe(bounded.expiresAt.getTime());
+      const free = await srv.app.tokens.issue({ subject: 'u', orgId: 'o', sessionId: 's', ttlSeconds: 900, notAfter: new Date(issuedAt + 3600_000) });
+      expect(free.expiresAt.getTime()).toBe(issuedAt - 990 + 900_000);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('metadata bounds: too many keys, a too-long key, a too-large value → INVALID_ARGUMENT, nothing stored', async () => {

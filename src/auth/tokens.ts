@@ -35,6 +35,11 @@ interface TokenClaims {
   sessionId?: string;
   credentialId?: string;
   ttlSeconds: number;
+  /**
+   * What the token stands for ends then (a user's session): `exp` is no later, in whole seconds rounded
+   * down, so a verifier that only reads the token never accepts it past that end.
+   */
+  notAfter?: Date;
 }
 
 export interface TokenService {
@@ -145,7 +150,10 @@ export async function createTokenService(db: Kysely<Database>, options: TokenSer
       const tokenId = randomUUID();
       const now = Math.floor(Date.now() / 1000);
       const deadline = active.retiresAt ? Math.floor(active.retiresAt.getTime() / 1000) : Number.POSITIVE_INFINITY;
-      const exp = Math.min(now + claims.ttlSeconds, deadline);
+      // Bounded by absolute ends, not by a lifetime counted from the whole second: a session with 1.9 s
+      // left gives a token of 0.9-1.9 s, never one that dies at the next second's turn.
+      const end = claims.notAfter ? Math.floor(claims.notAfter.getTime() / 1000) : Number.POSITIVE_INFINITY;
+      const exp = Math.min(now + claims.ttlSeconds, end, deadline);
       // Claims in a fixed order; the key is a KeyObject parsed once, so signing is one synchronous
       // node:crypto call (no per-token key import or WebCrypto job).
       const payload: JWTPayload = { iss: options.issuer, sub: claims.subject, aud: options.audience, exp, iat: now, jti: tokenId, org: claims.orgId };

@@ -268,8 +268,7 @@ export function createFinishLogin({ db, config, tokens, known, sessionOwner }: F
             metadataFull,
           },
     );
-    const remaining = Math.floor((expiresAt.getTime() - Date.now()) / 1000);
-    const issued = await tokens.issue({ subject: userId, orgId: passkey.orgId, sessionId: session.id, ttlSeconds: Math.max(1, Math.min(config.tokenTtlSeconds, remaining)) });
+    const issued = await tokens.issue({ subject: userId, orgId: passkey.orgId, sessionId: session.id, ttlSeconds: config.tokenTtlSeconds, notAfter: expiresAt });
     return { details, sessionToken, accessToken: issued.token, accessTokenExpiresAt: issued.expiresAt };
   }
 }

@@ -194,7 +194,7 @@ export function createSignUp({ db, config, tokens, metadata }: { db: Kysely<Data
           return details;
         });
       const details = await mappingDuplicates(run, { [USERNAME_UNIQUE]: () => taken(username), ...DUPLICATE_CREDENTIAL });
-      const issued = await tokens.issue({ subject: userId, orgId: pending.org_id, sessionId, ttlSeconds: Math.min(config.tokenTtlSeconds, config.sessionTtlSeconds) });
+      const issued = await tokens.issue({ subject: userId, orgId: pending.org_id, sessionId, ttlSeconds: config.tokenTtlSeconds, notAfter: expiresAt });
       return { userId, passkeyId, details, sessionId, sessionToken, accessToken: issued.token, accessTokenExpiresAt: issued.expiresAt };
     },
   };
