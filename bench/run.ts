@@ -251,8 +251,9 @@ async function main() {
   const split = { login: per('login'), registration: per('registration'), baseline: per('baseline'), null: per('null') };
   const loginCpuMicros = split.login?.service ?? 0;
   const r = result!;
-  // One rate over another, to two places.
+  // One rate over another, to two places; a CPU time over the floor, to one.
   const share = (a: number, b: number) => Math.round((a / Math.max(0.01, b)) * 100) / 100;
+  const timesFloor = (micros: number) => Math.round((micros / floor.floorMicros) * 10) / 10;
   const withCpu = <T extends object>(stats: T, phase: string) => ({ ...stats, serviceCpuMicrosPerOp: per(phase)?.service ?? 0, cpuMicrosPerOp: per(phase) });
   const report = {
     date: new Date().toISOString(),
@@ -284,13 +285,13 @@ async function main() {
             server: 'bench/null-server.ts, closed loop: each call commits one INSERT and answers a fixed shape',
             passkeydShare: share(r.login.perSecond, r.null.perSecond),
             ...(r.baseline ? { baselineShare: share(r.baseline.perSecond, r.null.perSecond) } : {}),
-            floorRatio: Math.round(((split.null?.service ?? 0) / floor.floorMicros) * 10) / 10,
+            floorRatio: timesFloor(split.null?.service ?? 0),
           },
         }
       : {}),
     openLoop: Object.fromEntries(Object.entries(r.open).map(([phase, stats]) => [phase, withCpu(stats, phase)])),
     ...(r.open['open-loop-null'] ? { nullServer: 'bench/null-server.ts: node:http and pg; each call commits one INSERT and answers a fixed shape' } : {}),
-    floor: { ...floor, ratio: Math.round((loginCpuMicros / floor.floorMicros) * 10) / 10 },
+    floor: { ...floor, ratio: timesFloor(loginCpuMicros) },
     ...(perfSummary ? { perf: { phase: perfPhase, ...perfSummary } } : {}),
     ...(databasePerfSummary ? { perfDatabase: { phase: perfPhase, ...databasePerfSummary } } : {}),
   };
